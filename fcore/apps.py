@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class FcoreConfig(AppConfig):
+    name = "fcore"
+    verbose_name = "Federation Core"

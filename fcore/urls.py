@@ -1,0 +1,27 @@
+from django.contrib import admin
+from django.http import JsonResponse
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from fcore.errors import json_error_view
+from runs.api.urls import alias_urlpatterns, workflows_urlpatterns
+
+
+def healthz(request):
+    return JsonResponse({"ok": True})
+
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/console/", permanent=False)),
+    path("healthz", healthz),
+    path("workflows/", include(workflows_urlpatterns)),
+    path("api/fc/", include(alias_urlpatterns)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger"),
+    path("console/", include("gates.console.urls")),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = json_error_view(404, "not_found", "Not found.")
+handler500 = json_error_view(500, "server_error", "Internal error; it has been logged.")

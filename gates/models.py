@@ -1,0 +1,182 @@
+"""Policies (with immutable versions), the decisions they produced, and approval gates.
+
+A `Policy` row is the editable head; each save goes through `gates.policies.policy_save`,
+which writes a new immutable `PolicyVersion` and an `FC-ADM-001` event. Decisions name the
+version they used. A `Gate` is a state machine (`open → approved | rejected | expired |
+overridden | cancelled`); votes are `Approval` rows, one per actor.
+"""
+
+from django.db import models
+from django_fsm import FSMField, FSMModelMixin, transition
+
+
+class Effect(models.TextChoices):
+    ALLOW = "allow"
+    FLAG = "flag"
+    DENY = "deny"
+
+
+class TenantQuerySet(models.QuerySet):
+    def for_tenant(self, tenant):
+        return self.filter(tenant=tenant)
+
+
+class Policy(models.Model):
+    """The current state of a policy; its history is in `versions`."""
+
+    tenant = models.ForeignKey("fcore.Tenant", on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    tier = models.PositiveSmallIntegerField(default=1)
+    applies_to = models.JSONField(default=dict, blank=True)
+    rules = models.JSONField(default=list)
+    enabled = models.BooleanField(default=True)
+    version = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["tenant", "-tier", "name"]
+        verbose_name_plural = "policies"
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="uniq_policy")]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class PolicyVersion(models.Model):
+    """One immutable version of a policy."""
+
+    policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="versions")
+    version = models.PositiveIntegerField()
+    tier = models.PositiveSmallIntegerField()
+    applies_to = models.JSONField(default=dict)
+    rules = models.JSONField(default=list)
+    enabled = models.BooleanField()
+    spec_hash = models.CharField(max_length=64)
+    created_by = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["policy", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "version"], name="uniq_policy_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy.name} v{self.version}"
+
+
+class PolicyDecision(models.Model):
+    """The decision taken before one attempt of one step, with what it was based on."""
+
+    tenant = models.ForeignKey("fcore.Tenant", on_delete=models.PROTECT, related_name="+")
+    step_run = models.ForeignKey("runs.StepRun", on_delete=models.PROTECT,
+                                 related_name="decisions")
+    attempt = models.PositiveIntegerField(default=1)
+    decision = models.CharField(max_length=8, choices=Effect.choices)
+    reason = models.CharField(max_length=1000, blank=True)
+    policy = models.ForeignKey(Policy, null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="+")
+    policy_version = models.PositiveIntegerField(null=True, blank=True)
+    tier = models.PositiveSmallIntegerField(null=True, blank=True)
+    rules_triggered = models.JSONField(default=list)
+    policies = models.JSONField(default=list)
+    context = models.JSONField(default=dict)
+    evaluated_at = models.DateTimeField()
+    evaluation_us = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["evaluated_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.step_run} {self.decision}"
+
+
+class GateStatus(models.TextChoices):
+    OPEN = "open"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    OVERRIDDEN = "overridden"
+    CANCELLED = "cancelled"
+
+
+class Gate(FSMModelMixin, models.Model):
+    """An approval gate on a run (and usually one of its steps)."""
+
+    tenant = models.ForeignKey("fcore.Tenant", on_delete=models.PROTECT, related_name="+")
+    run = models.ForeignKey("runs.Run", on_delete=models.PROTECT, related_name="gates")
+    step_run = models.ForeignKey("runs.StepRun", null=True, blank=True,
+                                 on_delete=models.PROTECT, related_name="gates")
+    status = FSMField(default=GateStatus.OPEN, choices=GateStatus.choices, protected=True,
+                      db_index=True)
+    source = models.CharField(max_length=16)  # policy | approval_step | api
+    reason = models.CharField(max_length=1000)
+    requested_by = models.CharField(max_length=200)
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+    approver_group = models.CharField(max_length=150, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    on_timeout = models.CharField(max_length=16, default="reject")
+    escalate_to = models.CharField(max_length=150, blank=True)
+    input_schema = models.JSONField(null=True, blank=True)
+    resolution = models.JSONField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "status", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"gate {self.pk} ({self.status})"
+
+    @property
+    def step_id(self) -> str | None:
+        return self.step_run.step_id if self.step_run_id else None
+
+    @transition(field=status, source=GateStatus.OPEN, target=GateStatus.APPROVED)
+    def approve(self):
+        pass
+
+    @transition(field=status, source=GateStatus.OPEN, target=GateStatus.REJECTED)
+    def reject(self):
+        pass
+
+    @transition(field=status, source=GateStatus.OPEN, target=GateStatus.EXPIRED)
+    def expire(self):
+        pass
+
+    @transition(field=status, source=GateStatus.OPEN, target=GateStatus.OVERRIDDEN)
+    def override(self):
+        pass
+
+    @transition(field=status, source=GateStatus.OPEN, target=GateStatus.CANCELLED)
+    def cancel(self):
+        pass
+
+
+class Vote(models.TextChoices):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class Approval(models.Model):
+    """One actor's vote on a gate."""
+
+    gate = models.ForeignKey(Gate, on_delete=models.PROTECT, related_name="approvals")
+    actor = models.CharField(max_length=200)
+    decision = models.CharField(max_length=8, choices=Vote.choices)
+    comment = models.TextField(blank=True)
+    input = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["gate", "actor"], name="uniq_vote_per_actor"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.decision}"

@@ -1,0 +1,73 @@
+"""Policy services and selectors: saving versions, finding what applies to a step."""
+
+from django.db import transaction
+
+from audit.hashing import json_hash
+from audit.services import admin_stream_name, audit_append
+
+from .models import Policy, PolicyVersion
+from .policy import PolicySnapshot, RuleError, validate_applies_to, validate_rules
+
+
+def _rules_diff(old: list[dict], new: list[dict]) -> dict:
+    before = {r["id"]: r for r in old}
+    after = {r["id"]: r for r in new}
+    return {
+        "added": sorted(set(after) - set(before)),
+        "removed": sorted(set(before) - set(after)),
+        "changed": sorted(i for i in set(before) & set(after) if before[i] != after[i]),
+    }
+
+
+def policy_save(*, tenant, name: str, rules, actor: str, tier: int = 1, applies_to=None,
+                enabled: bool = True, description: str = "") -> tuple[Policy, bool]:
+    """Validate and save a policy; a real change creates a new immutable version and
+    `FC-ADM-001` with the diff. Returns (policy, changed)."""
+    if not isinstance(tier, int) or isinstance(tier, bool) or not 0 <= tier <= 100:
+        raise RuleError("tier must be an integer from 0 to 100")
+    clean_rules = validate_rules(rules)
+    clean_applies = validate_applies_to(applies_to)
+    spec = {"tier": tier, "applies_to": clean_applies, "rules": clean_rules,
+            "enabled": bool(enabled)}
+    spec_hash = json_hash(spec)
+    with transaction.atomic():
+        policy, _ = Policy.objects.select_for_update().get_or_create(
+            tenant=tenant, name=name, defaults={"rules": []})
+        latest = policy.versions.order_by("-version").first()
+        if latest and latest.spec_hash == spec_hash:
+            if description and description != policy.description:
+                policy.description = description
+                policy.save(update_fields=["description", "updated_at"])
+            return policy, False
+        old = {"tier": latest.tier, "applies_to": latest.applies_to, "rules": latest.rules,
+               "enabled": latest.enabled} if latest else {"rules": []}
+        policy.version = (latest.version if latest else 0) + 1
+        policy.tier, policy.applies_to, policy.rules = tier, clean_applies, clean_rules
+        policy.enabled = bool(enabled)
+        policy.description = description or policy.description
+        policy.save()
+        PolicyVersion.objects.create(
+            policy=policy, version=policy.version, tier=tier, applies_to=clean_applies,
+            rules=clean_rules, enabled=bool(enabled), spec_hash=spec_hash, created_by=actor)
+        fields = sorted(k for k in ("tier", "applies_to", "enabled") if old.get(k) != spec[k])
+        audit_append(
+            tenant_id=tenant.id, stream=admin_stream_name(tenant.slug), code="FC-ADM-001",
+            actor=actor,
+            data={"policy": name, "policy_id": policy.id, "version": policy.version,
+                  "previous_version": latest.version if latest else None,
+                  "spec_hash": spec_hash, "fields_changed": fields,
+                  "rules": _rules_diff(old["rules"], clean_rules)},
+        )
+    return policy, True
+
+
+def policies_applicable(*, tenant, workflow: str, step_type: str) -> list[PolicySnapshot]:
+    """Enabled policies of the tenant whose patterns match, as evaluation snapshots."""
+    snapshots = []
+    for policy in Policy.objects.for_tenant(tenant).filter(enabled=True, version__gt=0):
+        snapshot = PolicySnapshot(
+            policy_id=policy.id, name=policy.name, version=policy.version, tier=policy.tier,
+            applies_to=policy.applies_to, rules=tuple(policy.rules))
+        if snapshot.applies(workflow, step_type):
+            snapshots.append(snapshot)
+    return snapshots

@@ -1,0 +1,210 @@
+"""Policy evaluation: pure functions over a context. No database.
+
+Combination (DESIGN §6): any deny → deny; else any flag → flag; else allow. Anything that
+goes wrong while evaluating a rule — a parse error, a missing attribute, a type error, a
+result that is not a boolean — is a `deny` with reason `policy_error: …` (fail-closed).
+
+Rules are CEL (`common-expression-language`). CEL has no cost limit in that binding, so a
+rule may only read the documented context variables: comprehension macros (`map`, `all`,
+`exists`, `filter`) bind variables of their own and are refused when a rule is saved, and
+expression length is capped.
+"""
+
+import fnmatch
+import functools
+import re
+import time
+from dataclasses import dataclass, field
+
+import cel
+
+CONTEXT_VARIABLES = frozenset({"run", "step", "input", "actor", "tenant", "now"})
+EFFECTS = ("allow", "flag", "deny")
+_SEVERITY = {"allow": 0, "flag": 1, "deny": 2}
+MAX_RULE_LENGTH = 2000
+GATE_KEYS = frozenset({"required_approvals", "approver_group", "expires_in", "on_timeout",
+                       "escalate_to", "input_schema"})
+
+
+class RuleError(ValueError):
+    """A rule that cannot be saved; `line` and `column` point at the fault when known."""
+
+    def __init__(self, message: str, *, rule_id: str = "", line: int | None = None,
+                 column: int | None = None):
+        self.rule_id, self.line, self.column = rule_id, line, column
+        where = f" at line {line}, column {column}" if line else ""
+        prefix = f"rule '{rule_id}': " if rule_id else ""
+        super().__init__(f"{prefix}{message}{where}")
+
+
+_POSITION = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_rule(expression: str) -> cel.Program:
+    """Compile a CEL expression once; cached by its source text."""
+    return cel.compile(expression)
+
+
+def check_expression(expression: str, *, rule_id: str = "") -> None:
+    """Raise RuleError unless `expression` compiles and reads only context variables."""
+    if not isinstance(expression, str) or not expression.strip():
+        raise RuleError("'when' must be a non-empty CEL expression", rule_id=rule_id)
+    if len(expression) > MAX_RULE_LENGTH:
+        raise RuleError(f"expression longer than {MAX_RULE_LENGTH} characters", rule_id=rule_id)
+    try:
+        program = compile_rule(expression)
+    except (ValueError, RuntimeError) as exc:
+        match = _POSITION.search(str(exc))
+        if match:
+            line, column, text = int(match[1]), int(match[2]), match[3].splitlines()[0]
+            raise RuleError(text, rule_id=rule_id, line=line, column=column) from None
+        raise RuleError(str(exc).splitlines()[0], rule_id=rule_id) from None
+    unknown = sorted(set(program.variables()) - CONTEXT_VARIABLES)
+    if unknown:
+        raise RuleError(
+            f"unknown variable(s) {', '.join(unknown)}; rules may read only "
+            f"{', '.join(sorted(CONTEXT_VARIABLES))} (comprehension macros are not allowed)",
+            rule_id=rule_id,
+        )
+
+
+def validate_rules(rules) -> list[dict]:
+    """Validate and normalise a policy's rules; raise RuleError at the first fault."""
+    if not isinstance(rules, list):
+        raise RuleError("rules must be a list")
+    seen, clean = set(), []
+    for position, rule in enumerate(rules, start=1):
+        if not isinstance(rule, dict):
+            raise RuleError(f"rule #{position} must be an object")
+        rule_id = str(rule.get("id") or "").strip()
+        if not rule_id:
+            raise RuleError(f"rule #{position} has no id")
+        if rule_id in seen:
+            raise RuleError("duplicate rule id", rule_id=rule_id)
+        seen.add(rule_id)
+        effect = rule.get("effect")
+        if effect not in EFFECTS:
+            raise RuleError(f"effect must be one of {', '.join(EFFECTS)}", rule_id=rule_id)
+        check_expression(rule.get("when"), rule_id=rule_id)
+        item = {"id": rule_id, "effect": effect, "when": rule["when"],
+                "reason": str(rule.get("reason") or rule_id)}
+        gate = rule.get("gate")
+        if gate is not None:
+            if effect != "flag" or not isinstance(gate, dict) or set(gate) - GATE_KEYS:
+                raise RuleError(f"'gate' is an object on a flag rule with keys from "
+                                f"{', '.join(sorted(GATE_KEYS))}", rule_id=rule_id)
+            item["gate"] = gate
+        clean.append(item)
+    return clean
+
+
+def validate_applies_to(applies_to) -> dict:
+    applies_to = applies_to or {}
+    if not isinstance(applies_to, dict) or set(applies_to) - {"workflows", "step_types"}:
+        raise RuleError("applies_to takes 'workflows' and 'step_types' lists of patterns")
+    clean = {}
+    for key in ("workflows", "step_types"):
+        patterns = applies_to.get(key, ["*"])
+        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+            raise RuleError(f"applies_to.{key} must be a list of patterns")
+        clean[key] = patterns
+    return clean
+
+
+@dataclass(frozen=True)
+class PolicySnapshot:
+    """What evaluation needs of one policy version."""
+
+    policy_id: int
+    name: str
+    version: int
+    tier: int
+    applies_to: dict
+    rules: tuple
+
+    def applies(self, workflow: str, step_type: str) -> bool:
+        wf = self.applies_to.get("workflows", ["*"])
+        st = self.applies_to.get("step_types", ["*"])
+        return (any(fnmatch.fnmatchcase(workflow, p) for p in wf)
+                and any(fnmatch.fnmatchcase(step_type, p) for p in st))
+
+
+@dataclass
+class Decision:
+    decision: str
+    reason: str
+    policy_id: int | None = None
+    policy_version: int | None = None
+    tier: int | None = None
+    rules_triggered: list = field(default_factory=list)
+    policies: list = field(default_factory=list)
+    gate: dict = field(default_factory=dict)
+    evaluation_us: int = 0
+
+    @property
+    def policy_versions(self) -> list[dict]:
+        return [{"policy_id": p["policy_id"], "version": p["version"]} for p in self.policies]
+
+
+def _run_rule(rule: dict, variables: cel.Context) -> bool:
+    result = compile_rule(rule["when"]).execute(variables)
+    if not isinstance(result, bool):
+        raise TypeError(f"rule returned {type(result).__name__}, not a boolean")
+    return result
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"no such attribute {exc}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def evaluate(policies: list[PolicySnapshot], context: dict) -> Decision:
+    """Decide for one step. `policies` are the applicable, enabled policy versions."""
+    started = time.perf_counter()
+    variables = cel.Context(context)
+    results, fired = [], []
+    for policy in policies:
+        effect = "allow"
+        for rule in policy.rules:
+            try:
+                triggered = _run_rule(rule, variables)
+                rule_effect, reason = rule["effect"], rule["reason"]
+            except Exception as exc:  # any evaluation failure denies (fail-closed)
+                triggered, rule_effect = True, "deny"
+                reason = f"policy_error: {policy.name}/{rule['id']}: {_describe(exc)}"
+            if triggered:
+                fired.append({"policy": policy.name, "policy_id": policy.policy_id,
+                              "rule": rule["id"], "effect": rule_effect, "reason": reason,
+                              "tier": policy.tier, "gate": rule.get("gate") or {}})
+                if _SEVERITY[rule_effect] > _SEVERITY[effect]:
+                    effect = rule_effect
+        results.append({"policy_id": policy.policy_id, "name": policy.name,
+                        "version": policy.version, "tier": policy.tier, "effect": effect})
+    final = max((r["effect"] for r in results), key=_SEVERITY.__getitem__, default="allow")
+    winners = [f for f in fired if f["effect"] == final]
+    deciding = max((r for r in results if r["effect"] == final),
+                   key=lambda r: (r["tier"], r["name"]), default=None)
+    if winners:
+        reason = "; ".join(dict.fromkeys(w["reason"] for w in winners))
+    elif results:
+        reason = "no rule fired"
+    else:
+        reason = "no applicable policy"
+    gate = {}
+    for w in winners:  # the strictest gate settings among the flag rules that fired
+        for key, value in w["gate"].items():
+            if key == "required_approvals":
+                gate[key] = max(gate.get(key, 0), int(value))
+            else:
+                gate.setdefault(key, value)
+    return Decision(
+        decision=final, reason=reason[:1000],
+        policy_id=deciding["policy_id"] if deciding else None,
+        policy_version=deciding["version"] if deciding else None,
+        tier=deciding["tier"] if deciding else None,
+        rules_triggered=[{k: v for k, v in f.items() if k != "gate"} for f in fired],
+        policies=results, gate=gate,
+        evaluation_us=int((time.perf_counter() - started) * 1_000_000),
+    )

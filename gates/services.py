@@ -1,0 +1,181 @@
+"""Gate services: opening a gate and recording votes.
+
+These run inside a transaction in which the caller (a service in `runs`) already holds the
+run's row lock; they lock the gate row next (lock order run → gate → audit stream head).
+They never move the run: what a resolved gate means for the run is decided in `runs`.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django_fsm import can_proceed
+
+from audit.services import audit_append
+from fcore.errors import BadRequest, Conflict, Forbidden, FourEyes, InvalidTransition
+
+from .gate_settings import gate_input_errors
+from .models import Approval, Gate, GateStatus, Vote
+
+
+@dataclass(frozen=True)
+class Voter:
+    """Who votes: the actor string and, for a person, their groups in the tenant.
+
+    `groups is None` means a machine client holding the `gates:resolve` scope.
+    """
+
+    actor: str
+    groups: frozenset | None = None
+
+    def may_vote(self, gate: Gate) -> bool:
+        if self.groups is None:
+            return True
+        allowed = {gate.approver_group}
+        if (gate.resolution or {}).get("escalated") and gate.escalate_to:
+            allowed.add(gate.escalate_to)
+        return bool(allowed & self.groups)
+
+
+def gate_open(*, run, step_run, source: str, reason: str, requested_by: str,
+              settings: dict) -> Gate:
+    """Open a gate on `run` (locked by the caller) and record `FC-GATE-001`."""
+    expires_in = settings["expires_in"]
+    gate = Gate.objects.create(
+        tenant_id=run.tenant_id, run=run, step_run=step_run, source=source,
+        reason=reason[:1000], requested_by=requested_by,
+        required_approvals=settings["required_approvals"],
+        approver_group=settings["approver_group"],
+        expires_at=timezone.now() + timedelta(seconds=expires_in) if expires_in else None,
+        on_timeout=settings["on_timeout"], escalate_to=settings["escalate_to"],
+        input_schema=settings["input_schema"],
+    )
+    audit_append(
+        tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-001", actor=requested_by,
+        data={"gate_id": gate.id, "step_id": step_run.step_id if step_run else None,
+              "source": source, "reason": gate.reason,
+              "required_approvals": gate.required_approvals,
+              "approver_group": gate.approver_group,
+              "expires_at": gate.expires_at.isoformat() if gate.expires_at else None},
+    )
+    return gate
+
+
+def _invalid(gate: Gate, target: str = "") -> InvalidTransition:
+    allowed = [t.target for t in gate.get_available_status_transitions()]
+    return InvalidTransition(obj=f"Gate {gate.id}", current=gate.status, allowed=allowed,
+                             target=target)
+
+
+def gate_check_voter(*, gate: Gate, run, voter: Voter) -> None:
+    """Four-eyes and group membership; raises Forbidden/FourEyes."""
+    if voter.actor in {gate.requested_by, run.created_by}:
+        raise FourEyes("The actor who created the run or requested the gate cannot vote on it.")
+    if not voter.may_vote(gate):
+        raise Forbidden(f"Only members of '{gate.approver_group}' may vote on this gate.",
+                        code="not_an_approver")
+
+
+def gate_vote(*, gate: Gate, run, voter: Voter, decision: str, comment: str = "",
+              data=None) -> Gate:
+    """Record one vote on a locked open gate; resolve it on quorum or on the first reject."""
+    if decision not in Vote.values:
+        raise BadRequest("decision must be approve or reject", code="invalid",
+                         errors={"decision": ["approve or reject"]})
+    if gate.status != GateStatus.OPEN:
+        target = GateStatus.APPROVED if decision == Vote.APPROVE else GateStatus.REJECTED
+        raise _invalid(gate, target)
+    gate_check_voter(gate=gate, run=run, voter=voter)
+    if decision == Vote.APPROVE and gate.input_schema is not None:
+        errors = gate_input_errors(gate.input_schema, data)
+        if errors:
+            raise BadRequest("The input does not match the gate's input schema.",
+                             code="invalid_input", errors=errors)
+    try:
+        with transaction.atomic():
+            Approval.objects.create(gate=gate, actor=voter.actor, decision=decision,
+                                    comment=comment, input=data)
+    except IntegrityError:
+        raise Conflict("This actor has already voted on this gate.",
+                       code="already_voted") from None
+    approvals = gate.approvals.filter(decision=Vote.APPROVE).count()
+    audit_append(
+        tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-002", actor=voter.actor,
+        data={"gate_id": gate.id, "vote": decision, "comment": comment,
+              "approvals": approvals, "required_approvals": gate.required_approvals,
+              "input": data},
+    )
+    if decision == Vote.REJECT:
+        _resolve(gate, run, gate.reject, actor=voter.actor, reason=comment or "rejected")
+    elif approvals >= gate.required_approvals:
+        _resolve(gate, run, gate.approve, actor=voter.actor, reason="quorum reached")
+    return gate
+
+
+def _resolve(gate: Gate, run, transition_method, *, actor: str, reason: str) -> None:
+    if not can_proceed(transition_method):
+        raise _invalid(gate)
+    transition_method()
+    votes = list(gate.approvals.values("actor", "decision", "comment"))
+    gate.resolution = {**(gate.resolution or {}), "by": actor, "reason": reason, "votes": votes,
+                       "input": _merged_input(gate)}
+    gate.resolved_at = timezone.now()
+    gate.save()
+    audit_append(
+        tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-003", actor=actor,
+        data={"gate_id": gate.id, "status": gate.status, "reason": reason, "votes": votes},
+    )
+
+
+def _merged_input(gate: Gate):
+    merged = None
+    for vote in gate.approvals.filter(decision=Vote.APPROVE).order_by("created_at", "id"):
+        if isinstance(vote.input, dict):
+            merged = {**(merged or {}), **vote.input}
+    return merged
+
+
+def gate_expire(*, gate: Gate, run, actor: str) -> None:
+    """Expire a locked open gate past its deadline: `FC-GATE-004`."""
+    if not can_proceed(gate.expire):
+        raise _invalid(gate, GateStatus.EXPIRED)
+    gate.expire()
+    gate.resolved_at = timezone.now()
+    gate.resolution = {**(gate.resolution or {}), "by": actor, "reason": "expired"}
+    gate.save()
+    audit_append(
+        tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-004", actor=actor,
+        data={"gate_id": gate.id, "status": gate.status,
+              "expires_at": gate.expires_at.isoformat() if gate.expires_at else None},
+    )
+
+
+def gate_cancel(*, gate: Gate, run, actor: str, reason: str) -> None:
+    """Cancel a locked open gate because its run ended: `FC-GATE-003` with status cancelled."""
+    gate.cancel()
+    gate.resolved_at = timezone.now()
+    gate.resolution = {**(gate.resolution or {}), "by": actor, "reason": reason}
+    gate.save()
+    audit_append(
+        tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-003", actor=actor,
+        data={"gate_id": gate.id, "status": gate.status, "reason": reason, "votes": []},
+    )
+
+
+def gate_escalate(*, gate: Gate, run, actor: str) -> bool:
+    """On timeout with `on_timeout: escalate`: once, add the escalation group and extend
+    the deadline by the original window. Returns False when already escalated."""
+    resolution = gate.resolution or {}
+    if resolution.get("escalated") or not gate.escalate_to or gate.expires_at is None:
+        return False
+    window = gate.expires_at - gate.created_at
+    gate.expires_at = timezone.now() + window
+    gate.resolution = {**resolution, "escalated": True}
+    gate.save(update_fields=["expires_at", "resolution"])
+    audit_append(
+        tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-004", actor=actor,
+        data={"gate_id": gate.id, "status": gate.status, "action": "escalated",
+              "escalate_to": gate.escalate_to, "expires_at": gate.expires_at.isoformat()},
+    )
+    return True

@@ -1,0 +1,178 @@
+"""Input and output serializers of the run API. Input serializers only validate; the
+services change state. Output serializers fix the field names of DESIGN §8."""
+
+from rest_framework import serializers
+
+from audit.models import AuditEvent
+from gates.models import Approval, Gate, PolicyDecision
+from runs.models import Run, RunStatus, StepRun, StepStatus
+
+
+class JSONObjectField(serializers.JSONField):
+    """A JSON value that must be an object."""
+
+    default_error_messages = {"not_object": "Must be a JSON object."}
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            self.fail("not_object")
+        return value
+
+
+# --- input -------------------------------------------------------------------------------
+
+class RunCreateIn(serializers.Serializer):
+    workflow = serializers.CharField(max_length=200)
+    version = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    input = JSONObjectField(required=False, default=dict)
+    idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True,
+                                            allow_blank=False)
+    metadata = JSONObjectField(required=False, default=dict)
+
+
+class RunStatusIn(serializers.Serializer):
+    status = serializers.ChoiceField(choices=RunStatus.values)
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class StepReportIn(serializers.Serializer):
+    status = serializers.ChoiceField(choices=[StepStatus.SUCCEEDED, StepStatus.FAILED])
+    output = serializers.JSONField(required=False, allow_null=True, default=None)
+    error = serializers.JSONField(required=False, allow_null=True, default=None)
+    attempt = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+
+
+class GateRequestIn(serializers.Serializer):
+    step_id = serializers.CharField(max_length=200, required=False, allow_null=True)
+    reason = serializers.CharField(max_length=1000)
+    required_approvals = serializers.IntegerField(min_value=1, max_value=20, required=False)
+    approver_group = serializers.CharField(max_length=150, required=False)
+    expires_in = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    on_timeout = serializers.ChoiceField(choices=["reject", "escalate"], required=False)
+    escalate_to = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    input_schema = JSONObjectField(required=False, allow_null=True)
+
+    GATE_FIELDS = ("required_approvals", "approver_group", "expires_in", "on_timeout",
+                   "escalate_to", "input_schema")
+
+
+class GateVoteIn(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=["approve", "reject"])
+    comment = serializers.CharField(max_length=4000, required=False, allow_blank=True,
+                                    default="")
+    input = serializers.JSONField(required=False, allow_null=True, default=None)
+
+
+# --- output ------------------------------------------------------------------------------
+
+class StepOut(serializers.ModelSerializer):
+    class Meta:
+        model = StepRun
+        fields = ["step_id", "step_type", "index", "after", "status", "attempt", "decision",
+                  "started_at", "ended_at", "input_hash", "output_hash", "receipt_hash",
+                  "output", "error"]
+
+
+class DecisionOut(serializers.ModelSerializer):
+    step_id = serializers.CharField(source="step_run.step_id")
+    policy_id = serializers.IntegerField(allow_null=True)
+
+    class Meta:
+        model = PolicyDecision
+        fields = ["step_id", "attempt", "decision", "reason", "policy_id", "policy_version",
+                  "tier", "rules_triggered", "policies", "evaluated_at", "evaluation_us"]
+
+
+class ApprovalOut(serializers.ModelSerializer):
+    at = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = Approval
+        fields = ["actor", "decision", "comment", "input", "at"]
+
+
+class GateOut(serializers.ModelSerializer):
+    gate_id = serializers.IntegerField(source="id")
+    step_id = serializers.CharField(allow_null=True)
+    run_id = serializers.UUIDField(source="run.run_id")
+    approvals = ApprovalOut(many=True)
+
+    class Meta:
+        model = Gate
+        fields = ["gate_id", "run_id", "step_id", "status", "source", "reason",
+                  "required_approvals", "approvals", "requested_by", "approver_group",
+                  "expires_at", "on_timeout", "escalate_to", "input_schema", "resolution",
+                  "created_at", "resolved_at"]
+
+
+class EventOut(serializers.ModelSerializer):
+    stream = serializers.CharField(source="stream.name")
+    message = serializers.CharField()
+
+    class Meta:
+        model = AuditEvent
+        fields = ["stream", "seq", "code", "message", "actor", "at", "data", "prev_hash",
+                  "hash"]
+
+
+class RunSummaryOut(serializers.ModelSerializer):
+    tenant_id = serializers.CharField(source="tenant.slug")
+    workflow = serializers.CharField(source="definition.name")
+    workflow_version = serializers.IntegerField(source="definition.version")
+
+    class Meta:
+        model = Run
+        fields = ["run_id", "tenant_id", "workflow", "workflow_version", "status",
+                  "status_reason", "current_step", "step_index", "input", "output",
+                  "metadata", "created_by", "idempotency_key", "created_at", "updated_at",
+                  "started_at", "ended_at", "workflow_hash"]
+
+
+class RunOut(RunSummaryOut):
+    """A run with its parts; the view attaches `steps_list`, `decisions_list`,
+    `gates_list` and, with `?include_logs=true`, `logs_list`."""
+
+    steps = StepOut(many=True, source="steps_list")
+    decisions = DecisionOut(many=True, source="decisions_list")
+    gates = GateOut(many=True, source="gates_list")
+    logs = EventOut(many=True, source="logs_list", required=False)
+
+    class Meta(RunSummaryOut.Meta):
+        fields = RunSummaryOut.Meta.fields + ["steps", "decisions", "gates", "logs"]
+
+    def to_representation(self, instance):
+        if not hasattr(instance, "logs_list"):
+            self.fields.pop("logs", None)
+        return super().to_representation(instance)
+
+
+class ReceiptOut(serializers.Serializer):
+    step_id = serializers.CharField()
+    attempt = serializers.IntegerField()
+    receipt_seq = serializers.IntegerField()
+    input_hash = serializers.CharField()
+    output_hash = serializers.CharField()
+    decision = serializers.CharField()
+    policy_versions = serializers.JSONField()
+    prev_receipt_hash = serializers.CharField()
+    receipt_hash = serializers.CharField()
+
+
+class ReceiptReportOut(serializers.Serializer):
+    verified = serializers.BooleanField()
+    workflow_hash = serializers.CharField(allow_null=True)
+    receipts = ReceiptOut(many=True)
+    failures = serializers.ListField(child=serializers.DictField())
+
+
+class ChainReportOut(serializers.Serializer):
+    ok = serializers.BooleanField()
+    streams = serializers.IntegerField()
+    events = serializers.IntegerField()
+    failures = serializers.ListField(child=serializers.DictField())
+
+
+class ErrorOut(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField()

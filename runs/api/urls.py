@@ -1,0 +1,26 @@
+from django.urls import path
+
+from . import views
+
+run_patterns = [
+    path("runs/<str:run_id>/status", views.RunStatusUpdate.as_view()),
+    path("runs/<str:run_id>/steps/<str:step_id>", views.StepReport.as_view()),
+    path("runs/<str:run_id>/gates", views.RunGates.as_view()),
+    path("runs/<str:run_id>/gates/<str:gate_id>", views.GateDetail.as_view()),
+    path("runs/<str:run_id>/receipt", views.RunReceipt.as_view()),
+    path("runs/<str:run_id>/evidence", views.RunEvidence.as_view()),
+]
+
+workflows_urlpatterns = [
+    path("runs", views.RunListCreate.as_view(), name="runs"),
+    path("runs/<str:run_id>", views.RunDetail.as_view(), name="run-detail"),
+    *run_patterns,
+    path("audit", views.AuditList.as_view(), name="audit"),
+    path("audit/verify", views.AuditVerify.as_view(), name="audit-verify"),
+]
+
+alias_urlpatterns = [
+    path("runs", views.RunListCreate.as_view()),
+    path("runs/<str:run_id>", views.RunAliasDetail.as_view()),
+    *run_patterns,
+]

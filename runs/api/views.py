@@ -1,0 +1,243 @@
+"""The run API (DESIGN §8). Views parse input, call one service or selector, and render.
+
+Tenant scoping comes from `request.principal` (set by `fcore.auth.HasTenantScope`); every
+lookup goes through `runs.selectors`, so another tenant's object is a 404.
+"""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status as http
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.verify import audit_verify_streams
+from gates.services import Voter
+from runs import selectors, services
+from runs.evidence import evidence_pack
+from runs.models import RunStatus
+from runs.verification import run_receipts_verify
+
+from . import serializers as s
+
+ERRORS = {400: s.ErrorOut, 401: s.ErrorOut, 403: s.ErrorOut, 404: s.ErrorOut, 409: s.ErrorOut}
+
+
+class RunCursor(CursorPagination):
+    page_size = 50
+    max_page_size = 200
+    page_size_query_param = "limit"
+    ordering = ("-created_at", "-run_id")
+
+
+class EventCursor(CursorPagination):
+    page_size = 100
+    max_page_size = 1000
+    page_size_query_param = "limit"
+    ordering = ("id",)
+
+
+def _validated(serializer_class, request):
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def render_run(run, *, include_logs: bool = False) -> dict:
+    run.steps_list = list(selectors.run_steps(run))
+    run.decisions_list = list(selectors.run_decisions(run))
+    run.gates_list = list(selectors.run_gates(run))
+    if include_logs:
+        run.logs_list = list(selectors.run_events(run).select_related("stream"))
+    return s.RunOut(run).data
+
+
+def _flag(request, name: str) -> bool:
+    return request.query_params.get(name, "").lower() in {"1", "true", "yes"}
+
+
+class RunListCreate(APIView):
+    required_scopes = {"GET": "runs:read", "POST": "runs:write"}
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=RunStatus.values),
+            OpenApiParameter("workflow", str),
+            OpenApiParameter("created_by", str),
+            OpenApiParameter("cursor", str),
+            OpenApiParameter("limit", int),
+        ],
+        responses={200: s.RunSummaryOut(many=True), **ERRORS},
+    )
+    def get(self, request):
+        """List the tenant's runs, newest first, with cursor pagination."""
+        status_filter = request.query_params.get("status")
+        if status_filter and status_filter not in RunStatus.values:
+            return Response({"code": "invalid", "detail": "Unknown status filter.",
+                             "errors": {"status": [f"one of {', '.join(RunStatus.values)}"]}},
+                            status=400)
+        qs = selectors.runs_for_tenant(
+            request.principal.tenant, status=status_filter,
+            workflow=request.query_params.get("workflow"),
+            created_by=request.query_params.get("created_by"))
+        paginator = RunCursor()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(s.RunSummaryOut(page, many=True).data)
+
+    @extend_schema(request=s.RunCreateIn, responses={201: s.RunOut, 200: s.RunOut, **ERRORS})
+    def post(self, request):
+        """Create a run; a replayed idempotency key answers 200 with the same run."""
+        data = _validated(s.RunCreateIn, request)
+        run, created = services.run_create(
+            tenant=request.principal.tenant, workflow=data["workflow"],
+            version=data.get("version"), input=data["input"], metadata=data["metadata"],
+            actor=request.principal.actor, idempotency_key=data.get("idempotency_key"))
+        run = selectors.run_get(request.principal.tenant, run.run_id)
+        return Response(render_run(run), status=http.HTTP_201_CREATED if created else 200)
+
+
+class RunDetail(APIView):
+    required_scopes = {"GET": "runs:read", "PATCH": "runs:write"}
+
+    @extend_schema(parameters=[OpenApiParameter("include_logs", bool)],
+                   responses={200: s.RunOut, **ERRORS})
+    def get(self, request, run_id):
+        """The run with steps, decisions and gates; `?include_logs=true` adds its events."""
+        run = selectors.run_get(request.principal.tenant, run_id)
+        return Response(render_run(run, include_logs=_flag(request, "include_logs")))
+
+
+class RunStatusUpdate(APIView):
+    required_scopes = {"PATCH": "runs:write"}
+
+    @extend_schema(request=s.RunStatusIn, responses={200: s.RunOut, **ERRORS})
+    def patch(self, request, run_id):
+        """Operator pause, resume, cancel or fail (FSM-checked; 409 lists what is allowed)."""
+        data = _validated(s.RunStatusIn, request)
+        tenant = request.principal.tenant
+        services.run_set_status(tenant=tenant, run_id=selectors.run_get(tenant, run_id).run_id,
+                                status=data["status"], reason=data["reason"],
+                                actor=request.principal.actor)
+        return Response(render_run(selectors.run_get(tenant, run_id)))
+
+
+class RunAliasDetail(RunDetail):
+    """`/api/fc/runs/{id}`: GET as the run, PATCH as its status update (PT-004 harness)."""
+
+    @extend_schema(request=s.RunStatusIn, responses={200: s.RunOut, **ERRORS})
+    def patch(self, request, run_id):
+        return RunStatusUpdate.patch(self, request, run_id)
+
+
+class StepReport(APIView):
+    required_scopes = {"PATCH": "runs:write"}
+
+    @extend_schema(request=s.StepReportIn, responses={200: s.RunOut, **ERRORS})
+    def patch(self, request, run_id, step_id):
+        """An external executor reports its step succeeded or failed."""
+        data = _validated(s.StepReportIn, request)
+        tenant = request.principal.tenant
+        services.step_report(tenant=tenant, run_id=selectors.run_get(tenant, run_id).run_id,
+                             step_id=step_id, actor=request.principal.actor,
+                             status=data["status"], output=data["output"],
+                             error=data["error"], attempt=data.get("attempt"))
+        return Response(render_run(selectors.run_get(tenant, run_id)))
+
+
+class RunGates(APIView):
+    required_scopes = {"GET": "runs:read", "POST": "gates:request"}
+
+    @extend_schema(responses={200: s.GateOut(many=True), **ERRORS})
+    def get(self, request, run_id):
+        """The run's gates, oldest first."""
+        run = selectors.run_get(request.principal.tenant, run_id)
+        return Response(s.GateOut(selectors.run_gates(run), many=True).data)
+
+    @extend_schema(request=s.GateRequestIn, responses={201: s.GateOut, **ERRORS})
+    def post(self, request, run_id):
+        """Request an approval gate; the run pauses until it resolves."""
+        data = _validated(s.GateRequestIn, request)
+        tenant = request.principal.tenant
+        run = selectors.run_get(tenant, run_id)
+        settings = {k: data[k] for k in s.GateRequestIn.GATE_FIELDS if k in data}
+        gate = services.run_request_gate(
+            tenant=tenant, run_id=run.run_id, actor=request.principal.actor,
+            reason=data["reason"], step_id=data.get("step_id"), settings=settings)
+        return Response(s.GateOut(selectors.gate_get(tenant, gate.id)).data, status=201)
+
+
+class GateDetail(APIView):
+    required_scopes = {"GET": "runs:read", "PATCH": "gates:resolve"}
+
+    @extend_schema(responses={200: s.GateOut, **ERRORS})
+    def get(self, request, run_id, gate_id):
+        """One gate with its votes."""
+        run = selectors.run_get(request.principal.tenant, run_id)
+        gate = selectors.gate_get(request.principal.tenant, gate_id)
+        if gate.run_id != run.run_id:
+            return Response({"code": "not_found", "detail": "No such gate."}, status=404)
+        return Response(s.GateOut(gate).data)
+
+    @extend_schema(request=s.GateVoteIn, responses={200: s.GateOut, **ERRORS})
+    def patch(self, request, run_id, gate_id):
+        """Vote approve or reject; the gate resolves on quorum or on the first reject."""
+        data = _validated(s.GateVoteIn, request)
+        principal = request.principal
+        run = selectors.run_get(principal.tenant, run_id)
+        voter = Voter(actor=principal.actor, groups=principal.groups)
+        gate = services.run_gate_vote(
+            tenant=principal.tenant, run_id=run.run_id, gate_id=gate_id, voter=voter,
+            decision=data["decision"], comment=data["comment"], data=data["input"])
+        return Response(s.GateOut(selectors.gate_get(principal.tenant, gate.id)).data)
+
+
+class RunReceipt(APIView):
+    required_scopes = {"GET": "runs:read"}
+
+    @extend_schema(responses={200: s.ReceiptReportOut, **ERRORS})
+    def get(self, request, run_id):
+        """Receipts and workflow_hash, recomputed from the stored rows."""
+        run = selectors.run_get(request.principal.tenant, run_id)
+        return Response(run_receipts_verify(run))
+
+
+class RunEvidence(APIView):
+    required_scopes = {"GET": "audit:read"}
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **ERRORS})
+    def get(self, request, run_id):
+        """The run's evidence pack (JSON)."""
+        run = selectors.run_get(request.principal.tenant, run_id)
+        response = Response(evidence_pack(run))
+        response["Content-Disposition"] = f'inline; filename="evidence-{run.run_id}.json"'
+        return response
+
+
+class AuditList(APIView):
+    required_scopes = {"GET": "audit:read"}
+
+    @extend_schema(
+        parameters=[OpenApiParameter(name, str) for name in
+                    ("stream", "run_id", "code", "actor", "cursor")]
+        + [OpenApiParameter("limit", int)],
+        responses={200: s.EventOut(many=True), **ERRORS},
+    )
+    def get(self, request):
+        """The tenant's audit events, oldest first, with cursor pagination."""
+        q = request.query_params
+        qs = selectors.events_for_tenant(
+            request.principal.tenant, stream=q.get("stream"), code=q.get("code"),
+            actor=q.get("actor"), run_id=q.get("run_id"))
+        paginator = EventCursor()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(s.EventOut(page, many=True).data)
+
+
+class AuditVerify(APIView):
+    required_scopes = {"GET": "audit:read"}
+
+    @extend_schema(responses={200: s.ChainReportOut, **ERRORS})
+    def get(self, request):
+        """Re-walk every chain of the tenant: `{ok, streams, events, failures[]}`."""
+        report = audit_verify_streams(selectors.streams_for_tenant(request.principal.tenant))
+        return Response(report.as_dict())

@@ -1,0 +1,202 @@
+"""Workflow definitions, runs and step runs.
+
+Runs and steps are state machines (django-fsm-2, `protected=True`). A transition method
+only changes fields in memory; the services in `runs.services` and `runs.engine` lock the
+row, call the transition, save and append the audit event in one transaction.
+"""
+
+import uuid
+
+from django.db import models
+from django_fsm import FSMField, FSMModelMixin, transition
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StepStatus(models.TextChoices):
+    PENDING = "pending"
+    WAITING = "waiting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+RUN_TERMINAL = {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}
+STEP_DONE = {StepStatus.SUCCEEDED, StepStatus.SKIPPED}
+STEP_ENDED = {StepStatus.SUCCEEDED, StepStatus.SKIPPED, StepStatus.FAILED, StepStatus.CANCELLED}
+
+
+class TenantQuerySet(models.QuerySet):
+    def for_tenant(self, tenant):
+        return self.filter(tenant=tenant)
+
+
+class WorkflowDefinition(models.Model):
+    """One immutable version of a workflow: its step graph, validated on load."""
+
+    tenant = models.ForeignKey("fcore.Tenant", on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=200)
+    version = models.PositiveIntegerField()
+    description = models.TextField(blank=True)
+    steps = models.JSONField()
+    spec_hash = models.CharField(max_length=64)
+    created_by = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["tenant", "name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name", "version"], name="uniq_def_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class Run(FSMModelMixin, models.Model):
+    """One execution of a pinned workflow definition version."""
+
+    run_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("fcore.Tenant", on_delete=models.PROTECT, related_name="+")
+    definition = models.ForeignKey(WorkflowDefinition, on_delete=models.PROTECT,
+                                   related_name="runs")
+    status = FSMField(default=RunStatus.PENDING, choices=RunStatus.choices, protected=True,
+                      db_index=True)
+    status_reason = models.CharField(max_length=500, blank=True)
+    current_step = models.CharField(max_length=200, blank=True)
+    step_index = models.IntegerField(default=0)
+    input = models.JSONField(default=dict)
+    output = models.JSONField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_by = models.CharField(max_length=200)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    request_hash = models.CharField(max_length=64, blank=True)
+    workflow_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "idempotency_key"],
+                                    name="uniq_run_idempotency"),
+        ]
+        indexes = [models.Index(fields=["tenant", "status", "-created_at"])]
+
+    def __str__(self) -> str:
+        return str(self.run_id)
+
+    @property
+    def workflow(self) -> str:
+        return self.definition.name
+
+    @property
+    def stream_name(self) -> str:
+        return f"run/{self.run_id}"
+
+    @transition(field=status, source=RunStatus.PENDING, target=RunStatus.RUNNING)
+    def start(self):
+        pass
+
+    @transition(field=status, source=RunStatus.RUNNING, target=RunStatus.PAUSED)
+    def pause(self):
+        pass
+
+    @transition(field=status, source=RunStatus.PAUSED, target=RunStatus.RUNNING)
+    def resume(self):
+        pass
+
+    @transition(field=status, source=RunStatus.RUNNING, target=RunStatus.COMPLETED)
+    def complete(self):
+        pass
+
+    @transition(field=status, source=[RunStatus.RUNNING, RunStatus.PAUSED],
+                target=RunStatus.FAILED)
+    def fail(self):
+        pass
+
+    @transition(field=status, source=[RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSED],
+                target=RunStatus.CANCELLED)
+    def cancel(self):
+        pass
+
+
+class StepRun(FSMModelMixin, models.Model):
+    """One step of a run: its decision, execution and receipt."""
+
+    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="steps")
+    step_id = models.CharField(max_length=200)
+    step_type = models.CharField(max_length=200)
+    index = models.PositiveIntegerField()
+    after = models.JSONField(default=list)
+    config = models.JSONField(default=dict, blank=True)
+    status = FSMField(default=StepStatus.PENDING, choices=StepStatus.choices, protected=True)
+    attempt = models.PositiveIntegerField(default=1)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    input = models.JSONField(null=True, blank=True)
+    input_hash = models.CharField(max_length=64, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    output_hash = models.CharField(max_length=64, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    decision = models.CharField(max_length=8, blank=True)
+    policy_versions = models.JSONField(default=list, blank=True)
+    receipt_seq = models.PositiveIntegerField(null=True, blank=True)
+    prev_receipt_hash = models.CharField(max_length=64, blank=True)
+    receipt_hash = models.CharField(max_length=64, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "step_id"], name="uniq_run_step"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}:{self.step_id}"
+
+    @transition(field=status, source=StepStatus.PENDING, target=StepStatus.WAITING)
+    def wait(self):
+        pass
+
+    @transition(field=status, source=[StepStatus.PENDING, StepStatus.WAITING],
+                target=StepStatus.RUNNING)
+    def start(self):
+        pass
+
+    @transition(field=status, source=StepStatus.RUNNING, target=StepStatus.SUCCEEDED)
+    def succeed(self):
+        pass
+
+    @transition(field=status, source=StepStatus.RUNNING, target=StepStatus.FAILED)
+    def fail(self):
+        pass
+
+    @transition(field=status, source=[StepStatus.PENDING, StepStatus.WAITING],
+                target=StepStatus.SKIPPED)
+    def skip(self):
+        pass
+
+    @transition(field=status, source=[StepStatus.PENDING, StepStatus.WAITING],
+                target=StepStatus.CANCELLED)
+    def cancel(self):
+        pass
+
+    @transition(field=status, source=StepStatus.FAILED, target=StepStatus.PENDING)
+    def retry(self):
+        self.attempt += 1

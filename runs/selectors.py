@@ -1,0 +1,76 @@
+"""Read-side selectors. Tenant filtering happens here, once, for every query the API and
+the console make; an object of another tenant is simply not found."""
+
+from audit.models import AuditEvent, AuditStream
+from fcore.errors import NotFound
+from gates.models import Gate, GateStatus, PolicyDecision
+
+from .models import Run, StepRun
+
+
+def runs_for_tenant(tenant, *, status=None, workflow=None, created_by=None):
+    qs = Run.objects.for_tenant(tenant).select_related("definition")
+    if status:
+        qs = qs.filter(status=status)
+    if workflow:
+        qs = qs.filter(definition__name=workflow)
+    if created_by:
+        qs = qs.filter(created_by=created_by)
+    return qs
+
+
+def run_get(tenant, run_id) -> Run:
+    try:
+        return Run.objects.for_tenant(tenant).select_related("definition", "tenant").get(
+            pk=run_id)
+    except (Run.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such run.") from None
+
+
+def run_steps(run):
+    return StepRun.objects.filter(run=run).order_by("index")
+
+
+def run_decisions(run):
+    return (PolicyDecision.objects.filter(step_run__run=run)
+            .select_related("step_run").order_by("evaluated_at", "id"))
+
+
+def run_gates(run):
+    return (Gate.objects.filter(run=run).select_related("step_run")
+            .prefetch_related("approvals").order_by("created_at", "id"))
+
+
+def run_events(run):
+    return AuditEvent.objects.filter(stream__name=run.stream_name).order_by("seq")
+
+
+def gates_open_for_tenant(tenant):
+    return (Gate.objects.filter(tenant=tenant, status=GateStatus.OPEN)
+            .select_related("run__definition", "step_run").prefetch_related("approvals")
+            .order_by("expires_at", "created_at"))
+
+
+def gate_get(tenant, gate_id) -> Gate:
+    try:
+        return (Gate.objects.filter(tenant=tenant).select_related("run__definition", "step_run")
+                .get(pk=int(gate_id)))
+    except (Gate.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such gate.") from None
+
+
+def events_for_tenant(tenant, *, stream=None, code=None, actor=None, run_id=None):
+    qs = AuditEvent.objects.filter(tenant=tenant).select_related("stream")
+    if run_id:
+        stream = f"run/{run_id}"
+    if stream:
+        qs = qs.filter(stream__name=stream)
+    if code:
+        qs = qs.filter(code=code)
+    if actor:
+        qs = qs.filter(actor=actor)
+    return qs
+
+
+def streams_for_tenant(tenant):
+    return AuditStream.objects.filter(tenant=tenant)

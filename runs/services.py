@@ -1,0 +1,250 @@
+"""Run services: the entry points the API, the console, commands and tasks call.
+
+Each one owns its transaction (through `run_lock`), checks the transition is allowed under
+the lock, changes state, records the audit events, and enqueues follow-up work on commit.
+Where a gate's resolution moves a run, it happens here (lock order: run → gate → stream).
+"""
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit.hashing import json_hash
+from audit.services import audit_append
+from fcore.actors import SCHEDULER
+from fcore.errors import BadRequest, Conflict, InvalidTransition, NotFound
+from gates.gate_settings import GateSettingsError, gate_settings_clean
+from gates.models import Gate, GateStatus
+from gates.services import Voter, gate_escalate, gate_expire, gate_open, gate_vote
+
+from . import engine
+from .locks import run_lock
+from .models import Run, RunStatus, StepRun, StepStatus, WorkflowDefinition
+
+OPERATOR_TARGETS = {
+    RunStatus.PAUSED: "pause",
+    RunStatus.RUNNING: "resume",
+    RunStatus.CANCELLED: "cancel",
+    RunStatus.FAILED: "fail",
+}
+
+
+def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int | None = None,
+               idempotency_key: str | None = None, metadata: dict | None = None
+               ) -> tuple[Run, bool]:
+    """Create a run of the pinned definition version; returns (run, created).
+
+    A replayed idempotency key with the same request returns the first run; with a
+    different request it is a 409 `idempotency_conflict`.
+    """
+    definitions = WorkflowDefinition.objects.for_tenant(tenant).filter(name=workflow)
+    if version is not None:
+        definitions = definitions.filter(version=version)
+    definition = definitions.order_by("-version").first()
+    if definition is None:
+        raise BadRequest(f"Unknown workflow {workflow!r}"
+                         + (f" version {version}" if version is not None else "") + ".",
+                         code="unknown_workflow", errors={"workflow": ["unknown workflow"]})
+    request_hash = json_hash({"workflow": workflow, "version": version, "input": input,
+                              "metadata": metadata or {}})
+    if idempotency_key:
+        existing = _replayed(tenant, idempotency_key, request_hash)
+        if existing:
+            return existing, False
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(
+                tenant=tenant, definition=definition, input=input, metadata=metadata or {},
+                created_by=actor, idempotency_key=idempotency_key or None,
+                request_hash=request_hash)
+            StepRun.objects.bulk_create([
+                StepRun(run=run, step_id=s["id"], step_type=s["type"], index=i,
+                        after=s["after"],
+                        config={k: v for k, v in s.items() if k not in ("id", "type", "after")})
+                for i, s in enumerate(definition.steps)
+            ])
+            audit_append(
+                tenant_id=tenant.id, stream=run.stream_name, code="FC-RUN-001", actor=actor,
+                data={"run_id": str(run.run_id), "workflow": definition.name,
+                      "version": definition.version, "input_hash": json_hash(input),
+                      "idempotency_key": idempotency_key or None,
+                      "steps": [s["id"] for s in definition.steps]})
+            engine.enqueue_advance(run.run_id)
+    except IntegrityError:
+        existing = idempotency_key and _replayed(tenant, idempotency_key, request_hash)
+        if existing:
+            return existing, False
+        raise
+    return run, True
+
+
+def _replayed(tenant, key: str, request_hash: str) -> Run | None:
+    run = Run.objects.for_tenant(tenant).filter(idempotency_key=key).first()
+    if run and run.request_hash != request_hash:
+        raise Conflict("This idempotency key was used with a different request.",
+                       code="idempotency_conflict", run_id=str(run.run_id))
+    return run
+
+
+def run_set_status(*, tenant, run_id, status: str, actor: str, reason: str = "") -> Run:
+    """Operator change: pause, resume, cancel or fail a run (FSM-checked)."""
+    with run_lock(run_id, tenant=tenant) as run:
+        allowed = sorted(t.target for t in run.get_available_status_transitions()
+                         if t.target in OPERATOR_TARGETS)
+        if status not in OPERATOR_TARGETS or status not in allowed:
+            raise InvalidTransition(obj=f"Run {run.run_id}", current=run.status,
+                                    allowed=allowed, target=status)
+        reason = reason or f"operator set {status}"
+        if status == RunStatus.RUNNING:
+            open_gate = Gate.objects.filter(run=run, status=GateStatus.OPEN).first()
+            if open_gate:
+                raise Conflict(f"Run waits at gate {open_gate.id}; decide the gate to resume.",
+                               code="gate_open", gate_id=open_gate.id, current=run.status)
+        if status in (RunStatus.CANCELLED, RunStatus.FAILED):
+            steps = engine.steps_locked(run)
+            engine.run_end(run, steps, OPERATOR_TARGETS[status], actor=actor, reason=reason)
+        else:
+            engine.run_transition(run, OPERATOR_TARGETS[status], actor=actor, reason=reason)
+            if status == RunStatus.RUNNING:
+                engine.enqueue_advance(run.run_id)
+    return run
+
+
+def step_report(*, tenant, run_id, step_id: str, actor: str, status: str, output=None,
+                error=None, attempt: int | None = None) -> StepRun:
+    """An external executor reports its step `succeeded` or `failed`."""
+    with run_lock(run_id, tenant=tenant) as run:
+        steps = engine.steps_locked(run)
+        step = steps.get(step_id)
+        if step is None:
+            raise NotFound(f"Run has no step {step_id!r}.")
+        if step.step_type != "external":
+            raise Conflict(f"Step {step_id} is {step.step_type!r}; only external steps are "
+                           "reported through the API.", code="not_external")
+        if step.status != StepStatus.RUNNING:
+            allowed = []
+            raise InvalidTransition(obj=f"Step {step_id}", current=step.status,
+                                    allowed=allowed, target=status)
+        if attempt is not None and attempt != step.attempt:
+            raise Conflict(f"Step {step_id} is at attempt {step.attempt}, not {attempt}.",
+                           code="stale_attempt", current=step.status)
+        succeeded = status == StepStatus.SUCCEEDED
+        engine.step_finish(run, step, succeeded=succeeded, output=output if succeeded else None,
+                           actor=actor,
+                           error=None if succeeded else (error or {"detail": "failed"}))
+        if succeeded:
+            engine.enqueue_advance(run.run_id)
+        else:
+            engine.run_fail(run, steps, actor=actor, reason=f"step {step_id} failed")
+    return step
+
+
+def run_request_gate(*, tenant, run_id, actor: str, reason: str, step_id: str | None = None,
+                     settings: dict | None = None) -> Gate:
+    """Open a gate on a running run on request (API); the run pauses until it resolves."""
+    try:
+        clean = gate_settings_clean(settings)
+    except GateSettingsError as exc:
+        raise BadRequest("Invalid gate settings.", code="invalid", errors=exc.errors) from None
+    with run_lock(run_id, tenant=tenant) as run:
+        if run.status not in (RunStatus.RUNNING, RunStatus.PAUSED):
+            raise InvalidTransition(obj=f"Run {run.run_id}", current=run.status,
+                                    allowed=[], target=RunStatus.PAUSED)
+        steps = engine.steps_locked(run)
+        step = None
+        if step_id is not None:
+            step = steps.get(step_id)
+            if step is None:
+                raise BadRequest(f"Run has no step {step_id!r}.", code="invalid",
+                                 errors={"step_id": ["unknown step"]})
+            if step.status == StepStatus.PENDING:
+                step.wait()
+                step.save()
+            elif step.status != StepStatus.RUNNING:
+                raise InvalidTransition(obj=f"Step {step_id}", current=step.status,
+                                        allowed=[], target=StepStatus.WAITING)
+        gate = gate_open(run=run, step_run=step, source="api", reason=reason,
+                         requested_by=actor, settings=clean)
+        if run.status == RunStatus.RUNNING:
+            engine.run_transition(run, "pause", actor=actor, reason=f"gate requested: {reason}")
+    return gate
+
+
+def run_gate_vote(*, tenant, run_id, gate_id, voter: Voter, decision: str,
+                  comment: str = "", data=None) -> Gate:
+    """Record a vote; when the gate resolves, move the run (resume or fail)."""
+    with run_lock(run_id, tenant=tenant) as run:
+        gate = _locked_gate(run, gate_id)
+        gate_vote(gate=gate, run=run, voter=voter, decision=decision, comment=comment, data=data)
+        if gate.status != GateStatus.OPEN:
+            _after_gate(run, gate, actor=voter.actor)
+    return gate
+
+
+def _locked_gate(run: Run, gate_id) -> Gate:
+    try:
+        return Gate.objects.select_for_update().get(pk=int(gate_id), run=run)
+    except (Gate.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such gate.") from None
+
+
+def _after_gate(run: Run, gate: Gate, *, actor: str) -> None:
+    """A gate resolved: approved → its step proceeds and the run resumes when no other gate
+    holds it; anything else → the run fails closed."""
+    steps = engine.steps_locked(run)
+    if gate.status not in (GateStatus.APPROVED, GateStatus.OVERRIDDEN):
+        if run.status in (RunStatus.RUNNING, RunStatus.PAUSED):
+            engine.run_fail(run, steps, actor=actor,
+                            reason=f"gate {gate.id} {gate.status}")
+        return
+    step = steps.get(gate.step_id) if gate.step_id else None
+    if step is not None and step.status == StepStatus.WAITING:
+        if step.step_type == "approval":
+            gate_input = (gate.resolution or {}).get("input")
+            step.input = engine.step_input(run, step)
+            if gate_input is not None:
+                step.input["approval_input"] = gate_input
+            engine.step_start(run, step, actor=actor)
+            engine.step_finish(run, step, succeeded=True, actor=actor,
+                               output={"gate_id": gate.id, "status": gate.status,
+                                       "votes": (gate.resolution or {}).get("votes", []),
+                                       "input": gate_input})
+        else:
+            engine.step_start(run, step, actor=actor)
+    still_open = Gate.objects.filter(run=run, status=GateStatus.OPEN).exists()
+    if run.status == RunStatus.PAUSED and not still_open:
+        engine.run_transition(run, "resume", actor=actor, reason=f"gate {gate.id} approved")
+    engine.enqueue_advance(run.run_id)
+
+
+def gates_expire_due(*, now=None) -> int:
+    """Expire (or escalate once) every open gate past its deadline. Returns how many."""
+    now = now or timezone.now()
+    due = list(Gate.objects.filter(status=GateStatus.OPEN, expires_at__lte=now)
+               .values_list("run_id", "id"))
+    for run_id, gate_id in due:
+        with run_lock(run_id) as run:
+            gate = _locked_gate(run, gate_id)
+            if gate.status != GateStatus.OPEN or gate.expires_at > now:
+                continue
+            if gate.on_timeout == "escalate" and gate_escalate(gate=gate, run=run,
+                                                               actor=SCHEDULER):
+                continue
+            gate_expire(gate=gate, run=run, actor=SCHEDULER)
+            _after_gate(run, gate, actor=SCHEDULER)
+    return len(due)
+
+
+def runs_sweep_stalled(*, older_than_s: int = 30) -> int:
+    """Re-drive runs that stopped moving (a lost task): advance them, re-enqueue internal
+    steps. Safe at any time: advancing and recording are idempotent."""
+    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_s)
+    run_ids = list(Run.objects.filter(status__in=[RunStatus.PENDING, RunStatus.RUNNING],
+                                      updated_at__lt=cutoff).values_list("run_id", flat=True)[:500])
+    for run_id in run_ids:
+        for step in StepRun.objects.filter(run_id=run_id, status=StepStatus.RUNNING,
+                                           step_type__in=engine.INTERNAL_TYPES):
+            with transaction.atomic():
+                engine.enqueue_execute(step)
+        with transaction.atomic():
+            engine.enqueue_advance(run_id)
+    return len(run_ids)

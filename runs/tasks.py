@@ -1,0 +1,25 @@
+"""Celery tasks: thin interfaces that take ids and call one service. Safe to deliver twice."""
+
+from celery import shared_task
+
+from . import engine, services
+
+
+@shared_task(name="runs.tasks.advance_run")
+def advance_run(run_id: str) -> None:
+    engine.run_advance(run_id)
+
+
+@shared_task(name="runs.tasks.execute_step")
+def execute_step(run_id: str, step_id: str, attempt: int) -> None:
+    engine.step_execute(run_id, step_id, attempt)
+
+
+@shared_task(name="runs.tasks.expire_due_gates")
+def expire_due_gates() -> int:
+    return services.gates_expire_due()
+
+
+@shared_task(name="runs.tasks.sweep_stalled_runs")
+def sweep_stalled_runs() -> int:
+    return services.runs_sweep_stalled()
