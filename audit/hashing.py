@@ -19,6 +19,39 @@ def canonical(value) -> bytes:
     return rfc8785.dumps(value)
 
 
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def jcs_problem(value, path: str = "$") -> str | None:
+    """Why `value` cannot be hashed as RFC 8785 JSON (None when it can).
+
+    JCS follows I-JSON: integers must be within ±(2**53 - 1) and numbers finite.
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return None
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            return f"{path}: integer outside ±(2**53 - 1); send it as a string"
+        return None
+    if isinstance(value, float):
+        return None if value == value and abs(value) != float("inf") else f"{path}: not finite"
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            problem = jcs_problem(item, f"{path}[{i}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path}: keys must be strings"
+            problem = jcs_problem(item, f"{path}.{key}")
+            if problem:
+                return problem
+        return None
+    return f"{path}: {type(value).__name__} is not JSON"
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -5,6 +5,7 @@ under the lock. On PostgreSQL this is `SELECT … FOR UPDATE`; on SQLite, transa
 IMMEDIATE (settings), which serialises writers for the whole database.
 """
 
+import uuid
 from contextlib import contextmanager
 
 from django.db import transaction
@@ -12,6 +13,27 @@ from django.db import transaction
 from fcore.errors import NotFound
 
 from .models import Run
+
+
+def parse_run_id(value) -> uuid.UUID:
+    """A run id from a URL or a task; anything that is not a UUID is simply not found."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound("No such run.") from None
+
+
+def parse_gate_id(value) -> int:
+    """A gate id from a URL: a positive 63-bit integer, else not found."""
+    try:
+        gate_id = int(str(value))
+    except ValueError:
+        raise NotFound("No such gate.") from None
+    if not 0 < gate_id < 2**63:
+        raise NotFound("No such gate.")
+    return gate_id
 
 
 @contextmanager
@@ -22,7 +44,7 @@ def run_lock(run_id, *, tenant=None):
         if tenant is not None:
             qs = qs.filter(tenant=tenant)
         try:
-            run = qs.get(pk=run_id)
-        except (Run.DoesNotExist, ValueError):
+            run = qs.get(pk=parse_run_id(run_id))
+        except Run.DoesNotExist:
             raise NotFound("No such run.") from None
         yield run

@@ -5,6 +5,7 @@ from audit.models import AuditEvent, AuditStream
 from fcore.errors import NotFound
 from gates.models import Gate, GateStatus, PolicyDecision
 
+from .locks import parse_gate_id, parse_run_id
 from .models import Run, StepRun
 
 
@@ -22,8 +23,8 @@ def runs_for_tenant(tenant, *, status=None, workflow=None, created_by=None):
 def run_get(tenant, run_id) -> Run:
     try:
         return Run.objects.for_tenant(tenant).select_related("definition", "tenant").get(
-            pk=run_id)
-    except (Run.DoesNotExist, ValueError, TypeError):
+            pk=parse_run_id(run_id))
+    except Run.DoesNotExist:
         raise NotFound("No such run.") from None
 
 
@@ -54,8 +55,8 @@ def gates_open_for_tenant(tenant):
 def gate_get(tenant, gate_id) -> Gate:
     try:
         return (Gate.objects.filter(tenant=tenant).select_related("run__definition", "step_run")
-                .get(pk=int(gate_id)))
-    except (Gate.DoesNotExist, ValueError, TypeError):
+                .get(pk=parse_gate_id(gate_id)))
+    except Gate.DoesNotExist:
         raise NotFound("No such gate.") from None
 
 

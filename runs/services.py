@@ -8,7 +8,7 @@ Where a gate's resolution moves a run, it happens here (lock order: run → gate
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from audit.hashing import json_hash
+from audit.hashing import jcs_problem, json_hash
 from audit.services import audit_append
 from fcore.actors import SCHEDULER
 from fcore.errors import BadRequest, Conflict, InvalidTransition, NotFound
@@ -17,7 +17,7 @@ from gates.models import Gate, GateStatus
 from gates.services import Voter, gate_escalate, gate_expire, gate_open, gate_vote
 
 from . import engine
-from .locks import run_lock
+from .locks import parse_gate_id, run_lock
 from .models import Run, RunStatus, StepRun, StepStatus, WorkflowDefinition
 
 OPERATOR_TARGETS = {
@@ -36,6 +36,10 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
     A replayed idempotency key with the same request returns the first run; with a
     different request it is a 409 `idempotency_conflict`.
     """
+    problem = jcs_problem(input) or jcs_problem(metadata or {})
+    if not isinstance(input, dict) or problem:
+        raise BadRequest("The run input must be a JSON object that can be hashed.",
+                         code="invalid", errors={"input": [problem or "must be an object"]})
     definitions = WorkflowDefinition.objects.for_tenant(tenant).filter(name=workflow)
     if version is not None:
         definitions = definitions.filter(version=version)
@@ -128,6 +132,10 @@ def step_report(*, tenant, run_id, step_id: str, actor: str, status: str, output
             raise Conflict(f"Step {step_id} is at attempt {step.attempt}, not {attempt}.",
                            code="stale_attempt", current=step.status)
         succeeded = status == StepStatus.SUCCEEDED
+        problem = jcs_problem(output) or jcs_problem(error)
+        if problem or status not in (StepStatus.SUCCEEDED, StepStatus.FAILED):
+            raise BadRequest("A report is succeeded or failed with hashable JSON.",
+                             code="invalid", errors={"output": [problem or "bad status"]})
         engine.step_finish(run, step, succeeded=succeeded, output=output if succeeded else None,
                            actor=actor,
                            error=None if succeeded else (error or {"detail": "failed"}))
@@ -182,8 +190,8 @@ def run_gate_vote(*, tenant, run_id, gate_id, voter: Voter, decision: str,
 
 def _locked_gate(run: Run, gate_id) -> Gate:
     try:
-        return Gate.objects.select_for_update().get(pk=int(gate_id), run=run)
-    except (Gate.DoesNotExist, ValueError, TypeError):
+        return Gate.objects.select_for_update().get(pk=parse_gate_id(gate_id), run=run)
+    except Gate.DoesNotExist:
         raise NotFound("No such gate.") from None
 
 

@@ -1,3 +1,6 @@
+"""URLs of the approval console, mounted at /console/ (namespace `console`)."""
+
+from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from . import views
@@ -6,4 +9,10 @@ app_name = "console"
 
 urlpatterns = [
     path("", views.queue, name="queue"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True),
+         name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("gates/<int:gate_id>/decide", views.gate_decide, name="gate-decide"),
+    path("runs/", views.run_list, name="runs"),
+    path("runs/<str:run_id>/", views.run_detail, name="run"),
 ]

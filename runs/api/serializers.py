@@ -3,13 +3,27 @@ services change state. Output serializers fix the field names of DESIGN §8."""
 
 from rest_framework import serializers
 
+from audit.hashing import jcs_problem
 from audit.models import AuditEvent
 from gates.models import Approval, Gate, PolicyDecision
 from runs.models import Run, RunStatus, StepRun, StepStatus
 
 
-class JSONObjectField(serializers.JSONField):
-    """A JSON value that must be an object."""
+class HashableJSONField(serializers.JSONField):
+    """A JSON value that can be hashed with RFC 8785 (safe integers, finite numbers)."""
+
+    default_error_messages = {"not_hashable": "{problem}"}
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        problem = jcs_problem(value)
+        if problem:
+            self.fail("not_hashable", problem=problem)
+        return value
+
+
+class JSONObjectField(HashableJSONField):
+    """A hashable JSON value that must be an object."""
 
     default_error_messages = {"not_object": "Must be a JSON object."}
 
@@ -38,8 +52,8 @@ class RunStatusIn(serializers.Serializer):
 
 class StepReportIn(serializers.Serializer):
     status = serializers.ChoiceField(choices=[StepStatus.SUCCEEDED, StepStatus.FAILED])
-    output = serializers.JSONField(required=False, allow_null=True, default=None)
-    error = serializers.JSONField(required=False, allow_null=True, default=None)
+    output = HashableJSONField(required=False, allow_null=True, default=None)
+    error = HashableJSONField(required=False, allow_null=True, default=None)
     attempt = serializers.IntegerField(min_value=1, required=False, allow_null=True)
 
 
@@ -61,7 +75,7 @@ class GateVoteIn(serializers.Serializer):
     decision = serializers.ChoiceField(choices=["approve", "reject"])
     comment = serializers.CharField(max_length=4000, required=False, allow_blank=True,
                                     default="")
-    input = serializers.JSONField(required=False, allow_null=True, default=None)
+    input = HashableJSONField(required=False, allow_null=True, default=None)
 
 
 # --- output ------------------------------------------------------------------------------

@@ -1,0 +1,285 @@
+"""A small HTTP client for the Federation Core machine API (DESIGN §8). No Django.
+
+    from fcore.client import FCClient
+
+    with FCClient("http://127.0.0.1:8000", kid=..., secret=..., tenant="tenant_omega",
+                  sub="payments-bot") as fc:
+        run = fc.create_run("pt004_execution_spine", {"amount": 500})
+        fc.report_step(run["run_id"], "step_1", "succeeded", output={"ok": True})
+
+`AsyncFCClient` has the same methods as coroutines. Each client mints its own `omega_`
+bearer token from its secret (`fcore.tokens.token_mint`) and reuses it until it is close to
+expiry. `with_sub(sub)` gives a client acting as another actor with the same key — the
+second approver of a four-eyes gate. Every non-2xx answer raises `FCError` carrying the
+status and the API's `{"code", "detail", ...}` body; a transport failure raises
+`FCTransportError` (status 0).
+
+The API methods are shared: each builds one request and hands it to `_call`, which the sync
+client performs at once and the async client returns as a coroutine.
+"""
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from fcore.tokens import token_mint
+
+DEFAULT_SCOPE = "runs:read runs:write gates:request gates:resolve audit:read"
+API_PREFIX = "/workflows"
+
+
+class FCError(Exception):
+    """A non-2xx answer: HTTP `status`, the error `code` and `detail`, and the JSON `body`."""
+
+    def __init__(self, status: int, code: str, detail: str, body: Any = None):
+        super().__init__(f"{status} {code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.body = body
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> "FCError":
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and "code" in body:
+            return cls(response.status_code, str(body["code"]), str(body.get("detail", "")),
+                       body)
+        text = response.text[:500]
+        return cls(response.status_code, f"http_{response.status_code}", text, body)
+
+
+class FCTransportError(FCError):
+    """The server could not be reached or did not answer (status 0)."""
+
+    def __init__(self, detail: str):
+        super().__init__(0, "transport_error", detail, None)
+
+
+class WaitTimeout(FCError):
+    """`wait_for` gave up; `body` is the last run seen."""
+
+    def __init__(self, run_id: str, timeout: float, last: dict | None):
+        status = (last or {}).get("status")
+        super().__init__(0, "wait_timeout",
+                         f"run {run_id} did not reach the expected state within {timeout}s "
+                         f"(last status: {status})", last)
+
+
+class _ClientBase:
+    """Configuration, token minting and the API methods shared by both clients."""
+
+    def __init__(self, base_url: str, kid: str, secret: str, tenant: str, sub: str,
+                 scope: str = DEFAULT_SCOPE, *, timeout: float = 30.0,
+                 token_lifetime_s: int = 300, transport: Any = None):
+        self.base_url = base_url.rstrip("/")
+        self.kid = kid
+        self.secret = secret
+        self.tenant = tenant
+        self.sub = sub
+        self.scope = scope
+        self.timeout = timeout
+        self.token_lifetime_s = token_lifetime_s
+        self._transport = transport
+        self._token: str | None = None
+        self._token_exp = 0.0
+
+    @property
+    def actor(self) -> str:
+        """The actor string the server records for this client (`client:<sub>`)."""
+        return f"client:{self.sub}"
+
+    def with_sub(self, sub: str):
+        """A new client of the same class and key acting as another `sub`."""
+        return type(self)(self.base_url, self.kid, self.secret, self.tenant, sub, self.scope,
+                          timeout=self.timeout, token_lifetime_s=self.token_lifetime_s,
+                          transport=self._transport)
+
+    def token(self) -> str:
+        """The bearer token: minted on first use, re-minted 30 s before it expires."""
+        now = time.time()
+        if self._token is None or now > self._token_exp - 30:
+            iat = int(now)
+            self._token = token_mint(kid=self.kid, secret=self.secret, sub=self.sub,
+                                     tenant=self.tenant, scope=self.scope,
+                                     lifetime_s=self.token_lifetime_s, now=iat)
+            self._token_exp = iat + self.token_lifetime_s
+        return self._token
+
+    def _headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.token()}", "Accept": "application/json"}
+
+    @staticmethod
+    def _decode(response: httpx.Response) -> Any:
+        if not response.is_success:
+            raise FCError.from_response(response)
+        if not response.content:
+            return None
+        return response.json()
+
+    def _call(self, method: str, path: str, *, params: dict | None = None,
+              json: Any = None):
+        raise NotImplementedError
+
+    # --- the API -------------------------------------------------------------------------
+
+    def create_run(self, workflow: str, input: dict | None = None, version: int | None = None,
+                   idempotency_key: str | None = None, metadata: dict | None = None):
+        """`POST /workflows/runs`: start a run; a replayed key returns the same run."""
+        body: dict = {"workflow": workflow, "input": input or {}}
+        if version is not None:
+            body["version"] = version
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        if metadata is not None:
+            body["metadata"] = metadata
+        return self._call("POST", "/runs", json=body)
+
+    def get_run(self, run_id: str, include_logs: bool = False):
+        """`GET /workflows/runs/{id}`: the run with steps, decisions, gates (and logs)."""
+        params = {"include_logs": "true"} if include_logs else None
+        return self._call("GET", f"/runs/{run_id}", params=params)
+
+    def list_runs(self, **filters):
+        """`GET /workflows/runs`: one page `{next, previous, results}`; filters: status,
+        workflow, created_by, cursor, limit."""
+        return self._call("GET", "/runs", params=_params(filters))
+
+    def set_status(self, run_id: str, status: str, reason: str = ""):
+        """`PATCH /workflows/runs/{id}/status`: operator pause, resume, cancel or fail."""
+        return self._call("PATCH", f"/runs/{run_id}/status",
+                          json={"status": status, "reason": reason})
+
+    def report_step(self, run_id: str, step_id: str, status: str, output: Any = None,
+                    error: Any = None, attempt: int | None = None):
+        """`PATCH /workflows/runs/{id}/steps/{step}`: an external step succeeded or failed."""
+        body: dict = {"status": status, "output": output, "error": error}
+        if attempt is not None:
+            body["attempt"] = attempt
+        return self._call("PATCH", f"/runs/{run_id}/steps/{step_id}", json=body)
+
+    def request_gate(self, run_id: str, reason: str, step_id: str | None = None,
+                     **gate_settings):
+        """`POST /workflows/runs/{id}/gates`: open a gate (required_approvals,
+        approver_group, expires_in, on_timeout, escalate_to, input_schema)."""
+        body = {"reason": reason, **gate_settings}
+        if step_id is not None:
+            body["step_id"] = step_id
+        return self._call("POST", f"/runs/{run_id}/gates", json=body)
+
+    def list_gates(self, run_id: str):
+        """`GET /workflows/runs/{id}/gates`: the run's gates, oldest first."""
+        return self._call("GET", f"/runs/{run_id}/gates")
+
+    def vote(self, run_id: str, gate_id: int | str, decision: str, comment: str = "",
+             input: Any = None):
+        """`PATCH /workflows/runs/{id}/gates/{gate}`: approve or reject."""
+        body: dict = {"decision": decision, "comment": comment}
+        if input is not None:
+            body["input"] = input
+        return self._call("PATCH", f"/runs/{run_id}/gates/{gate_id}", json=body)
+
+    def receipt(self, run_id: str):
+        """`GET /workflows/runs/{id}/receipt`: `{verified, workflow_hash, receipts, failures}`."""
+        return self._call("GET", f"/runs/{run_id}/receipt")
+
+    def evidence(self, run_id: str):
+        """`GET /workflows/runs/{id}/evidence`: the run's evidence pack."""
+        return self._call("GET", f"/runs/{run_id}/evidence")
+
+    def audit(self, **filters):
+        """`GET /workflows/audit`: one page of events; filters: stream, run_id, code, actor,
+        cursor, limit."""
+        return self._call("GET", "/audit", params=_params(filters))
+
+    def audit_verify(self):
+        """`GET /workflows/audit/verify`: `{ok, streams, events, failures}` for the tenant."""
+        return self._call("GET", "/audit/verify")
+
+
+def _params(filters: dict) -> dict:
+    return {k: v for k, v in filters.items() if v is not None}
+
+
+class FCClient(_ClientBase):
+    """Synchronous client over `httpx.Client`; use as a context manager or call `close()`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._http = httpx.Client(base_url=self.base_url + API_PREFIX, timeout=self.timeout,
+                                  transport=self._transport)
+
+    def _call(self, method, path, *, params=None, json=None):
+        try:
+            response = self._http.request(method, path, params=params, json=json,
+                                          headers=self._headers())
+        except httpx.HTTPError as exc:
+            raise FCTransportError(f"{method} {path}: {exc}") from exc
+        return self._decode(response)
+
+    def wait_for(self, run_id: str, predicate: Callable[[dict], bool], timeout: float = 30.0,
+                 interval: float = 0.2, include_logs: bool = False) -> dict:
+        """Poll the run until `predicate(run)` is true; returns that run or raises
+        `WaitTimeout` (an `FCError`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.get_run(run_id, include_logs=include_logs)
+            if predicate(run):
+                return run
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(run_id, timeout, run)
+            time.sleep(interval)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class AsyncFCClient(_ClientBase):
+    """Asynchronous client over `httpx.AsyncClient`; every API method is a coroutine."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._http = httpx.AsyncClient(base_url=self.base_url + API_PREFIX,
+                                       timeout=self.timeout, transport=self._transport)
+
+    async def _call(self, method, path, *, params=None, json=None):
+        try:
+            response = await self._http.request(method, path, params=params, json=json,
+                                                headers=self._headers())
+        except httpx.HTTPError as exc:
+            raise FCTransportError(f"{method} {path}: {exc}") from exc
+        return self._decode(response)
+
+    async def wait_for(self, run_id: str, predicate: Callable[[dict], bool],
+                       timeout: float = 30.0, interval: float = 0.2,
+                       include_logs: bool = False) -> dict:
+        """Poll the run until `predicate(run)` is true; returns that run or raises
+        `WaitTimeout` (an `FCError`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = await self.get_run(run_id, include_logs=include_logs)
+            if predicate(run):
+                return run
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(run_id, timeout, run)
+            await asyncio.sleep(interval)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.aclose()

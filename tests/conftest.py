@@ -1,0 +1,138 @@
+"""Test fixtures shared by every app.
+
+Two ways work leaves the web process in tests:
+- by default Celery runs eagerly and on-commit callbacks are captured and executed, so a
+  test sees the run move as far as it can (`advance` fixture, `api` client);
+- tests marked `worker` use committed transactions and a real Celery worker subprocess
+  consuming from the configured broker (Redis on the PostgreSQL run).
+
+With FCORE_REQUIRE_SERVICES=1 a missing PostgreSQL, Redis or Chromium is a failure, not a
+skip.
+"""
+
+import json
+import os
+
+import pytest
+import yaml
+from django.db import connections
+from django.test import testcases
+from rest_framework.test import APIClient
+
+from audit.immutability import triggers_suspended
+from fcore import celery_app
+from fcore.clients import api_client_create
+from fcore.models import Tenant
+from fcore.tokens import token_mint
+
+REQUIRE_SERVICES = os.environ.get("FCORE_REQUIRE_SERVICES") == "1"
+WORKER_MODE = os.environ.get("FCORE_TEST_WORKER") == "1"
+
+celery_app.conf.task_always_eager = not WORKER_MODE
+celery_app.conf.task_eager_propagates = True
+
+# Transactional tests empty every table afterwards; the audit table refuses that, so the
+# flush runs with the immutability triggers suspended (what a superuser could do).
+_original_teardown = testcases.TransactionTestCase._fixture_teardown
+
+
+def _fixture_teardown(self):
+    with triggers_suspended(connections["default"]):
+        _original_teardown(self)
+
+
+testcases.TransactionTestCase._fixture_teardown = _fixture_teardown
+
+
+def service_missing(what: str):
+    """Fail under FCORE_REQUIRE_SERVICES=1, else skip."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what} is required (FCORE_REQUIRE_SERVICES=1) but not available")
+    pytest.skip(f"{what} not available")
+
+
+def load_bundle(path: str, *, actor: str = "system:test") -> dict:
+    from runs.bundles import bundle_load
+
+    with open(path, encoding="utf-8") as fh:
+        return bundle_load(yaml.safe_load(fh), actor=actor, source=path)
+
+
+@pytest.fixture
+def pt004(db):
+    """The demo tenant with the PT-004 workflow and its flag/deny policies."""
+    load_bundle("docs/examples/pt004.yaml")
+    load_bundle("docs/examples/demo.yaml")
+    return Tenant.objects.get(slug="tenant_omega")
+
+
+@pytest.fixture
+def other_tenant(db):
+    load_bundle("docs/examples/pt004.yaml")
+    data = yaml.safe_load(open("docs/examples/pt004.yaml", encoding="utf-8"))
+    data["tenant"] = "tenant_sigma"
+    from runs.bundles import bundle_load
+
+    bundle_load(data, actor="system:test")
+    return Tenant.objects.get(slug="tenant_sigma")
+
+
+@pytest.fixture
+def advance(django_capture_on_commit_callbacks):
+    """Context manager: run the block, then everything it enqueued, until nothing is left."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+ALL_SCOPES = "runs:read runs:write gates:request gates:resolve audit:read"
+
+
+class Api:
+    """Calls the API as `sub` with a token from a real ApiClient; runs what it enqueues."""
+
+    def __init__(self, client, kid, secret, tenant, advance, sub="harness", scope=ALL_SCOPES):
+        self.http, self.kid, self.secret, self.tenant = client, kid, secret, tenant
+        self.advance, self.sub, self.scope = advance, sub, scope
+
+    def as_sub(self, sub: str, scope: str | None = None) -> "Api":
+        return Api(self.http, self.kid, self.secret, self.tenant, self.advance, sub=sub,
+                   scope=scope or self.scope)
+
+    def token(self, **overrides) -> str:
+        args = {"kid": self.kid, "secret": self.secret, "sub": self.sub,
+                "tenant": self.tenant, "scope": self.scope, **overrides}
+        return token_mint(**args)
+
+    def call(self, method: str, path: str, body=None, *, token: str | None = None, raw=None):
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {token or self.token()}"}
+        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        with self.advance():
+            response = getattr(self.http, method.lower())(
+                path, data=data, content_type="application/json", **headers)
+        return response
+
+    def get(self, path, **kw):
+        return self.call("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.call("POST", path, body, **kw)
+
+    def patch(self, path, body=None, **kw):
+        return self.call("PATCH", path, body, **kw)
+
+
+@pytest.fixture
+def api_credentials(pt004):
+    client, secret = api_client_create(tenant=pt004, name="harness",
+                                       scopes=ALL_SCOPES.split(), actor="system:test")
+    return client.kid, secret
+
+
+@pytest.fixture
+def api(pt004, api_credentials, advance):
+    kid, secret = api_credentials
+    return Api(APIClient(), kid, secret, pt004.slug, advance)
+
+
+@pytest.fixture
+def approver(api):
+    return api.as_sub("second_approver")
