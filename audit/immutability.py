@@ -12,9 +12,12 @@ TABLE = "audit_auditevent"
 POSTGRES_INSTALL = f"""
 CREATE OR REPLACE FUNCTION fc_audit_refuse() RETURNS trigger AS $$
 BEGIN
-  RAISE EXCEPTION 'audit events are immutable (% refused)', TG_OP USING ERRCODE = '42501';
+  RAISE EXCEPTION USING ERRCODE = '42501',
+    MESSAGE = 'audit events are immutable (' || TG_OP || ' refused)';
 END;
 $$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS fc_audit_no_update ON {TABLE};
+DROP TRIGGER IF EXISTS fc_audit_no_truncate ON {TABLE};
 CREATE TRIGGER fc_audit_no_update BEFORE UPDATE OR DELETE ON {TABLE}
   FOR EACH ROW EXECUTE FUNCTION fc_audit_refuse();
 CREATE TRIGGER fc_audit_no_truncate BEFORE TRUNCATE ON {TABLE}

@@ -108,8 +108,18 @@ def exception_handler(exc, context):
     return response
 
 
+API_PREFIXES = ("/workflows/", "/api/")
+
+
 def json_error_view(status: int, code: str, detail: str):
+    """Error pages: the JSON error shape under the API, a plain page elsewhere."""
+
     def view(request, exception=None):
-        return JsonResponse({"code": code, "detail": detail}, status=status)
+        if request.path.startswith(API_PREFIXES):
+            return JsonResponse({"code": code, "detail": detail}, status=status)
+        from django.shortcuts import render
+
+        return render(request, "error.html", {"status": status, "detail": detail},
+                      status=status)
 
     return view

@@ -240,9 +240,41 @@ def _gate_settings_for(step: StepRun, decision: Decision) -> dict:
     return gate_settings_clean(settings)
 
 
+GATE_PAUSE_PREFIX = "gate"
+
+
+def run_paused_for_gate(run: Run) -> bool:
+    """Paused by a gate (not by an operator): the last gate's approval resumes it."""
+    return run.status == RunStatus.PAUSED and run.status_reason.startswith(GATE_PAUSE_PREFIX)
+
+
+def _step_release(run: Run, step: StepRun) -> bool:
+    """Start a waiting step once every gate on it is approved; True when released."""
+    gates = list(Gate.objects.filter(step_run=step).order_by("created_at", "id"))
+    if not gates or any(g.status not in (GateStatus.APPROVED, GateStatus.OVERRIDDEN)
+                        for g in gates):
+        return False
+    gate = gates[-1]
+    actor = (gate.resolution or {}).get("by", ENGINE)
+    if step.step_type != "approval":
+        step_start(run, step, actor=actor)
+        return True
+    gate_input = (gate.resolution or {}).get("input")
+    step.input = step_input(run, step)
+    if gate_input is not None:
+        step.input["approval_input"] = gate_input
+    step_start(run, step, actor=actor)
+    step_finish(run, step, succeeded=True, actor=actor,
+                output={"gate_id": gate.id, "status": gate.status,
+                        "votes": (gate.resolution or {}).get("votes", []), "input": gate_input})
+    return True
+
+
 def _step_hold_at_gate(run: Run, step: StepRun, decision: Decision) -> None:
     step.wait()
     step.save()
+    run.current_step, run.step_index = step.step_id, step.index
+    run.save(update_fields=["current_step", "step_index", "updated_at"])
     if decision.decision == "flag":
         source, reason = "policy", decision.reason
     else:
@@ -250,7 +282,8 @@ def _step_hold_at_gate(run: Run, step: StepRun, decision: Decision) -> None:
     gate_open(run=run, step_run=step, source=source, reason=reason, requested_by=ENGINE,
               settings=_gate_settings_for(step, decision))
     if run.status == RunStatus.RUNNING:
-        run_transition(run, "pause", actor=ENGINE, reason=f"gate at {step.step_id}: {reason}")
+        run_transition(run, "pause", actor=ENGINE,
+                       reason=f"{GATE_PAUSE_PREFIX} at {step.step_id}: {reason}")
 
 
 # --- advancing ---------------------------------------------------------------------------
@@ -263,6 +296,9 @@ def run_advance(run_id) -> None:
         if run.status != RunStatus.RUNNING:
             return
         steps = steps_locked(run)
+        for step in steps.values():  # an approved approval step finishes here, so its
+            if step.status == StepStatus.WAITING:  # dependants are ready just below
+                _step_release(run, step)
         if all(s.status in STEP_DONE for s in steps.values()):
             _run_complete(run, steps)
             return

@@ -128,6 +128,10 @@ def step_report(*, tenant, run_id, step_id: str, actor: str, status: str, output
             allowed = []
             raise InvalidTransition(obj=f"Step {step_id}", current=step.status,
                                     allowed=allowed, target=status)
+        open_gate = Gate.objects.filter(step_run=step, status=GateStatus.OPEN).first()
+        if open_gate:
+            raise Conflict(f"Step {step_id} waits at gate {open_gate.id}.", code="gate_open",
+                           gate_id=open_gate.id, current=step.status)
         if attempt is not None and attempt != step.attempt:
             raise Conflict(f"Step {step_id} is at attempt {step.attempt}, not {attempt}.",
                            code="stale_attempt", current=step.status)
@@ -164,16 +168,17 @@ def run_request_gate(*, tenant, run_id, actor: str, reason: str, step_id: str | 
             if step is None:
                 raise BadRequest(f"Run has no step {step_id!r}.", code="invalid",
                                  errors={"step_id": ["unknown step"]})
-            if step.status == StepStatus.PENDING:
-                step.wait()
-                step.save()
-            elif step.status != StepStatus.RUNNING:
+            # A pending step stays pending: the paused run starts nothing, and once the
+            # gate is approved the step still gets its own policy decision. A running
+            # step's report is refused while the gate is open.
+            if step.status not in (StepStatus.PENDING, StepStatus.RUNNING):
                 raise InvalidTransition(obj=f"Step {step_id}", current=step.status,
                                         allowed=[], target=StepStatus.WAITING)
         gate = gate_open(run=run, step_run=step, source="api", reason=reason,
                          requested_by=actor, settings=clean)
         if run.status == RunStatus.RUNNING:
-            engine.run_transition(run, "pause", actor=actor, reason=f"gate requested: {reason}")
+            engine.run_transition(run, "pause", actor=actor,
+                                  reason=f"{engine.GATE_PAUSE_PREFIX} requested: {reason}")
     return gate
 
 
@@ -196,30 +201,15 @@ def _locked_gate(run: Run, gate_id) -> Gate:
 
 
 def _after_gate(run: Run, gate: Gate, *, actor: str) -> None:
-    """A gate resolved: approved → its step proceeds and the run resumes when no other gate
-    holds it; anything else → the run fails closed."""
-    steps = engine.steps_locked(run)
+    """A gate resolved. Approved: the run resumes when it was paused for gates and none is
+    still open, and the engine releases the waiting step. Otherwise the run fails closed."""
     if gate.status not in (GateStatus.APPROVED, GateStatus.OVERRIDDEN):
         if run.status in (RunStatus.RUNNING, RunStatus.PAUSED):
-            engine.run_fail(run, steps, actor=actor,
+            engine.run_fail(run, engine.steps_locked(run), actor=actor,
                             reason=f"gate {gate.id} {gate.status}")
         return
-    step = steps.get(gate.step_id) if gate.step_id else None
-    if step is not None and step.status == StepStatus.WAITING:
-        if step.step_type == "approval":
-            gate_input = (gate.resolution or {}).get("input")
-            step.input = engine.step_input(run, step)
-            if gate_input is not None:
-                step.input["approval_input"] = gate_input
-            engine.step_start(run, step, actor=actor)
-            engine.step_finish(run, step, succeeded=True, actor=actor,
-                               output={"gate_id": gate.id, "status": gate.status,
-                                       "votes": (gate.resolution or {}).get("votes", []),
-                                       "input": gate_input})
-        else:
-            engine.step_start(run, step, actor=actor)
     still_open = Gate.objects.filter(run=run, status=GateStatus.OPEN).exists()
-    if run.status == RunStatus.PAUSED and not still_open:
+    if engine.run_paused_for_gate(run) and not still_open:
         engine.run_transition(run, "resume", actor=actor, reason=f"gate {gate.id} approved")
     engine.enqueue_advance(run.run_id)
 

@@ -44,6 +44,18 @@ def _fixture_teardown(self):
 testcases.TransactionTestCase._fixture_teardown = _fixture_teardown
 
 
+def pytest_collection_modifyitems(config, items):
+    """Worker-mode runs (FCORE_TEST_WORKER=1) take only `worker` tests, other runs none of
+    them: the two need different Celery settings in this process."""
+    keep, drop = [], []
+    for item in items:
+        (keep if (item.get_closest_marker("worker") is not None) == WORKER_MODE
+         else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def service_missing(what: str):
     """Fail under FCORE_REQUIRE_SERVICES=1, else skip."""
     if REQUIRE_SERVICES:

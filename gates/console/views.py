@@ -16,7 +16,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -131,7 +131,7 @@ def _render_queue(request, principal: Principal, *, partial: bool):
     return render(request, template, context)
 
 
-@require_GET
+@require_safe
 @vary_on_headers("HX-Request")
 @console_view
 def queue(request, principal):
@@ -155,13 +155,14 @@ def _error_text(exc: FCError) -> str:
 
 
 def _vote_message(gate: Gate, decision: str) -> str:
-    name = f"Gate {gate.id} ({gate.step_id or 'run'})"
+    name = f"gate {gate.id} ({gate.step_id or 'run'})"
     if gate.status == GateStatus.APPROVED:
-        return f"{name} approved: the run continues."
+        return f"Gate {gate.id} approved: the run continues."
     if gate.status == GateStatus.REJECTED:
-        return f"{name} rejected: the run fails closed."
+        return f"Gate {gate.id} rejected: the run fails closed."
     approvals = gate.approvals.filter(decision=Vote.APPROVE).count()
-    return (f"Your {decision} on {name} is recorded: {approvals} of "
+    vote = "approval" if decision == Vote.APPROVE else "vote"
+    return (f"Your {vote} of {name} is recorded: {approvals} of "
             f"{gate.required_approvals} approvals.")
 
 
@@ -200,7 +201,7 @@ def gate_decide(request, principal, gate_id: int):
 
 # --- runs ----------------------------------------------------------------------------------
 
-@require_GET
+@require_safe
 @console_view(scope="runs:read")
 def run_list(request, principal):
     """Recent runs of the tenant, newest first, optionally filtered by status."""
@@ -215,7 +216,7 @@ def run_list(request, principal):
     })
 
 
-@require_GET
+@require_safe
 @console_view(scope="runs:read")
 def run_detail(request, principal, run_id: str):
     """One run: status, steps with receipts, decisions, gates with votes, audit events."""

@@ -164,7 +164,7 @@ def test_list_filters_and_pagination(api):
 
 @pytest.mark.parametrize("number", ["9007199254740993", "NaN", "Infinity", "-Infinity"])
 def test_numbers_that_cannot_be_hashed_are_refused(api, number):
-    raw = '{"workflow": "pt004_execution_spine", "input": {"n": %s}}' % number
+    raw = '{"workflow": "pt004_execution_spine", "input": {"n": ' + number + '}}'
     assert_error(api.call("POST", "/workflows/runs", raw=raw), 400)
     assert Run.objects.count() == 0
 

@@ -1,0 +1,44 @@
+"""Read-only admin views of definitions and runs; definitions are published as versions
+(bundles or this admin's "publish" form is the bundle loader), runs change via services."""
+
+from django.contrib import admin
+
+from .models import Run, StepRun, WorkflowDefinition
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WorkflowDefinition)
+class WorkflowDefinitionAdmin(ReadOnlyAdmin):
+    list_display = ("name", "version", "tenant", "created_by", "created_at")
+    list_filter = ("tenant", "name")
+
+
+class StepRunInline(admin.TabularInline):
+    model = StepRun
+    fields = ("step_id", "step_type", "status", "attempt", "decision", "started_at",
+              "ended_at", "receipt_hash")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Run)
+class RunAdmin(ReadOnlyAdmin):
+    list_display = ("run_id", "definition", "tenant", "status", "current_step", "created_by",
+                    "created_at")
+    list_filter = ("tenant", "status")
+    search_fields = ("run_id", "created_by", "idempotency_key")
+    inlines = [StepRunInline]
