@@ -5,7 +5,9 @@ from django.contrib import admin
 from .models import AuditEvent, AuditStream
 
 
-class ReadOnly(admin.ModelAdmin):
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Evidence is shown, never edited: no add, change or delete (other apps use it too)."""
+
     def has_add_permission(self, request):
         return False
 
@@ -17,14 +19,14 @@ class ReadOnly(admin.ModelAdmin):
 
 
 @admin.register(AuditStream)
-class AuditStreamAdmin(ReadOnly):
+class AuditStreamAdmin(ReadOnlyAdmin):
     list_display = ("name", "tenant", "head_seq", "head_hash", "updated_at")
     list_filter = ("tenant",)
     search_fields = ("name",)
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnly):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ("stream", "seq", "code", "actor", "at", "hash")
     list_filter = ("tenant", "code")
     search_fields = ("stream__name", "actor", "hash")

@@ -5,6 +5,7 @@ and members of `policy-admins` may change policies."""
 from django import forms
 from django.contrib import admin, messages
 
+from audit.admin import ReadOnlyAdmin
 from fcore.actors import user_actor
 from fcore.tenancy import principal_for_user
 
@@ -84,23 +85,14 @@ class PolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Gate)
-class GateAdmin(admin.ModelAdmin):
+class GateAdmin(ReadOnlyAdmin):
     list_display = ("id", "run", "status", "source", "required_approvals", "approver_group",
                     "requested_by", "expires_at")
     list_filter = ("tenant", "status", "source")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(PolicyDecision)
-class PolicyDecisionAdmin(GateAdmin):
+class PolicyDecisionAdmin(ReadOnlyAdmin):
     list_display = ("step_run", "decision", "reason", "policy", "policy_version",
                     "evaluated_at")
     list_filter = ("tenant", "decision")

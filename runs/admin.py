@@ -1,20 +1,11 @@
-"""Read-only admin views of definitions and runs; definitions are published as versions
-(bundles or this admin's "publish" form is the bundle loader), runs change via services."""
+"""Read-only admin views of definitions and runs: definitions are published as versions by
+the bundle loader, runs change only through the services."""
 
 from django.contrib import admin
 
+from audit.admin import ReadOnlyAdmin
+
 from .models import Run, StepRun, WorkflowDefinition
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(WorkflowDefinition)
