@@ -38,6 +38,15 @@ class RuleError(ValueError):
 
 
 _POSITION = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
+_STRING = re.compile(  # CEL string literals: triple-quoted first, then single-line
+    r'[rR]?("""[\s\S]*?"""' r"|'''[\s\S]*?'''" r'|"(?:\\.|[^"\\])*"' r"|'(?:\\.|[^'\\])*')")
+_MACRO = re.compile(r"\.\s*(all|exists|exists_one|map|filter)\s*\(")
+
+
+def _comprehension_macro(expression: str) -> str | None:
+    """The first comprehension macro used outside string literals, if any."""
+    match = _MACRO.search(_STRING.sub('""', expression))
+    return match.group(1) if match else None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -60,6 +69,10 @@ def check_expression(expression: str, *, rule_id: str = "") -> None:
             line, column, text = int(match[1]), int(match[2]), match[3].splitlines()[0]
             raise RuleError(text, rule_id=rule_id, line=line, column=column) from None
         raise RuleError(str(exc).splitlines()[0], rule_id=rule_id) from None
+    macro = _comprehension_macro(expression)
+    if macro:
+        raise RuleError(f"comprehension macros are not allowed ('{macro}'): CEL has no "
+                        "cost limit here", rule_id=rule_id)
     unknown = sorted(set(program.variables()) - CONTEXT_VARIABLES)
     if unknown:
         raise RuleError(

@@ -233,16 +233,20 @@ def gates_expire_due(*, now=None) -> int:
 
 
 def runs_sweep_stalled(*, older_than_s: int = 30) -> int:
-    """Re-drive runs that stopped moving (a lost task): advance them, re-enqueue internal
-    steps. Safe at any time: advancing and recording are idempotent."""
+    """Re-drive runs that stopped moving because a task was lost: a run with nothing in
+    flight is advanced, an internal step still running is re-enqueued. Safe at any time:
+    advancing and recording are idempotent. Runs waiting on an external executor or a
+    gate are left alone."""
     cutoff = timezone.now() - timezone.timedelta(seconds=older_than_s)
-    run_ids = list(Run.objects.filter(status__in=[RunStatus.PENDING, RunStatus.RUNNING],
-                                      updated_at__lt=cutoff).values_list("run_id", flat=True)[:500])
-    for run_id in run_ids:
-        for step in StepRun.objects.filter(run_id=run_id, status=StepStatus.RUNNING,
-                                           step_type__in=engine.INTERNAL_TYPES):
-            with transaction.atomic():
-                engine.enqueue_execute(step)
-        with transaction.atomic():
+    stalled = Run.objects.filter(status__in=[RunStatus.PENDING, RunStatus.RUNNING],
+                                 updated_at__lt=cutoff)
+    idle = stalled.exclude(steps__status__in=[StepStatus.RUNNING, StepStatus.WAITING])
+    run_ids = list(idle.values_list("run_id", flat=True)[:500])
+    steps = list(StepRun.objects.filter(run__in=stalled, status=StepStatus.RUNNING,
+                                        step_type__in=engine.INTERNAL_TYPES)[:500])
+    with transaction.atomic():
+        for run_id in run_ids:
             engine.enqueue_advance(run_id)
-    return len(run_ids)
+        for step in steps:
+            engine.enqueue_execute(step)
+    return len(run_ids) + len(steps)

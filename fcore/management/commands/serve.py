@@ -29,15 +29,17 @@ class Command(BaseCommand):
     def handle(self, *args, port, host, workers, concurrency, **options):
         bin_dir = os.path.dirname(sys.executable)
         embedded = settings.CELERY_BROKER_URL.startswith("filesystem://")
-        worker = [os.path.join(bin_dir, "celery"), "-A", "fcore", "worker", "-l", "info",
+        level = os.environ.get("FCORE_LOG_LEVEL", "warning").lower()
+        worker = [os.path.join(bin_dir, "celery"), "-A", "fcore", "worker", "-l", level,
                   "-c", str(concurrency)]
         if embedded:  # the file-system transport has no broadcast: no gossip, no mingle
             worker += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         commands = {
             "web": [os.path.join(bin_dir, "gunicorn"), "fcore.wsgi", "-b", f"{host}:{port}",
-                    "-w", str(workers), "--access-logfile", "-"],
+                    "-w", str(workers), "--log-level", level,
+                    *(["--access-logfile", "-"] if level in ("info", "debug") else [])],
             "worker": worker,
-            "beat": [os.path.join(bin_dir, "celery"), "-A", "fcore", "beat", "-l", "info",
+            "beat": [os.path.join(bin_dir, "celery"), "-A", "fcore", "beat", "-l", level,
                      "-s", str(settings.VAR_DIR / "celerybeat-schedule")],
         }
         procs = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
