@@ -82,29 +82,33 @@ def test_a_superuser_adds_a_policy_as_version_1(pt004, admin_client, admin_user)
     assert event.actor == f"user:{admin_user.username}"
 
 
-def test_editing_a_policy_creates_version_2(pt004, admin_client):
-    admin_client.post(ADD_URL, form_data(pt004))
-    policy = Policy.objects.get(tenant=pt004, name="spend_limits")
+def test_a_superuser_edit_creates_version_2(pt004, admin_client):
+    policy = Policy.objects.get(tenant=pt004, name="pt004_spend_review")
+    v1_rules = policy.rules
     assert admin_client.get(change_url(policy)).status_code == 200
-    new_rules = [{**GOOD_RULES[0], "when": "input.amount > 5000"},
+    new_rules = [{**v1_rules[0], "when": "input.amount > 5000"},
                  {"id": "blocked", "effect": "deny", "when": 'input.vendor == "x"'}]
-    response = admin_client.post(change_url(policy), change_data(policy, rules=new_rules))
+    response = admin_client.post(change_url(policy), change_data(
+        policy, rules=new_rules, tier=policy.tier, applies_to=policy.applies_to))
     assert response.status_code == 302, response.content.decode()[:2000]
     policy.refresh_from_db()
     assert policy.version == 2
     assert [v.version for v in policy.versions.order_by("version")] == [1, 2]
-    assert policy.versions.get(version=1).rules == GOOD_RULES
+    assert policy.versions.get(version=1).rules == v1_rules
     assert policy.versions.get(version=2).rules[0]["when"] == "input.amount > 5000"
     event = adm_events(pt004)[-1]
     assert (event.data["version"], event.data["previous_version"]) == (2, 1)
-    assert event.data["rules"] == {"added": ["blocked"], "removed": [], "changed": ["big-spend"]}
+    assert event.data["rules"] == {"added": ["blocked"], "removed": [],
+                                   "changed": ["large-amount"]}
 
 
-def test_saving_without_a_change_makes_no_version(pt004, admin_client):
-    admin_client.post(ADD_URL, form_data(pt004))
-    policy = Policy.objects.get(tenant=pt004, name="spend_limits")
+def test_saving_without_a_change_makes_no_version(pt004, staff):
+    client = staff("priya", ["policy-admins"])
+    policy = Policy.objects.get(tenant=pt004, name="pt004_spend_review")
     before = len(adm_events(pt004))
-    response = admin_client.post(change_url(policy), change_data(policy), follow=True)
+    same = change_data(policy, rules=policy.rules, tier=policy.tier,
+                       applies_to=policy.applies_to, description=policy.description)
+    response = client.post(change_url(policy), same, follow=True)
     assert response.status_code == 200
     assert "Nothing changed: no new version." in response.content.decode()
     policy.refresh_from_db()
@@ -134,15 +138,16 @@ def test_a_bad_rule_is_shown_at_its_place_and_nothing_is_saved(pt004, admin_clie
             len(adm_events(pt004))) == before
 
 
-def test_a_bad_rule_on_edit_keeps_the_current_version(pt004, admin_client):
-    admin_client.post(ADD_URL, form_data(pt004))
-    policy = Policy.objects.get(tenant=pt004, name="spend_limits")
+def test_a_bad_rule_on_edit_keeps_the_current_version(pt004, staff):
+    client = staff("priya", ["policy-admins"])
+    policy = Policy.objects.get(tenant=pt004, name="pt004_spend_review")
+    rules_before = policy.rules
     bad = [{"id": "oops", "effect": "flag", "when": "input.amount >>"}]
-    response = admin_client.post(change_url(policy), change_data(policy, rules=bad))
+    response = client.post(change_url(policy), change_data(policy, rules=bad))
     assert response.status_code == 200
-    assert "rule &#x27;oops&#x27;" in response.content.decode()
+    assert "rule &#x27;oops&#x27;: Syntax error" in response.content.decode()
     policy.refresh_from_db()
-    assert policy.version == 1 and policy.rules == GOOD_RULES
+    assert policy.version == 1 and policy.rules == rules_before
     assert policy.versions.count() == 1
 
 

@@ -1,110 +1,24 @@
-"""The PT-004 proof: three control-flow tests run against a live server as an outside client.
+"""The three PT-004 control-flow tests and the campaign that runs them."""
 
-Everything goes through `fcore.client` over HTTP; nothing here touches the database, so the
-proof means the same against a laptop and against production. Every check is recomputed on
-this side where it can be: the audit chain of each run is re-walked from its logs with
-`rfc8785` and `hashlib` only, the receipt chain and the `workflow_hash` seal are recomputed
-from the receipts and the `FC-RUN-003` event, and the server's own verifiers are asked too.
-
-Tests (workflow `pt004_execution_spine`, five external steps; policies: amount > 10,000
-flags at step_2, amount > 1,000,000 denies at step_2):
-
-- A happy path   `{"amount": 500}`     pending → running → completed
-- B policy flag  `{"amount": 25000}`   pending → running → paused → running → completed
-- C policy deny  `{"amount": 5000000}` pending → running → failed
-"""
-
-import hashlib
-import json
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-
-import rfc8785
 
 from fcore.client import FCClient, FCError
 
-CAMPAIGN = "PT-004 Workflow Orchestration Execution Spine"
-WORKFLOW = "pt004_execution_spine"
-STEPS = ("step_1", "step_2", "step_3", "step_4", "step_5")
-GENESIS = "0" * 64
-TERMINAL = {"completed", "failed", "cancelled"}
+from .checks import (
+    CAMPAIGN,
+    STEPS,
+    TERMINAL,
+    WORKFLOW,
+    chain_check,
+    decision_of,
+    receipts_check,
+    status_transitions,
+    step_of,
+)
 
-
-def _sha256_jcs(value) -> str:
-    return hashlib.sha256(rfc8785.dumps(value)).hexdigest()
-
-
-# --- client-side recomputation (pure) ----------------------------------------------------
-
-def chain_check(logs: list[dict]) -> dict:
-    """Re-walk one stream's events: numbering from 1, links from 64 zeros, every hash."""
-    failures, prev, expected_seq = [], GENESIS, 1
-    for event in logs:
-        where = {"stream": event.get("stream"), "seq": event.get("seq")}
-        if event.get("seq") != expected_seq:
-            failures.append({**where, "problem": f"expected seq {expected_seq}"})
-        if event.get("prev_hash") != prev:
-            failures.append({**where, "problem": "prev_hash does not link"})
-        body = {k: event.get(k) for k in ("stream", "seq", "code", "actor", "at", "data")}
-        recomputed = hashlib.sha256(event.get("prev_hash", "").encode("ascii")
-                                    + rfc8785.dumps(body)).hexdigest()
-        if recomputed != event.get("hash"):
-            failures.append({**where, "problem": "hash does not match content"})
-        prev, expected_seq = event.get("hash"), expected_seq + 1
-    return {"ok": not failures, "events": len(logs), "head_hash": prev if logs else None,
-            "failures": failures}
-
-
-def receipts_check(run: dict, receipt_report: dict, logs: list[dict]) -> dict:
-    """Recompute the receipt chain and the `workflow_hash` seal from what the API returned."""
-    failures, prev = [], GENESIS
-    for r in receipt_report.get("receipts", []):
-        fields = ("step_id", "attempt", "input_hash", "output_hash", "decision",
-                  "policy_versions")
-        body = {"run_id": run["run_id"], **{k: r.get(k) for k in fields},
-                "prev_receipt_hash": prev}
-        if r.get("prev_receipt_hash") != prev:
-            failures.append({"step_id": r.get("step_id"), "problem": "receipt does not link"})
-        if _sha256_jcs(body) != r.get("receipt_hash"):
-            failures.append({"step_id": r.get("step_id"), "problem": "receipt_hash mismatch"})
-        prev = r.get("receipt_hash")
-    seals = [e for e in logs if e.get("code") == "FC-RUN-003"]
-    if run.get("workflow_hash"):
-        if not seals:
-            failures.append({"problem": "workflow_hash set but no FC-RUN-003 event"})
-        else:
-            seal = seals[-1]
-            recomputed = _sha256_jcs({
-                "run_id": run["run_id"], "status": run["status"], "last_receipt_hash": prev,
-                "stream": seal["stream"], "head_seq": seal["seq"] - 1,
-                "head_hash": seal["prev_hash"]})
-            if recomputed != run["workflow_hash"]:
-                failures.append({"problem": "workflow_hash does not seal the last receipt, "
-                                            "the status and the stream head"})
-    return {"ok": not failures, "receipts": len(receipt_report.get("receipts", [])),
-            "failures": failures}
-
-
-def status_transitions(logs: list[dict]) -> list[dict]:
-    """The run's status changes, in order, from its `FC-RUN-002` events."""
-    return [{"from": e["data"].get("from"), "to": e["data"].get("to"),
-             "reason": e["data"].get("reason", "")}
-            for e in logs if e.get("code") == "FC-RUN-002"]
-
-
-def _step(run: dict, step_id: str) -> dict:
-    return next((s for s in run.get("steps", []) if s["step_id"] == step_id), {})
-
-
-def _decision(run: dict, step_id: str) -> str | None:
-    found = [d for d in run.get("decisions", []) if d.get("step_id") == step_id]
-    return found[-1]["decision"] if found else None
-
-
-# --- one test ----------------------------------------------------------------------------
 
 @dataclass
 class CaseResult:
@@ -168,11 +82,11 @@ class Scenario:
         """Wait until the engine started the step, then report it succeeded."""
         run = self.fc.wait_for(
             self.result.run_id,
-            lambda r: _step(r, step_id).get("status") == "running" or r["status"] in TERMINAL,
+            lambda r: step_of(r, step_id).get("status") == "running" or r["status"] in TERMINAL,
             timeout=self.timeout)
-        if _step(run, step_id).get("status") != "running":
+        if step_of(run, step_id).get("status") != "running":
             raise FCError(0, "unexpected_state", f"{step_id} is "
-                          f"{_step(run, step_id).get('status')} and the run {run['status']}",
+                          f"{step_of(run, step_id).get('status')} and the run {run['status']}",
                           run)
         output = {"step": step_id, "executed_by": self.fc.sub, "ok": True}
         run = self.fc.report_step(self.result.run_id, step_id, "succeeded", output=output)
@@ -235,11 +149,11 @@ def happy_path(s: Scenario) -> None:
     run, logs = s.collect()
     s.common_checks(run, logs)
     s.check("every step succeeded",
-            all(_step(run, sid).get("status") == "succeeded" for sid in STEPS),
+            all(step_of(run, sid).get("status") == "succeeded" for sid in STEPS),
             ", ".join(f"{x['step_id']}={x['status']}" for x in run["steps"]))
     s.check("every decision allow",
-            all(_decision(run, sid) == "allow" for sid in STEPS),
-            ", ".join(f"{sid}={_decision(run, sid)}" for sid in STEPS))
+            all(decision_of(run, sid) == "allow" for sid in STEPS),
+            ", ".join(f"{sid}={decision_of(run, sid)}" for sid in STEPS))
     s.check("a receipt per step", len(s.result.receipts) == len(STEPS),
             f"{len(s.result.receipts)} receipts")
 
@@ -254,8 +168,8 @@ def policy_flag(s: Scenario) -> None:
     gates = [g for g in run["gates"] if g["status"] == "open" and g["step_id"] == "step_2"]
     s.check("run paused at an open gate on step_2", run["status"] == "paused" and gates,
             f"run {run['status']}, open gates on step_2: {len(gates)}")
-    s.check("step_2 decision flag", _decision(run, "step_2") == "flag",
-            str(_decision(run, "step_2")))
+    s.check("step_2 decision flag", decision_of(run, "step_2") == "flag",
+            str(decision_of(run, "step_2")))
     if not gates:
         raise FCError(0, "unexpected_state", "no open gate on step_2", run)
     gate_id = gates[0]["gate_id"]
@@ -284,7 +198,7 @@ def policy_flag(s: Scenario) -> None:
             {"FC-GATE-001", "FC-GATE-002", "FC-GATE-003"} <= codes,
             ", ".join(sorted(c for c in codes if c.startswith("FC-GATE"))))
     s.check("every step succeeded",
-            all(_step(run, sid).get("status") == "succeeded" for sid in STEPS),
+            all(step_of(run, sid).get("status") == "succeeded" for sid in STEPS),
             ", ".join(f"{x['step_id']}={x['status']}" for x in run["steps"]))
 
 
@@ -294,11 +208,11 @@ def policy_deny(s: Scenario) -> None:
     s.wait_run("failed")
     run, logs = s.collect()
     s.common_checks(run, logs)
-    s.check("step_2 decision deny", _decision(run, "step_2") == "deny",
-            str(_decision(run, "step_2")))
+    s.check("step_2 decision deny", decision_of(run, "step_2") == "deny",
+            str(decision_of(run, "step_2")))
     s.check("step_1 succeeded, steps 2-5 cancelled",
-            _step(run, "step_1").get("status") == "succeeded"
-            and all(_step(run, sid).get("status") == "cancelled" for sid in STEPS[1:]),
+            step_of(run, "step_1").get("status") == "succeeded"
+            and all(step_of(run, sid).get("status") == "cancelled" for sid in STEPS[1:]),
             ", ".join(f"{x['step_id']}={x['status']}" for x in run["steps"]))
 
 
@@ -364,77 +278,3 @@ def proof_run(config: ProofConfig, *, transport=None) -> dict:
         "summary": {"tests": len(results), "passed": passed, "failed": len(results) - passed},
         "tests": [asdict(r) for r in results],
     }
-
-
-# --- the report --------------------------------------------------------------------------
-
-def _mark(ok) -> str:
-    return "✅" if ok else "❌"
-
-
-def report_markdown(report: dict) -> str:
-    """The proof report in Markdown, shaped like the PT-004 campaign's reports."""
-    status = "PASSED" if report["passed"] else "FAILED"
-    out = ["# PT-004 Execution Proof Report", "",
-           f"**Campaign**: {report['campaign']}  ",
-           f"**Date**: {report['date']}  ",
-           f"**Federation Core**: {report['url']} (tenant `{report['tenant']}`)  ",
-           f"**Workflow**: `{report['workflow']}`  ",
-           f"**Actors**: `{report['actor']}` (executor), `{report['approver']}` (approver)  ",
-           f"**Status**: {_mark(report['passed'])} **{status}**", "", "---", ""]
-    for t in report["tests"]:
-        out += [f"## {t['title']}", "", f"**Run ID**: `{t['run_id'] or '-'}`  ",
-                f"**Input**: `{json.dumps(t['input'])}`  ",
-                f"**Final status**: `{t['final_status']}`  ",
-                f"**Result**: {_mark(t['passed'])} {'PASSED' if t['passed'] else 'FAILED'}",
-                ""]
-        if t["error"]:
-            out += [f"**Error**: `{t['error']}`", ""]
-        out += ["**Status Transitions**:"]
-        out += [f"- `{x['from'].upper()}` → `{x['to'].upper()}` ({x['reason']})"
-                for x in t["transitions"]] or ["- none recorded"]
-        out += ["", "**Audit Trail**:", "```"]
-        out += [f"{e['code']}: {e['message']}" for e in t["audit_trail"]]
-        out += ["```", "", "**Steps and receipts**:", "",
-                "| step | status | decision | receipt_hash |", "|---|---|---|---|"]
-        out += [f"| {s['step_id']} | {s['status']} | {s['decision'] or '-'} | "
-                f"`{s['receipt_hash'] or '-'}` |" for s in t["steps"]]
-        out += ["", f"**workflow_hash**: `{t['workflow_hash']}`  ",
-                f"**Receipts verified by the server**: {t['receipt_verified']}  ",
-                f"**Audit chain recomputed here**: {_mark(t['chain'].get('ok'))} "
-                f"{t['chain'].get('events', 0)} events, head `{t['chain'].get('head_hash')}`  ",
-                f"**Receipt chain and seal recomputed here**: "
-                f"{_mark(t['receipt_chain'].get('ok'))}  ",
-                f"**Tenant chains verified by the server**: "
-                f"{_mark(t['server_chain'].get('ok'))}", "", "**Checks**:"]
-        out += [f"- {_mark(c['ok'])} {c['name']} — {c['detail']}" for c in t["checks"]]
-        out += ["", "---", ""]
-    out += ["## Summary", "", "| test | run id | result |", "|---|---|---|"]
-    out += [f"| {t['title']} | `{t['run_id'] or '-'}` | {_mark(t['passed'])} "
-            f"{'PASSED' if t['passed'] else 'FAILED'} |" for t in report["tests"]]
-    s = report["summary"]
-    out += ["", f"{s['passed']} of {s['tests']} tests passed.", ""]
-    return "\n".join(out)
-
-
-def report_write(report: dict, out_dir: Path) -> tuple[Path, Path]:
-    """Write `proof-report.md` and `proof-report.json` into `out_dir` (created)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md, js = out_dir / "proof-report.md", out_dir / "proof-report.json"
-    md.write_text(report_markdown(report), encoding="utf-8")
-    js.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return md, js
-
-
-def report_summary(report: dict) -> str:
-    """A few plain lines for the terminal."""
-    lines = [f"{report['campaign']} — {report['url']}"]
-    for t in report["tests"]:
-        line = f"  {'PASSED' if t['passed'] else 'FAILED'}  {t['title']}  run {t['run_id'] or '-'}"
-        failed = [c["name"] for c in t["checks"] if not c["ok"]]
-        if t["error"]:
-            failed.insert(0, t["error"])
-        lines.append(line + (f"  ({'; '.join(failed)})" if failed else ""))
-    s = report["summary"]
-    lines.append(f"{s['passed']}/{s['tests']} passed")
-    return "\n".join(lines)
