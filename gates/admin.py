@@ -49,6 +49,12 @@ class PolicyVersionInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(Policy)
 class PolicyAdmin(admin.ModelAdmin):
@@ -79,9 +85,6 @@ class PolicyAdmin(admin.ModelAdmin):
         obj.refresh_from_db()
         if not changed:
             messages.info(request, "Nothing changed: no new version.")
-
-    def save_related(self, request, form, formsets, change):
-        pass  # versions are written by policy_save only
 
 
 @admin.register(Gate)

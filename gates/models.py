@@ -118,6 +118,7 @@ class Gate(FSMModelMixin, models.Model):
     required_approvals = models.PositiveSmallIntegerField(default=1)
     approver_group = models.CharField(max_length=150, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    expires_in = models.PositiveIntegerField(null=True, blank=True)  # seconds; null: never
     on_timeout = models.CharField(max_length=16, default="reject")
     escalate_to = models.CharField(max_length=150, blank=True)
     input_schema = models.JSONField(null=True, blank=True)

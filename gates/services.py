@@ -48,6 +48,7 @@ def gate_open(*, run, step_run, source: str, reason: str, requested_by: str,
         required_approvals=settings["required_approvals"],
         approver_group=settings["approver_group"],
         expires_at=timezone.now() + timedelta(seconds=expires_in) if expires_in else None,
+        expires_in=expires_in,
         on_timeout=settings["on_timeout"], escalate_to=settings["escalate_to"],
         input_schema=settings["input_schema"],
     )
@@ -163,14 +164,13 @@ def gate_cancel(*, gate: Gate, run, actor: str, reason: str) -> None:
     )
 
 
-def gate_escalate(*, gate: Gate, run, actor: str) -> bool:
+def gate_escalate(*, gate: Gate, run, actor: str, now=None) -> bool:
     """On timeout with `on_timeout: escalate`: once, add the escalation group and extend
     the deadline by the original window. Returns False when already escalated."""
     resolution = gate.resolution or {}
-    if resolution.get("escalated") or not gate.escalate_to or gate.expires_at is None:
+    if resolution.get("escalated") or not gate.escalate_to or not gate.expires_in:
         return False
-    window = gate.expires_at - gate.created_at
-    gate.expires_at = timezone.now() + window
+    gate.expires_at = (now or timezone.now()) + timedelta(seconds=gate.expires_in)
     gate.resolution = {**resolution, "escalated": True}
     gate.save(update_fields=["expires_at", "resolution"])
     audit_append(

@@ -225,7 +225,7 @@ def gates_expire_due(*, now=None) -> int:
             if gate.status != GateStatus.OPEN or gate.expires_at > now:
                 continue
             if gate.on_timeout == "escalate" and gate_escalate(gate=gate, run=run,
-                                                               actor=SCHEDULER):
+                                                               actor=SCHEDULER, now=now):
                 continue
             gate_expire(gate=gate, run=run, actor=SCHEDULER)
             _after_gate(run, gate, actor=SCHEDULER)

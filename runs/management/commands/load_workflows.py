@@ -35,8 +35,8 @@ class Command(BaseCommand):
                 summary = bundle_load(read_bundle(path), actor=actor, source=str(path))
             except BundleError as exc:
                 raise CommandError(str(exc)) from None
-            for kind in ("workflows", "policies"):
+            for kind, label in (("workflows", "workflow"), ("policies", "policy")):
                 for item in summary[kind]:
                     state = "new version" if item["changed"] else "unchanged"
-                    self.stdout.write(f"{path}: {kind[:-1]} {item['name']} "
+                    self.stdout.write(f"{path}: {label} {item['name']} "
                                       f"v{item['version']} ({state})")
