@@ -13,9 +13,9 @@ decision on each (recording `FC-POL-001`), and then:
 completes. Every run that ends is sealed: its `workflow_hash` covers the last receipt, the
 final status and the stream head (`FC-RUN-003`).
 
-All functions with a leading underscore expect the caller to hold `run_lock`. Recording a
-result is a compare-and-set on (status=running, attempt): a result delivered twice is
-recorded once.
+`run_advance`, `step_execute` and `step_record_result` take the run lock themselves; every
+other function here expects the caller to hold it. Recording a result is a compare-and-set
+on (status=running, attempt): a result delivered twice is recorded once.
 """
 
 from django.db import transaction
