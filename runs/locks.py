@@ -40,7 +40,8 @@ def parse_gate_id(value) -> int:
 def run_lock(run_id, *, tenant=None):
     """Yield the locked, freshly read run. Raises NotFound (also for another tenant's run)."""
     with transaction.atomic():
-        qs = Run.objects.select_for_update(of=("self",)).select_related("definition")
+        qs = (Run.objects.select_for_update(of=("self",))
+              .select_related("definition", "tenant"))
         if tenant is not None:
             qs = qs.filter(tenant=tenant)
         try:
