@@ -248,17 +248,17 @@ def run_paused_for_gate(run: Run) -> bool:
     return run.status == RunStatus.PAUSED and run.status_reason.startswith(GATE_PAUSE_PREFIX)
 
 
-def _step_release(run: Run, step: StepRun) -> bool:
-    """Start a waiting step once every gate on it is approved; True when released."""
+def _step_release(run: Run, step: StepRun) -> None:
+    """Start a waiting step once every gate on it is approved."""
     gates = list(Gate.objects.filter(step_run=step).order_by("created_at", "id"))
     if not gates or any(g.status not in (GateStatus.APPROVED, GateStatus.OVERRIDDEN)
                         for g in gates):
-        return False
+        return
     gate = gates[-1]
     actor = (gate.resolution or {}).get("by", ENGINE)
     if step.step_type != "approval":
         step_start(run, step, actor=actor)
-        return True
+        return
     gate_input = (gate.resolution or {}).get("input")
     step.input = step_input(run, step)
     if gate_input is not None:
@@ -267,7 +267,6 @@ def _step_release(run: Run, step: StepRun) -> bool:
     step_finish(run, step, succeeded=True, actor=actor,
                 output={"gate_id": gate.id, "status": gate.status,
                         "votes": (gate.resolution or {}).get("votes", []), "input": gate_input})
-    return True
 
 
 def _step_hold_at_gate(run: Run, step: StepRun, decision: Decision) -> None:

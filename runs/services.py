@@ -125,9 +125,8 @@ def step_report(*, tenant, run_id, step_id: str, actor: str, status: str, output
             raise Conflict(f"Step {step_id} is {step.step_type!r}; only external steps are "
                            "reported through the API.", code="not_external")
         if step.status != StepStatus.RUNNING:
-            allowed = []
             raise InvalidTransition(obj=f"Step {step_id}", current=step.status,
-                                    allowed=allowed, target=status)
+                                    allowed=[], target=status)
         open_gate = Gate.objects.filter(step_run=step, status=GateStatus.OPEN).first()
         if open_gate:
             raise Conflict(f"Step {step_id} waits at gate {open_gate.id}.", code="gate_open",
@@ -136,10 +135,12 @@ def step_report(*, tenant, run_id, step_id: str, actor: str, status: str, output
             raise Conflict(f"Step {step_id} is at attempt {step.attempt}, not {attempt}.",
                            code="stale_attempt", current=step.status)
         succeeded = status == StepStatus.SUCCEEDED
-        problem = jcs_problem(output) or jcs_problem(error)
-        if problem or status not in (StepStatus.SUCCEEDED, StepStatus.FAILED):
-            raise BadRequest("A report is succeeded or failed with hashable JSON.",
-                             code="invalid", errors={"output": [problem or "bad status"]})
+        errors = {field: [problem] for field, problem in
+                  (("output", jcs_problem(output)), ("error", jcs_problem(error))) if problem}
+        if status not in (StepStatus.SUCCEEDED, StepStatus.FAILED):
+            errors["status"] = ["succeeded or failed"]
+        if errors:
+            raise BadRequest("The report is not valid.", code="invalid", errors=errors)
         engine.step_finish(run, step, succeeded=succeeded, output=output if succeeded else None,
                            actor=actor,
                            error=None if succeeded else (error or {"detail": "failed"}))
