@@ -71,3 +71,12 @@ def policies_applicable(*, tenant, workflow: str, step_type: str) -> list[Policy
         if snapshot.applies(workflow, step_type):
             snapshots.append(snapshot)
     return snapshots
+
+
+def policy_restore(*, policy: Policy, version: int, actor: str) -> tuple[Policy, bool]:
+    """Make an old version current again: it is saved as a new version (`FC-ADM-001`)."""
+    old = policy.versions.filter(version=version).first()
+    if old is None:
+        raise RuleError(f"policy {policy.name} has no version {version}")
+    return policy_save(tenant=policy.tenant, name=policy.name, rules=old.rules, tier=old.tier,
+                       applies_to=old.applies_to, enabled=old.enabled, actor=actor)

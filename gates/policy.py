@@ -4,10 +4,11 @@ Combination (DESIGN §6): any deny → deny; else any flag → flag; else allow.
 goes wrong while evaluating a rule — a parse error, a missing attribute, a type error, a
 result that is not a boolean — is a `deny` with reason `policy_error: …` (fail-closed).
 
-Rules are CEL (`common-expression-language`). CEL has no cost limit in that binding, so a
-rule may only read the documented context variables: comprehension macros (`map`, `all`,
-`exists`, `filter`) bind variables of their own and are refused when a rule is saved, and
-expression length is capped.
+Rules are CEL (`common-expression-language`). CEL has no cost limit in that binding, so what
+a rule may do is bounded when it is saved: it may only read the documented context
+variables, comprehension macros (`all`, `exists`, `exists_one`, `map`, `filter`) are
+refused, and length and nesting depth are capped. A decision that still runs past its time
+limit denies the rules it did not reach.
 """
 
 import fnmatch
@@ -22,6 +23,9 @@ CONTEXT_VARIABLES = frozenset({"run", "step", "input", "actor", "tenant", "now"}
 EFFECTS = ("allow", "flag", "deny")
 _SEVERITY = {"allow": 0, "flag": 1, "deny": 2}
 MAX_RULE_LENGTH = 2000
+MAX_NESTING = 12
+TIME_LIMIT_S = 0.05  # per decision; the binding cannot be interrupted, so it is checked after
+                     # each rule, and static limits keep one rule far below it
 GATE_KEYS = frozenset({"required_approvals", "approver_group", "expires_in", "on_timeout",
                        "escalate_to", "input_schema"})
 
@@ -43,6 +47,18 @@ _STRING = re.compile(  # CEL string literals: triple-quoted first, then single-l
 _MACRO = re.compile(r"\.\s*(all|exists|exists_one|map|filter)\s*\(")
 
 
+def _nesting(expression: str) -> int:
+    """Deepest nesting of (), [] and {} outside string literals."""
+    depth = deepest = 0
+    for char in _STRING.sub('""', expression):
+        if char in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]}":
+            depth -= 1
+    return deepest
+
+
 def _comprehension_macro(expression: str) -> str | None:
     """The first comprehension macro used outside string literals, if any."""
     match = _MACRO.search(_STRING.sub('""', expression))
@@ -55,12 +71,20 @@ def compile_rule(expression: str) -> cel.Program:
     return cel.compile(expression)
 
 
+@functools.lru_cache(maxsize=4096)
+def rule_variables(expression: str) -> frozenset:
+    """The context variables an expression reads (static analysis, cached)."""
+    return frozenset(compile_rule(expression).variables())
+
+
 def check_expression(expression: str, *, rule_id: str = "") -> None:
     """Raise RuleError unless `expression` compiles and reads only context variables."""
     if not isinstance(expression, str) or not expression.strip():
         raise RuleError("'when' must be a non-empty CEL expression", rule_id=rule_id)
     if len(expression) > MAX_RULE_LENGTH:
         raise RuleError(f"expression longer than {MAX_RULE_LENGTH} characters", rule_id=rule_id)
+    if _nesting(expression) > MAX_NESTING:
+        raise RuleError(f"nesting deeper than {MAX_NESTING} levels", rule_id=rule_id)
     try:
         program = compile_rule(expression)
     except (ValueError, RuntimeError) as exc:
@@ -173,15 +197,27 @@ def _describe(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def evaluate(policies: list[PolicySnapshot], context: dict) -> Decision:
-    """Decide for one step. `policies` are the applicable, enabled policy versions."""
+def evaluate(policies: list[PolicySnapshot], context: dict, *,
+             time_limit_s: float = TIME_LIMIT_S) -> Decision:
+    """Decide for one step. `policies` are the applicable, enabled policy versions.
+
+    The context is converted once for all rules, and only the variables they read
+    (converting costs more than running the rules). Past `time_limit_s` every rule not yet
+    evaluated denies with `policy_error: time limit …`."""
     started = time.perf_counter()
-    variables = cel.Context(context)
+    deadline = started + time_limit_s
+    try:
+        needed = set().union(*(rule_variables(r["when"]) for p in policies for r in p.rules))
+    except (ValueError, RuntimeError):  # a rule that no longer compiles: fails closed below
+        needed = set(context)
+    variables = cel.Context({k: v for k, v in context.items() if k in needed})
     results, fired = [], []
     for policy in policies:
         effect = "allow"
         for rule in policy.rules:
             try:
+                if time.perf_counter() > deadline:
+                    raise TimeoutError(f"time limit of {time_limit_s * 1000:.0f} ms exceeded")
                 triggered = _run_rule(rule, variables)
                 rule_effect, reason = rule["effect"], rule["reason"]
             except Exception as exc:  # any evaluation failure denies (fail-closed)

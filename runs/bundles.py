@@ -75,3 +75,25 @@ def bundle_load(data, *, actor: str, source: str = "bundle") -> dict:
             summary["policies"].append(
                 {"name": policy.name, "version": policy.version, "changed": changed})
     return summary
+
+
+def bundle_export(tenant) -> dict:
+    """The tenant's latest workflow versions and current policies as a bundle that
+    `bundle_load` loads back to the same state (no new versions)."""
+    from gates.models import Policy
+
+    from .models import WorkflowDefinition
+
+    latest = {}
+    for definition in WorkflowDefinition.objects.for_tenant(tenant).order_by("name", "version"):
+        latest[definition.name] = definition
+    return {
+        "tenant": tenant.slug,
+        "name": tenant.name,
+        "workflows": [{"name": d.name, "description": d.description, "steps": d.steps}
+                      for d in latest.values()],
+        "policies": [{"name": p.name, "description": p.description, "tier": p.tier,
+                      "applies_to": p.applies_to, "enabled": p.enabled, "rules": p.rules}
+                     for p in Policy.objects.for_tenant(tenant).filter(version__gt=0)
+                     .order_by("name")],
+    }

@@ -18,6 +18,7 @@ other function here expects the caller to hold it. Recording a result is a compa
 on (status=running, attempt): a result delivered twice is recorded once.
 """
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django_fsm import can_proceed
@@ -208,7 +209,8 @@ def step_decide(run: Run, step: StepRun) -> Decision:
     context = decision_context(run, step, now)
     policies = policies_applicable(tenant=run.tenant, workflow=run.definition.name,
                                    step_type=step.step_type)
-    decision = evaluate(policies, context)
+    decision = evaluate(policies, context,
+                        time_limit_s=settings.FCORE_POLICY_TIME_LIMIT_MS / 1000)
     PolicyDecision.objects.create(
         tenant_id=run.tenant_id, step_run=step, attempt=step.attempt,
         decision=decision.decision, reason=decision.reason, policy_id=decision.policy_id,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import policy_views, views
 
 run_patterns = [
     path("runs/<str:run_id>/status", views.RunStatusUpdate.as_view()),
@@ -15,6 +15,7 @@ workflows_urlpatterns = [
     path("runs", views.RunListCreate.as_view(), name="runs"),
     path("runs/<str:run_id>", views.RunDetail.as_view(), name="run-detail"),
     *run_patterns,
+    path("policies/evaluate", policy_views.PolicyEvaluate.as_view(), name="policy-evaluate"),
     path("audit", views.AuditList.as_view(), name="audit"),
     path("audit/verify", views.AuditVerify.as_view(), name="audit-verify"),
 ]
