@@ -83,3 +83,75 @@ class AuditEvent(models.Model):
     @property
     def message(self) -> str:
         return event_message(self.code, self.data)
+
+
+class SigningKey(models.Model):
+    """The public half of a checkpoint signing key. The private key is read from settings
+    or a file and never enters the database; retired keys stay so old checkpoints verify."""
+
+    key_id = models.CharField(max_length=16, unique=True)
+    public_key = models.CharField(max_length=64)  # standard base64 of the raw 32 bytes
+    created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.key_id
+
+
+class Checkpoint(models.Model):
+    """A signed Merkle root over the heads of a tenant's streams that changed since the
+    previous checkpoint, which it links to by hash. Append-only (the model refuses
+    changes; a rewrite by a database superuser is what `audit_verify` exposes)."""
+
+    tenant = models.ForeignKey("fcore.Tenant", on_delete=models.PROTECT, related_name="+")
+    tenant_slug = models.CharField(max_length=64)
+    seq = models.PositiveBigIntegerField()
+    prev_hash = models.CharField(max_length=64)
+    root = models.CharField(max_length=64)
+    tree_size = models.PositiveIntegerField()
+    heads = models.JSONField()  # [{stream, seq, hash}] sorted by stream
+    key_id = models.CharField(max_length=16)
+    signature = models.CharField(max_length=100)  # base64 Ed25519 over JCS(body)
+    at = models.CharField(max_length=32)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["tenant", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "seq"], name="uniq_checkpoint_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.tenant_slug}#{self.seq}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ImmutableEventError("checkpoints are immutable")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ImmutableEventError("checkpoints are immutable")
+
+
+class CheckpointCursor(models.Model):
+    """Per stream, the head last put under a checkpoint: which streams changed since.
+
+    Keyed by stream name (no foreign key), so it never blocks anything. `seen_seq` is the
+    head at which the stream counts as unchanged: `seq` for a run stream; for the admin
+    stream, the `FC-AUD-001` event that recorded the checkpoint (so sealing alone does not
+    make the next checkpoint necessary).
+    """
+
+    tenant = models.ForeignKey("fcore.Tenant", on_delete=models.PROTECT, related_name="+")
+    stream = models.CharField(max_length=200, unique=True)
+    seq = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64, blank=True)
+    checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+")
+    seen_seq = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.stream}@{self.seq}"

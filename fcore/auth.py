@@ -12,6 +12,7 @@ import logging
 import time
 
 from django.conf import settings
+from django.core.cache import cache
 from rest_framework import exceptions, permissions, throttling
 from rest_framework.authentication import BaseAuthentication
 
@@ -82,21 +83,48 @@ def token_verify(token: str, *, now: float | None = None):
     return client, claims
 
 
+def _failure_key(request) -> str:
+    return f"fc:authfail:{request.META.get('REMOTE_ADDR', '?')}"
+
+
+def _too_many_failures(request) -> bool:
+    return cache.get(_failure_key(request), 0) >= settings.FCORE_AUTH_FAILURE_LIMIT
+
+
+def _count_failure(request) -> None:
+    key = _failure_key(request)
+    if cache.add(key, 1, timeout=settings.FCORE_AUTH_FAILURE_WINDOW_S):
+        return
+    try:
+        cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=settings.FCORE_AUTH_FAILURE_WINDOW_S)
+
+
 class TokenAuthentication(BaseAuthentication):
-    """`Authorization: Bearer omega_…`; absent header → other authenticators run."""
+    """`Authorization: Bearer omega_…`; absent header → other authenticators run.
+
+    Failed attempts are logged (never the token) and counted per address: past
+    FCORE_AUTH_FAILURE_LIMIT in FCORE_AUTH_FAILURE_WINDOW_S, the address gets 429 until
+    the window passes, valid token or not."""
 
     def authenticate(self, request):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
+        if _too_many_failures(request):
+            log.warning("authentication throttled for %s", request.META.get("REMOTE_ADDR", "?"))
+            raise exceptions.Throttled(wait=settings.FCORE_AUTH_FAILURE_WINDOW_S,
+                                       detail="Too many failed authentications.")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise _fail("Use 'Authorization: Bearer <token>'.")
         try:
+            if scheme.lower() != "bearer" or not token.strip():
+                raise _fail("Use 'Authorization: Bearer <token>'.")
             client, claims = token_verify(token.strip())
         except exceptions.AuthenticationFailed as exc:
-            log.info("token rejected: %s (from %s)", exc.detail,
-                     request.META.get("REMOTE_ADDR", "?"))
+            _count_failure(request)
+            log.warning("token rejected: %s (from %s)", exc.detail,
+                        request.META.get("REMOTE_ADDR", "?"))
             raise
         scopes = set(claims["scope"].split()) & client.scope_set
         principal = principal_for_client(client, claims["sub"], scopes)

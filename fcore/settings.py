@@ -30,6 +30,17 @@ def _secret_from_file(name: str) -> str:
     return path.read_text().strip()
 
 
+def _signing_key_file() -> str:
+    """var/signing_key: a base64 Ed25519 private key (raw 32 bytes), created once."""
+    path = VAR_DIR / "signing_key"
+    if not path.exists():
+        import base64
+
+        path.write_text(base64.b64encode(os.urandom(32)).decode("ascii"))
+        path.chmod(0o600)
+    return str(path)
+
+
 DEBUG = _env_bool("FCORE_DEBUG", False)
 SECRET_KEY = os.environ.get("FCORE_SECRET_KEY") or _secret_from_file("secret_key")
 # Master key from which API client secrets are derived: a database dump alone cannot
@@ -56,9 +67,12 @@ INSTALLED_APPS = [
     "audit",
     "runs",
     "gates",
+    "csp",
+    "axes",
 ]
 
 MIDDLEWARE = [
+    "fcore.observability.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -68,6 +82,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # last: locks out repeated failed console/admin logins (django-axes)
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "fcore.urls"
@@ -105,6 +122,18 @@ else:
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Five failed sign-ins for one username from one address lock it for 15 minutes (429).
+AXES_FAILURE_LIMIT = int(os.environ.get("FCORE_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = 0.25  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_IPWARE_PROXY_COUNT = int(os.environ.get("FCORE_PROXY_COUNT", "0")) or None
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
@@ -132,6 +161,48 @@ CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cook
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Content security policy (django-csp): only this origin's scripts, no inline script.
+# Inline style attributes are allowed (Django admin uses a few); styles cannot run code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# Caches hold throttling counters; with several web processes point them at Redis.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if os.environ.get("FCORE_CACHE_URL"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": os.environ["FCORE_CACHE_URL"]}}
+FCORE_AUTH_FAILURE_LIMIT = int(os.environ.get("FCORE_AUTH_FAILURE_LIMIT", "30"))
+FCORE_AUTH_FAILURE_WINDOW_S = 300
+
+# Production (FCORE_ENV=production): HTTPS only, secure cookies, HSTS; secrets from the
+# environment. `python manage.py check --deploy` is clean with these.
+PRODUCTION = os.environ.get("FCORE_ENV", "") == "production"
+if PRODUCTION:
+    if not os.environ.get("FCORE_SECRET_KEY") or not os.environ.get("FCORE_CLIENT_KEY"):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured("production needs FCORE_SECRET_KEY and FCORE_CLIENT_KEY")
+    DEBUG = False
+    SECURE_SSL_REDIRECT = _env_bool("FCORE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 365 * 24 * 3600
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -190,11 +261,21 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Signed checkpoints (audit.checkpoints): how often, and the Ed25519 key that signs them.
+# The private key is standard base64 of its raw 32 bytes, from FCORE_SIGNING_KEY or the
+# file FCORE_SIGNING_KEY_FILE (default var/signing_key, created once); never the database.
+FCORE_CHECKPOINT_INTERVAL_S = int(os.environ.get("FCORE_CHECKPOINT_INTERVAL_S", "60"))
+FCORE_SIGNING_KEY = os.environ.get("FCORE_SIGNING_KEY", "")
+FCORE_SIGNING_KEY_FILE = os.environ.get("FCORE_SIGNING_KEY_FILE") or (
+    "" if FCORE_SIGNING_KEY else _signing_key_file())
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "gates-expire-due": {"task": "runs.tasks.expire_due_gates", "schedule": 15.0},
     "runs-sweep-stalled": {"task": "runs.tasks.sweep_stalled_runs", "schedule": 30.0},
+    "gates-notify-sweep": {"task": "gates.notify.sweep", "schedule": 60.0},
 }
+CELERY_BEAT_SCHEDULE["audit-seal-checkpoints"] = {
+    "task": "audit.tasks.seal_checkpoints", "schedule": float(FCORE_CHECKPOINT_INTERVAL_S)}
 
 # Federation Core's own settings.
 FCORE_TOKEN_MAX_LIFETIME_S = 3600
@@ -202,11 +283,39 @@ FCORE_TOKEN_LEEWAY_S = 30
 FCORE_POLICY_TIME_LIMIT_MS = int(os.environ.get("FCORE_POLICY_TIME_LIMIT_MS", "50"))
 FCORE_STEP_HANDLERS: dict[str, str] = {}
 
+# Gate notifications (gates.notify). Email goes through Django's backend: the console
+# backend prints it (the demo); production sets FCORE_EMAIL_BACKEND and EMAIL_HOST/PORT.
+EMAIL_BACKEND = os.environ.get("FCORE_EMAIL_BACKEND",
+                               "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("FCORE_EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("FCORE_EMAIL_PORT", "25"))
+DEFAULT_FROM_EMAIL = os.environ.get("FCORE_FROM_EMAIL", "Federation Core <fc@example.invalid>")
+FCORE_PUBLIC_URL = os.environ.get("FCORE_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+FCORE_GATE_LINK_MAX_AGE_S = int(os.environ.get("FCORE_GATE_LINK_MAX_AGE_S", 24 * 3600))
+FCORE_EMAIL_MAX_ATTEMPTS = 3
+# Webhooks are POSTed only to these hosts (exact host names, no wildcards).
+FCORE_WEBHOOK_ALLOWED_HOSTS = [
+    h.strip().lower() for h in
+    os.environ.get("FCORE_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h.strip()
+]
+FCORE_WEBHOOK_TIMEOUT_S = 5.0
+FCORE_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("FCORE_WEBHOOK_MAX_ATTEMPTS", 6))
+FCORE_WEBHOOK_BACKOFF_S = 10  # the wait after attempt n is BACKOFF_S * 2**(n-1) …
+FCORE_WEBHOOK_BACKOFF_MAX_S = 3600  # … at most this
+
+FCORE_METRICS_TOKEN = os.environ.get("FCORE_METRICS_TOKEN", "")
+
+# JSON lines on stderr, each with the request id (fcore.observability).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "fcore.observability.RequestIdFilter"}},
+    "formatters": {"json": {
+        "()": "pythonjsonlogger.json.JsonFormatter",
+        "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+    }},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json",
+                             "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("FCORE_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

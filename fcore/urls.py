@@ -2,9 +2,10 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from fcore.errors import json_error_view
+from fcore.metrics import metrics_view
 from runs.api.urls import alias_urlpatterns, workflows_urlpatterns
 
 
@@ -15,10 +16,12 @@ def healthz(request):
 urlpatterns = [
     path("", RedirectView.as_view(url="/console/", permanent=False)),
     path("healthz", healthz),
+    path("metrics", metrics_view),
     path("workflows/", include(workflows_urlpatterns)),
     path("api/fc/", include(alias_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger"),
+    # the split view serves Swagger UI's start-up script as a file: no inline script (CSP)
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger"),
     path("console/", include("gates.console.urls")),
     path("admin/", admin.site.urls),
 ]

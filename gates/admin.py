@@ -1,12 +1,20 @@
 """Admin registrations of the gates app. Policies have their own module (policy_admin);
-gates and decisions are evidence: shown, never edited."""
+gates and decisions are evidence: shown, never edited. Webhook endpoints are configured
+here; their deliveries and the gate emails are a read-only log."""
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 
 from audit.admin import ReadOnlyAdmin
+from fcore.actors import user_actor
 
 from . import policy_admin  # noqa: F401  (registers PolicyAdmin)
-from .models import Gate, PolicyDecision
+from .models import EmailNotification, Gate, PolicyDecision, WebhookDelivery, WebhookEndpoint
+from .notify.webhooks import (
+    webhook_endpoint_create,
+    webhook_events_problem,
+    webhook_url_problem,
+)
 
 
 @admin.register(Gate)
@@ -21,3 +29,74 @@ class PolicyDecisionAdmin(ReadOnlyAdmin):
     list_display = ("step_run", "decision", "reason", "policy", "policy_version",
                     "evaluated_at")
     list_filter = ("tenant", "decision")
+
+
+# --- notifications -------------------------------------------------------------------------
+
+class WebhookEndpointForm(forms.ModelForm):
+    """The URL must be http(s) on an allowed host; events from the known list."""
+
+    url = forms.URLField(max_length=500, assume_scheme="https")
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ("tenant", "name", "url", "events", "active")
+
+    def clean_url(self):
+        url = self.cleaned_data.get("url", "")
+        problem = webhook_url_problem(url)
+        if problem:
+            raise forms.ValidationError(f"Use {problem}." if problem.startswith("an ")
+                                        else problem)
+        return url
+
+    def clean_events(self):
+        events = self.cleaned_data.get("events")
+        problem = webhook_events_problem(events)
+        if problem:
+            raise forms.ValidationError(f"Use {problem}.")
+        return events
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    """Creating an endpoint shows its signing secret once; it is never displayed again."""
+
+    form = WebhookEndpointForm
+    list_display = ("name", "tenant", "url", "events", "active", "created_by", "created_at")
+    list_filter = ("tenant", "active")
+    readonly_fields = ("created_by", "created_at")
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        endpoint, secret = webhook_endpoint_create(
+            tenant=obj.tenant, name=obj.name, url=obj.url, events=obj.events,
+            actor=user_actor(request.user))
+        obj.pk, obj.secret, obj.created_at = endpoint.pk, endpoint.secret, endpoint.created_at
+        if not obj.active:
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(active=False)
+        messages.warning(request, f"Endpoint {endpoint.name} created. Its signing secret, "
+                                  f"shown only now: {secret}")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    """The delivery log: every notification, its attempts and their outcome."""
+
+    list_display = ("created_at", "event", "endpoint", "gate", "status", "attempts",
+                    "last_status_code", "last_error", "next_attempt_at", "delivered_at")
+    list_filter = ("status", "event", "endpoint__tenant", "endpoint")
+    search_fields = ("delivery_id", "endpoint__name", "endpoint__url")
+    readonly_fields = ("delivery_id", "endpoint", "gate", "event", "payload", "status",
+                       "attempts", "last_status_code", "last_error", "attempt_log",
+                       "next_attempt_at", "delivered_at", "created_at")
+
+
+@admin.register(EmailNotification)
+class EmailNotificationAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "event", "gate", "email", "status", "attempts", "sent_at",
+                    "last_error")
+    list_filter = ("status", "event", "tenant")
+    search_fields = ("email",)

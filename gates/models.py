@@ -4,8 +4,13 @@ A `Policy` row is the editable head; each save goes through `gates.policies.poli
 which writes a new immutable `PolicyVersion` and an `FC-ADM-001` event. Decisions name the
 version they used. A `Gate` is a state machine (`open → approved | rejected | expired |
 overridden | cancelled`); votes are `Approval` rows, one per actor.
+
+Notifications about gates (`gates.notify`) use an outbox written in the transaction of the
+gate change: `WebhookDelivery` rows for webhooks (which double as the delivery log) and
+`EmailNotification` rows for email. `GateLinkUse` makes one-click email links single-use.
 """
 
+from django.conf import settings
 from django.db import models
 from django_fsm import FSMField, FSMModelMixin, transition
 
@@ -124,11 +129,16 @@ class Gate(FSMModelMixin, models.Model):
     input_schema = models.JSONField(null=True, blank=True)
     resolution = models.JSONField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # Set by a break-glass override: the console shows it until someone reviews it.
+    needs_review = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["tenant", "status", "-created_at"])]
+        permissions = [
+            ("override_gate", "Can force-resolve an open gate (break-glass)"),
+        ]
 
     def __str__(self) -> str:
         return f"gate {self.pk} ({self.status})"
@@ -181,3 +191,120 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor} {self.decision}"
+
+
+# --- notifications -------------------------------------------------------------------------
+
+NOTIFY_EVENTS = ("gate.opened", "gate.escalated", "gate.resolved")
+
+
+def _all_events() -> list[str]:
+    return list(NOTIFY_EVENTS)
+
+
+class WebhookEndpoint(models.Model):
+    """A tenant's receiver of signed gate notifications.
+
+    The secret signs every delivery (`X-FC-Signature`); it is shown once when the endpoint
+    is created and never displayed again (admin hides it).
+    """
+
+    tenant = models.ForeignKey("fcore.Tenant", on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=200)
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=128, editable=False)
+    events = models.JSONField(default=_all_events)
+    active = models.BooleanField(default=True)
+    created_by = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["tenant", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.url})"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class WebhookDelivery(models.Model):
+    """One notification to one endpoint, and the log of every attempt to deliver it.
+
+    Written in the transaction of the gate change (an outbox); a Celery task claims it,
+    POSTs it and records the attempt. `next_attempt_at` is when it may be tried next (while
+    `sending`, the end of the claim).
+    """
+
+    delivery_id = models.UUIDField(unique=True)
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE,
+                                 related_name="deliveries")
+    gate = models.ForeignKey(Gate, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    event = models.CharField(max_length=32)
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices,
+                              default=DeliveryStatus.PENDING, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=1000, blank=True)
+    attempt_log = models.JSONField(default=list, blank=True)
+    next_attempt_at = models.DateTimeField(db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.event} → {self.endpoint.name} ({self.status})"
+
+
+class EmailNotification(models.Model):
+    """One gate email to one person; sent once by a Celery task (the outbox row)."""
+
+    tenant = models.ForeignKey("fcore.Tenant", on_delete=models.CASCADE, related_name="+")
+    gate = models.ForeignKey(Gate, on_delete=models.CASCADE, related_name="+")
+    event = models.CharField(max_length=32)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="+")
+    email = models.EmailField()
+    with_link = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices,
+                              default=DeliveryStatus.PENDING, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=1000, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["gate", "event", "user"], name="uniq_gate_email"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} → {self.email} ({self.status})"
+
+
+class GateLinkUse(models.Model):
+    """A one-click gate link that has been used to decide: its nonce can never decide again."""
+
+    nonce = models.CharField(max_length=64, unique=True)
+    gate = models.ForeignKey(Gate, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="+")
+    used_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-used_at"]
+
+    def __str__(self) -> str:
+        return f"link {self.nonce} used by {self.user_id}"

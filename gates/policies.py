@@ -6,7 +6,13 @@ from audit.hashing import json_hash
 from audit.services import admin_stream_name, audit_append
 
 from .models import Policy, PolicyVersion
-from .policy import PolicySnapshot, RuleError, validate_applies_to, validate_rules
+from .policy import (
+    PolicySnapshot,
+    RuleError,
+    validate_applies_to,
+    validate_rules,
+    validate_tier,
+)
 
 
 def _rules_diff(old: list[dict], new: list[dict]) -> dict:
@@ -23,8 +29,7 @@ def policy_save(*, tenant, name: str, rules, actor: str, tier: int = 1, applies_
                 enabled: bool = True, description: str = "") -> tuple[Policy, bool]:
     """Validate and save a policy; a real change creates a new immutable version and
     `FC-ADM-001` with the diff. Returns (policy, changed)."""
-    if not isinstance(tier, int) or isinstance(tier, bool) or not 0 <= tier <= 100:
-        raise RuleError("tier must be an integer from 0 to 100")
+    validate_tier(tier)
     clean_rules = validate_rules(rules)
     clean_applies = validate_applies_to(applies_to)
     spec = {"tier": tier, "applies_to": clean_applies, "rules": clean_rules,

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import cel
 
+from audit.hashing import jcs_problem
+
 CONTEXT_VARIABLES = frozenset({"run", "step", "input", "actor", "tenant", "now"})
 EFFECTS = ("allow", "flag", "deny")
 _SEVERITY = {"allow": 0, "flag": 1, "deny": 2}
@@ -110,6 +112,9 @@ def validate_rules(rules) -> list[dict]:
     """Validate and normalise a policy's rules; raise RuleError at the first fault."""
     if not isinstance(rules, list):
         raise RuleError("rules must be a list")
+    problem = jcs_problem(rules)
+    if problem:
+        raise RuleError(f"rules cannot be stored: {problem}")
     seen, clean = set(), []
     for position, rule in enumerate(rules, start=1):
         if not isinstance(rule, dict):
@@ -134,6 +139,12 @@ def validate_rules(rules) -> list[dict]:
             item["gate"] = gate
         clean.append(item)
     return clean
+
+
+def validate_tier(tier) -> int:
+    if not isinstance(tier, int) or isinstance(tier, bool) or not 0 <= tier <= 100:
+        raise RuleError("tier must be an integer from 0 to 100")
+    return tier
 
 
 def validate_applies_to(applies_to) -> dict:

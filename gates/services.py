@@ -1,8 +1,10 @@
-"""Gate services: opening a gate and recording votes.
+"""Gate services: opening a gate, recording votes, expiry, escalation and break-glass.
 
 These run inside a transaction in which the caller (a service in `runs`) already holds the
 run's row lock; they lock the gate row next (lock order run → gate → audit stream head).
 They never move the run: what a resolved gate means for the run is decided in `runs`.
+Every opening, escalation and resolution also writes its notification outbox rows
+(`gates.notify.gate_notify`) in the same transaction.
 """
 
 from dataclasses import dataclass
@@ -12,11 +14,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_fsm import can_proceed
 
+from audit.hashing import jcs_problem
 from audit.services import audit_append
 from fcore.errors import BadRequest, Conflict, Forbidden, FourEyes, InvalidTransition
 
 from .gate_settings import gate_input_errors
 from .models import Approval, Gate, GateStatus, Vote
+from .notify import EVENT_ESCALATED, EVENT_OPENED, EVENT_RESOLVED, gate_notify
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ def gate_open(*, run, step_run, source: str, reason: str, requested_by: str,
         on_timeout=settings["on_timeout"], escalate_to=settings["escalate_to"],
         input_schema=settings["input_schema"],
     )
-    audit_append(
+    event = audit_append(
         tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-001", actor=requested_by,
         data={"gate_id": gate.id, "step_id": step_run.step_id if step_run else None,
               "source": source, "reason": gate.reason,
@@ -60,6 +64,7 @@ def gate_open(*, run, step_run, source: str, reason: str, requested_by: str,
               "approver_group": gate.approver_group,
               "expires_at": gate.expires_at.isoformat() if gate.expires_at else None},
     )
+    gate_notify(gate=gate, run=run, event=EVENT_OPENED, audit_event=event)
     return gate
 
 
@@ -88,6 +93,10 @@ def gate_vote(*, gate: Gate, run, voter: Voter, decision: str, comment: str = ""
         target = GateStatus.APPROVED if decision == Vote.APPROVE else GateStatus.REJECTED
         raise _invalid(gate, target)
     gate_check_voter(gate=gate, run=run, voter=voter)
+    problem = jcs_problem(data)
+    if problem:
+        raise BadRequest("The input cannot be stored.", code="invalid_input",
+                         errors={"input": [problem]})
     if decision == Vote.APPROVE and gate.input_schema is not None:
         errors = gate_input_errors(gate.input_schema, data)
         if errors:
@@ -123,10 +132,11 @@ def _resolve(gate: Gate, run, transition_method, *, actor: str, reason: str) -> 
                        "input": _merged_input(gate)}
     gate.resolved_at = timezone.now()
     gate.save()
-    audit_append(
+    event = audit_append(
         tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-003", actor=actor,
         data={"gate_id": gate.id, "status": gate.status, "reason": reason, "votes": votes},
     )
+    gate_notify(gate=gate, run=run, event=EVENT_RESOLVED, audit_event=event)
 
 
 def _merged_input(gate: Gate):
@@ -145,11 +155,12 @@ def gate_expire(*, gate: Gate, run, actor: str) -> None:
     gate.resolved_at = timezone.now()
     gate.resolution = {**(gate.resolution or {}), "by": actor, "reason": "expired"}
     gate.save()
-    audit_append(
+    event = audit_append(
         tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-004", actor=actor,
         data={"gate_id": gate.id, "status": gate.status,
               "expires_at": gate.expires_at.isoformat() if gate.expires_at else None},
     )
+    gate_notify(gate=gate, run=run, event=EVENT_RESOLVED, audit_event=event)
 
 
 def gate_cancel(*, gate: Gate, run, actor: str, reason: str) -> None:
@@ -158,10 +169,11 @@ def gate_cancel(*, gate: Gate, run, actor: str, reason: str) -> None:
     gate.resolved_at = timezone.now()
     gate.resolution = {**(gate.resolution or {}), "by": actor, "reason": reason}
     gate.save()
-    audit_append(
+    event = audit_append(
         tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-003", actor=actor,
         data={"gate_id": gate.id, "status": gate.status, "reason": reason, "votes": []},
     )
+    gate_notify(gate=gate, run=run, event=EVENT_RESOLVED, audit_event=event)
 
 
 def gate_escalate(*, gate: Gate, run, actor: str, now=None) -> bool:
@@ -173,9 +185,38 @@ def gate_escalate(*, gate: Gate, run, actor: str, now=None) -> bool:
     gate.expires_at = (now or timezone.now()) + timedelta(seconds=gate.expires_in)
     gate.resolution = {**resolution, "escalated": True}
     gate.save(update_fields=["expires_at", "resolution"])
-    audit_append(
+    event = audit_append(
         tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-004", actor=actor,
         data={"gate_id": gate.id, "status": gate.status, "action": "escalated",
               "escalate_to": gate.escalate_to, "expires_at": gate.expires_at.isoformat()},
     )
+    gate_notify(gate=gate, run=run, event=EVENT_ESCALATED, audit_event=event)
     return True
+
+
+def gate_override(*, gate: Gate, run, actor: str, justification: str) -> Gate:
+    """Break-glass: force a locked open gate to `overridden` (`FC-GATE-005`), whatever its
+    votes. The caller has checked the permission and the tenant switch; four-eyes does not
+    apply, so the gate is marked for review instead."""
+    justification = (justification or "").strip()
+    if not justification:
+        raise BadRequest("A justification is required to override a gate.", code="invalid",
+                         errors={"justification": ["required"]})
+    if not can_proceed(gate.override):
+        raise _invalid(gate, GateStatus.OVERRIDDEN)
+    gate.override()
+    votes = list(gate.approvals.values("actor", "decision", "comment"))
+    gate.resolution = {**(gate.resolution or {}), "by": actor, "reason": "break-glass override",
+                       "justification": justification, "votes": votes,
+                       "input": _merged_input(gate)}
+    gate.resolved_at = timezone.now()
+    gate.needs_review = True
+    gate.save()
+    event = audit_append(
+        tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-005", actor=actor,
+        data={"gate_id": gate.id, "status": gate.status, "justification": justification,
+              "votes": votes, "approvals": sum(v["decision"] == Vote.APPROVE for v in votes),
+              "required_approvals": gate.required_approvals, "needs_review": True},
+    )
+    gate_notify(gate=gate, run=run, event=EVENT_RESOLVED, audit_event=event)
+    return gate

@@ -10,8 +10,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .models import PolicyDecision, PolicyVersion
-from .policy import PolicySnapshot, evaluate, validate_applies_to, validate_rules
+from .models import Policy, PolicyDecision, PolicyVersion
+from .policy import (
+    PolicySnapshot,
+    evaluate,
+    validate_applies_to,
+    validate_rules,
+    validate_tier,
+)
 
 DEFAULT_LIMIT = 1000
 EXAMPLES_PER_CHANGE = 5
@@ -35,11 +41,11 @@ def draft_snapshot(draft: dict, *, policy_id: int | None = None) -> PolicySnapsh
     """A validated draft as a snapshot (version 0: not saved); None when disabled."""
     rules = validate_rules(draft.get("rules") or [])
     applies_to = validate_applies_to(draft.get("applies_to"))
+    tier = validate_tier(draft.get("tier", 1))
     if not draft.get("enabled", True):
         return None
     return PolicySnapshot(policy_id=policy_id or 0, name=draft["name"], version=0,
-                          tier=int(draft.get("tier", 1)), applies_to=applies_to,
-                          rules=tuple(rules))
+                          tier=tier, applies_to=applies_to, rules=tuple(rules))
 
 
 def decision_context(stored: dict) -> dict:
@@ -71,7 +77,8 @@ def policy_simulate(*, tenant, drafts: list[dict], limit: int = DEFAULT_LIMIT
                     ) -> SimulationReport:
     """Re-evaluate the tenant's last `limit` decisions with `drafts`; nothing is written."""
     names = {d["name"] for d in drafts}
-    snapshots = {d["name"]: draft_snapshot(d) for d in drafts}
+    ids = dict(Policy.objects.filter(tenant=tenant, name__in=names).values_list("name", "id"))
+    snapshots = {d["name"]: draft_snapshot(d, policy_id=ids.get(d["name"])) for d in drafts}
     versions, report = _Versions(), SimulationReport()
     decisions = (PolicyDecision.objects.filter(tenant=tenant).select_related("step_run__run")
                  .order_by("-evaluated_at", "-id")[:limit])

@@ -4,7 +4,7 @@ from graphlib import CycleError, TopologicalSorter
 
 from django.db import transaction
 
-from audit.hashing import json_hash
+from audit.hashing import jcs_problem, json_hash
 from audit.services import admin_stream_name, audit_append
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 
@@ -24,6 +24,9 @@ def steps_validate(steps) -> list[dict]:
     naming known steps, no cycle. Raises DefinitionError with a clear message."""
     if not isinstance(steps, list) or not steps:
         raise DefinitionError("steps must be a non-empty list")
+    problem = jcs_problem(steps)
+    if problem:
+        raise DefinitionError(f"steps cannot be stored: {problem}")
     clean, ids = [], []
     for position, step in enumerate(steps, start=1):
         if not isinstance(step, dict):

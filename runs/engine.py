@@ -18,6 +18,8 @@ other function here expects the caller to hold it. Recording a result is a compa
 on (status=running, attempt): a result delivered twice is recorded once.
 """
 
+import logging
+
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -38,18 +40,30 @@ from .locks import run_lock
 from .models import RUN_TERMINAL, STEP_DONE, Run, RunStatus, StepRun, StepStatus
 from .receipts import receipt_hash, workflow_hash
 
+log = logging.getLogger(__name__)
+
+
+def _send(task, *args) -> None:
+    """Enqueue after commit. The change is already committed then, so a broker that is
+    down must not turn it into an error: it is logged, and the beat sweeper re-drives the
+    run (`runs_sweep_stalled`)."""
+    try:
+        task.delay(*args)
+    except Exception:  # noqa: BLE001 - any broker failure; the state is safe in the database
+        log.exception("could not enqueue %s%r; the sweeper will re-drive it", task.name, args)
+
 
 def enqueue_advance(run_id) -> None:
     from .tasks import advance_run
 
-    transaction.on_commit(lambda: advance_run.delay(str(run_id)))
+    transaction.on_commit(lambda: _send(advance_run, str(run_id)))
 
 
 def enqueue_execute(step: StepRun) -> None:
     from .tasks import execute_step
 
     args = (str(step.run_id), step.step_id, step.attempt)
-    transaction.on_commit(lambda: execute_step.delay(*args))
+    transaction.on_commit(lambda: _send(execute_step, *args))
 
 
 # --- runs --------------------------------------------------------------------------------

@@ -1,10 +1,35 @@
 """The evidence pack of a run: one JSON document with everything needed to check the run
-offline (run, pinned definition, steps, decisions, gates and votes, every event of its
-stream exactly as hashed, receipts, workflow_hash)."""
+offline (`python -m audit.verify_pack`): run, pinned definition, steps with inputs and
+outputs, decisions with policy versions and fired rules, gates with every vote, every event
+of its stream exactly as hashed, receipts, workflow_hash, the covering checkpoint with its
+signature, public key and Merkle inclusion proof, and a signed attestation of every field.
 
+Covering checkpoint: the latest checkpoint holding the run's stream, if its head there is
+at or after the last event read (for an ended run, the first checkpoint that covers its
+final event). When there is none yet, the pack seals one (`checkpoint_seal`, as the beat
+task would a minute later) so that a pack is always anchored; the events are then read up
+to exactly the checkpointed head. Only when no signing key is configured is `checkpoint`
+null, with the reason in `checkpoint_note`. The format is specified in
+docs/audit-format.md.
+"""
+
+import json
+
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
+from rest_framework.utils.encoders import JSONEncoder
 
+from audit import signing
+from audit.attestation import attestation_body, field_digests
+from audit.checkpoints import (
+    checkpoint_covering,
+    checkpoint_document,
+    checkpoint_proof,
+    checkpoint_seal,
+)
 from audit.hashing import format_at
+from audit.jcs import canonical, restore_floats
+from audit.keys import public_keys, signing_key, signing_key_register
 
 from . import selectors
 from .api.serializers import DecisionOut, EventOut, GateOut, RunSummaryOut, StepOut
@@ -13,38 +38,96 @@ from .verification import run_receipts_verify
 FORMAT = "fc-evidence/1"
 
 
+def _anchor(run, last_seq: int):
+    """(checkpoint, head, note): the covering checkpoint, sealing one if needed."""
+    if not last_seq:
+        return None, None, "the run's stream has no event yet"
+    checkpoint, head = checkpoint_covering(run.stream_name, last_seq)
+    if checkpoint is None:
+        try:
+            checkpoint_seal(tenant=run.tenant)
+        except ImproperlyConfigured as exc:
+            return None, None, f"no checkpoint could be sealed: {exc}"
+        checkpoint, head = checkpoint_covering(run.stream_name, last_seq)
+    if checkpoint is None:  # pragma: no cover - a seal always includes a changed stream
+        return None, None, "no checkpoint covers the run's stream yet"
+    return checkpoint, head, None
+
+
+def _checkpoint_section(checkpoint, stream: str) -> dict:
+    public = public_keys().get(checkpoint.key_id)
+    document = checkpoint_document(checkpoint,
+                                   signing.b64encode(public) if public else None)
+    document["proof"] = checkpoint_proof(checkpoint, stream)
+    return document
+
+
+def _items(serializer_class, rows, **extra_fields) -> list[dict]:
+    items = []
+    for row in rows:
+        item = serializer_class(row).data
+        item.update({name: getter(row) for name, getter in extra_fields.items()})
+        items.append(item)
+    return items
+
+
 def evidence_pack(run) -> dict:
+    """The evidence pack of `run` (a JSON-ready dict; see the module docstring).
+
+    Rows are read before the stream head, and events up to a checkpointed head at or after
+    it: every step, decision, gate and receipt in the pack was committed together with an
+    event that is in the pack, even while the run is still moving.
+    """
     definition = run.definition
-    steps = list(selectors.run_steps(run))
-    events = list(selectors.run_events(run).select_related("stream"))
-    decisions = []
-    for decision in selectors.run_decisions(run):
-        item = DecisionOut(decision).data
-        item["context"] = decision.context
-        decisions.append(item)
-    step_items = []
-    for step in steps:
-        item = StepOut(step).data
-        item.update({"input": step.input, "prev_receipt_hash": step.prev_receipt_hash,
-                     "receipt_seq": step.receipt_seq, "policy_versions": step.policy_versions})
-        step_items.append(item)
     receipts = run_receipts_verify(run)
-    head = events[-1] if events else None
-    return {
+    steps = _items(StepOut, selectors.run_steps(run),
+                   input=lambda s: s.input, prev_receipt_hash=lambda s: s.prev_receipt_hash,
+                   receipt_seq=lambda s: s.receipt_seq,
+                   policy_versions=lambda s: s.policy_versions)
+    decisions = _items(DecisionOut, selectors.run_decisions(run), context=lambda d: d.context)
+    gates = GateOut(selectors.run_gates(run), many=True).data
+    last = selectors.run_events(run).order_by("-seq").values_list("seq", flat=True).first()
+    checkpoint, head, note = _anchor(run, last or 0)
+    events = selectors.run_events(run).select_related("stream")
+    if head is not None:
+        events = events.filter(seq__lte=head["seq"])
+    events = list(events)
+    stream_head = events[-1] if events else None
+    pack = {
         "format": FORMAT,
         "generated_at": format_at(timezone.now()),
         "run": RunSummaryOut(run).data,
         "definition": {"name": definition.name, "version": definition.version,
                        "steps": definition.steps, "spec_hash": definition.spec_hash},
-        "steps": step_items,
+        "steps": steps,
         "decisions": decisions,
-        "gates": GateOut(selectors.run_gates(run), many=True).data,
+        "gates": gates,
         "events": EventOut(events, many=True).data,
-        "stream": {"name": run.stream_name, "head_seq": head.seq if head else 0,
-                   "head_hash": head.hash if head else None},
+        "stream": {"name": run.stream_name,
+                   "head_seq": stream_head.seq if stream_head else 0,
+                   "head_hash": stream_head.hash if stream_head else None},
         "receipts": receipts["receipts"],
         "workflow_hash": run.workflow_hash or None,
         "verification": {"receipts_verified": receipts["verified"],
                          "failures": receipts["failures"]},
-        "checkpoint": None,
+        "checkpoint_note": note,
     }
+    # What the client will parse: JSON round trip (UUIDs, datetimes → strings), then the
+    # integers PostgreSQL's jsonb made of large floats back to floats.
+    pack = restore_floats(json.loads(json.dumps(pack, cls=JSONEncoder)))
+    pack["checkpoint"] = _checkpoint_section(checkpoint, run.stream_name) if checkpoint else None
+    pack["attestation"] = _attest(pack)
+    return pack
+
+
+def _attest(pack: dict) -> dict | None:
+    """The signed digest of every field (audit.attestation); None without a signing key."""
+    try:
+        key = signing_key()
+    except ImproperlyConfigured:
+        return None
+    signing_key_register(key)
+    body = attestation_body(run_id=pack["run"]["run_id"], generated_at=pack["generated_at"],
+                            key_id=key.key_id, public_key=key.public_b64,
+                            fields=field_digests(pack))
+    return {**body, "signature": signing.sign(key.private, canonical(body))}

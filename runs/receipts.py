@@ -7,27 +7,10 @@
 
 Receipts chain in the order steps ended; the first links to 64 zeros. The workflow hash
 seals the last receipt, the final status and the stream head just before `FC-RUN-003`.
+The formulas live in `audit.hashing` so that the offline verifier (`audit.verify_pack`)
+uses the very same code without Django; they are re-exported here.
 """
 
-from audit.hashing import GENESIS_HASH, json_hash
-
-
-def receipt_hash(*, run_id: str, step_id: str, attempt: int, input_hash: str,
-                 output_hash: str, decision: str, policy_versions: list,
-                 prev_receipt_hash: str) -> str:
-    return json_hash({
-        "run_id": run_id, "step_id": step_id, "attempt": attempt, "input_hash": input_hash,
-        "output_hash": output_hash, "decision": decision, "policy_versions": policy_versions,
-        "prev_receipt_hash": prev_receipt_hash,
-    })
-
-
-def workflow_hash(*, run_id: str, status: str, last_receipt_hash: str, stream: str,
-                  head_seq: int, head_hash: str) -> str:
-    return json_hash({
-        "run_id": run_id, "status": status, "last_receipt_hash": last_receipt_hash,
-        "stream": stream, "head_seq": head_seq, "head_hash": head_hash,
-    })
-
+from audit.hashing import GENESIS_HASH, receipt_hash, workflow_hash
 
 __all__ = ["GENESIS_HASH", "receipt_hash", "workflow_hash"]

@@ -52,6 +52,13 @@ def gates_open_for_tenant(tenant):
             .order_by("expires_at", "created_at"))
 
 
+def gates_needing_review(tenant):
+    """Gates forced through by break-glass that nobody has reviewed yet, newest first."""
+    return (Gate.objects.filter(tenant=tenant, needs_review=True)
+            .select_related("run__definition", "step_run").prefetch_related("approvals")
+            .order_by("-resolved_at", "-id"))
+
+
 def gate_get(tenant, gate_id) -> Gate:
     try:
         return (Gate.objects.filter(tenant=tenant).select_related("run__definition", "step_run")

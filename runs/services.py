@@ -11,10 +11,18 @@ from django.utils import timezone
 from audit.hashing import jcs_problem, json_hash
 from audit.services import audit_append
 from fcore.actors import SCHEDULER
-from fcore.errors import BadRequest, Conflict, InvalidTransition, NotFound
+from fcore.errors import BadRequest, Conflict, Forbidden, InvalidTransition, NotFound
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 from gates.models import Gate, GateStatus
-from gates.services import Voter, gate_escalate, gate_expire, gate_open, gate_vote
+from gates.notify.links import LinkClaim, link_consume
+from gates.services import (
+    Voter,
+    gate_escalate,
+    gate_expire,
+    gate_open,
+    gate_override,
+    gate_vote,
+)
 
 from . import engine
 from .locks import parse_gate_id, run_lock
@@ -184,13 +192,39 @@ def run_request_gate(*, tenant, run_id, actor: str, reason: str, step_id: str | 
 
 
 def run_gate_vote(*, tenant, run_id, gate_id, voter: Voter, decision: str,
-                  comment: str = "", data=None) -> Gate:
-    """Record a vote; when the gate resolves, move the run (resume or fail)."""
+                  comment: str = "", data=None, link: LinkClaim | None = None) -> Gate:
+    """Record a vote; when the gate resolves, move the run (resume or fail).
+
+    A vote cast through a one-click email link passes its `link` claim: the link is used
+    up in the same transaction, so it decides at most once."""
     with run_lock(run_id, tenant=tenant) as run:
         gate = _locked_gate(run, gate_id)
         gate_vote(gate=gate, run=run, voter=voter, decision=decision, comment=comment, data=data)
+        if link is not None:
+            link_consume(link, gate=gate)
         if gate.status != GateStatus.OPEN:
             _after_gate(run, gate, actor=voter.actor)
+    return gate
+
+
+def run_gate_override(*, tenant, run_id, gate_id, actor: str, justification: str,
+                      allowed: bool) -> Gate:
+    """Break-glass: force an open gate through (`FC-GATE-005`) and move the run as an
+    approval would. `allowed` is the caller's check of the `gates.override_gate`
+    permission (people only); the tenant can switch break-glass off
+    (`settings.break_glass: false`). Four-eyes does not apply; the gate needs review."""
+    if not allowed:
+        raise Forbidden("Overriding a gate needs the gates.override_gate permission.")
+    if tenant.settings.get("break_glass", True) is False:
+        raise Forbidden("Break-glass overrides are switched off for this tenant.",
+                        code="break_glass_disabled")
+    if not (justification or "").strip():
+        raise BadRequest("A justification is required to override a gate.", code="invalid",
+                         errors={"justification": ["required"]})
+    with run_lock(run_id, tenant=tenant) as run:
+        gate = _locked_gate(run, gate_id)
+        gate_override(gate=gate, run=run, actor=actor, justification=justification)
+        _after_gate(run, gate, actor=actor)
     return gate
 
 
@@ -211,7 +245,8 @@ def _after_gate(run: Run, gate: Gate, *, actor: str) -> None:
         return
     still_open = Gate.objects.filter(run=run, status=GateStatus.OPEN).exists()
     if engine.run_paused_for_gate(run) and not still_open:
-        engine.run_transition(run, "resume", actor=actor, reason=f"gate {gate.id} approved")
+        engine.run_transition(run, "resume", actor=actor,
+                              reason=f"gate {gate.id} {gate.status}")
     engine.enqueue_advance(run.run_id)
 
 

@@ -1,6 +1,11 @@
-"""Recomputing a run's receipts and workflow_hash from its stored rows."""
+"""Recomputing a run's receipts and workflow_hash from its stored rows.
+
+Stored JSON goes through `restore_floats` before hashing: PostgreSQL's jsonb gives a float
+such as 1e21 back as the integer 1000000000000000000000, which is not what was hashed.
+"""
 
 from audit.hashing import GENESIS_HASH, json_hash
+from audit.jcs import restore_floats
 from audit.models import AuditEvent
 
 from .models import StepRun
@@ -22,9 +27,9 @@ def run_receipts_verify(run) -> dict:
     for step in steps:
         receipts.append(receipt_fields(step))
         where = {"step_id": step.step_id, "attempt": step.attempt}
-        if json_hash(step.input) != step.input_hash:
+        if json_hash(restore_floats(step.input)) != step.input_hash:
             failures.append({**where, "problem": "input_hash does not match the stored input"})
-        if json_hash(step.output) != step.output_hash:
+        if json_hash(restore_floats(step.output)) != step.output_hash:
             failures.append({**where, "problem": "output_hash does not match the stored output"})
         if step.prev_receipt_hash != prev:
             failures.append({**where, "problem": "receipt does not link to the previous one"})

@@ -56,6 +56,25 @@ def pytest_collection_modifyitems(config, items):
         items[:] = keep
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Throttling counters live in the cache: every test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _plain_authentication(settings, request):
+    """django-axes refuses authenticate() without a request, which the test client's
+    login() does not pass; tests that check the lockout mark themselves `login_lockout`."""
+    if request.node.get_closest_marker("login_lockout") is None:
+        settings.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+        settings.AXES_ENABLED = False
+
+
 def service_missing(what: str):
     """Fail under FCORE_REQUIRE_SERVICES=1, else skip."""
     if REQUIRE_SERVICES:

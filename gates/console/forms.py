@@ -41,3 +41,15 @@ class GateDecisionForm(forms.Form):
     def error_text(self) -> str:
         """All errors as one sentence-like string, for a flash message."""
         return " ".join(str(e) for errors in self.errors.values() for e in errors)
+
+
+class GateOverrideForm(forms.Form):
+    """Break-glass: a justification is required (the service checks it again)."""
+
+    justification = forms.CharField(max_length=4000, strip=True,
+                                    widget=forms.Textarea(attrs={"rows": 2}),
+                                    error_messages={"required": "A justification is required "
+                                                                "to override a gate."})
+
+    def error_text(self) -> str:
+        return " ".join(str(e) for errors in self.errors.values() for e in errors)

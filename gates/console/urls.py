@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import evidence, gate_views, views
 
 app_name = "console"
 
@@ -13,6 +13,9 @@ urlpatterns = [
          name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("gates/<int:gate_id>/decide", views.gate_decide, name="gate-decide"),
+    path("gates/<int:gate_id>/override", gate_views.gate_override, name="gate-override"),
+    path("gates/<int:gate_id>/review", gate_views.gate_review, name="gate-review"),
     path("runs/", views.run_list, name="runs"),
     path("runs/<str:run_id>/", views.run_detail, name="run"),
+    path("runs/<str:run_id>/evidence.json", evidence.run_evidence, name="run-evidence"),
 ]

@@ -1,7 +1,8 @@
 """The approval console: a person's queue of open gates, voting on them, and run pages.
 
-Views are interfaces only: reads go through `runs.selectors` (tenant-scoped there), the one
-write goes through `runs.services.run_gate_vote`. Every page works without JavaScript;
+Views are interfaces only: reads go through `runs.selectors` (tenant-scoped there), writes
+go through `runs.services` (`run_gate_vote`; break-glass and email links are in
+`gate_views`). Every page works without JavaScript;
 with htmx the queue polls a named partial of its own template (`queue.html#queue-response`)
 and a vote swaps that partial in place. A history-restore request is an htmx request that
 needs the full page, so `_wants_partial` checks for it.
@@ -32,6 +33,7 @@ from .forms import GateDecisionForm
 
 FOUR_EYES_TEXT = "You requested this run; another approver must decide."
 RUNS_PER_PAGE = 50
+OVERRIDE_PERMISSION = "gates.override_gate"
 
 
 # --- access --------------------------------------------------------------------------------
@@ -69,6 +71,12 @@ def console_view(view=None, *, scope: str | None = None):
 
 def _voter(principal: Principal) -> Voter:
     return Voter(actor=principal.actor, groups=principal.groups)
+
+
+def override_allowed(user, tenant) -> bool:
+    """Whether the console offers this person break-glass on this tenant's gates."""
+    return (tenant.settings.get("break_glass", True) is not False
+            and user.has_perm(OVERRIDE_PERMISSION))
 
 
 def _wants_partial(request) -> bool:
@@ -121,11 +129,21 @@ def queue_rows(principal: Principal) -> list[GateRow]:
     return [gate_row(g, principal) for g in gates if voter.may_vote(g)]
 
 
+def review_rows(principal: Principal, user) -> list[GateRow]:
+    """Overridden gates still marked for review that this person's groups could have
+    decided (everyone with the override permission sees them all)."""
+    voter = _voter(principal)
+    everyone = user.has_perm(OVERRIDE_PERMISSION)
+    gates = selectors.gates_needing_review(principal.tenant)
+    return [gate_row(g, principal) for g in gates if everyone or voter.may_vote(g)]
+
+
 # --- queue ---------------------------------------------------------------------------------
 
 def _render_queue(request, principal: Principal, *, partial: bool):
     rows = queue_rows(principal)
     context = {"principal": principal, "rows": rows, "count": len(rows),
+               "review_rows": review_rows(principal, request.user),
                "four_eyes_text": FOUR_EYES_TEXT, "in_queue": True}
     template = "console/queue.html#queue-response" if partial else "console/queue.html"
     return render(request, template, context)
@@ -183,6 +201,9 @@ def gate_decide(request, principal, gate_id: int):
     form = GateDecisionForm(request.POST)
     try:
         gate = selectors.gate_get(principal.tenant, gate_id)
+    except NotFound:  # unknown, or another tenant's: the same 404, nothing else said
+        return _not_found(request, principal, "gate")
+    try:
         if not form.is_valid():
             messages.error(request, form.error_text())
         else:
@@ -232,4 +253,5 @@ def run_detail(request, principal, run_id: str):
         "gates": gates,
         "events": selectors.run_events(run),
         "four_eyes_text": FOUR_EYES_TEXT,
+        "can_override": override_allowed(request.user, principal.tenant),
     })

@@ -7,7 +7,7 @@ from rest_framework.views import APIView
 
 from runs.previews import decision_preview
 
-from .serializers import ErrorOut, JSONObjectField
+from .serializers import ERROR_RESPONSES, JSONObjectField
 
 
 class EvaluateIn(serializers.Serializer):
@@ -38,7 +38,7 @@ class PolicyEvaluate(APIView):
     required_scopes = {"POST": "runs:read"}
 
     @extend_schema(request=EvaluateIn,
-                   responses={200: EvaluateOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut})
+                   responses={200: EvaluateOut, **ERROR_RESPONSES})
     def post(self, request):
         """What the policies would decide for a step of a workflow; nothing is created."""
         data = EvaluateIn(data=request.data)

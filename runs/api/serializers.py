@@ -1,6 +1,7 @@
 """Input and output serializers of the run API. Input serializers only validate; the
 services change state. Output serializers fix the field names of DESIGN §8."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from audit.hashing import jcs_problem
@@ -9,6 +10,7 @@ from gates.models import Approval, Gate, PolicyDecision
 from runs.models import Run, RunStatus, StepRun, StepStatus
 
 
+@extend_schema_field({})
 class HashableJSONField(serializers.JSONField):
     """A JSON value that can be hashed with RFC 8785 (safe integers, finite numbers)."""
 
@@ -22,6 +24,7 @@ class HashableJSONField(serializers.JSONField):
         return value
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {}})
 class JSONObjectField(HashableJSONField):
     """A hashable JSON value that must be an object."""
 
@@ -43,6 +46,27 @@ class RunCreateIn(serializers.Serializer):
     idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True,
                                             allow_blank=False)
     metadata = JSONObjectField(required=False, default=dict)
+
+
+class RunListQuery(serializers.Serializer):
+    """Query parameters of `GET /workflows/runs` (checked: bad values are a 400)."""
+
+    status = serializers.ChoiceField(choices=RunStatus.values, required=False)
+    workflow = serializers.CharField(max_length=200, required=False)
+    created_by = serializers.CharField(max_length=200, required=False)
+    cursor = serializers.CharField(max_length=500, required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=200, required=False)
+
+
+class AuditListQuery(serializers.Serializer):
+    """Query parameters of `GET /workflows/audit`."""
+
+    stream = serializers.CharField(max_length=200, required=False)
+    run_id = serializers.UUIDField(required=False)
+    code = serializers.CharField(max_length=16, required=False)
+    actor = serializers.CharField(max_length=200, required=False)
+    cursor = serializers.CharField(max_length=500, required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=1000, required=False)
 
 
 class RunStatusIn(serializers.Serializer):
@@ -117,7 +141,7 @@ class GateOut(serializers.ModelSerializer):
         fields = ["gate_id", "run_id", "step_id", "status", "source", "reason",
                   "required_approvals", "approvals", "requested_by", "approver_group",
                   "expires_at", "on_timeout", "escalate_to", "input_schema", "resolution",
-                  "created_at", "resolved_at"]
+                  "needs_review", "created_at", "resolved_at"]
 
 
 class EventOut(serializers.ModelSerializer):
@@ -184,9 +208,15 @@ class ChainReportOut(serializers.Serializer):
     ok = serializers.BooleanField()
     streams = serializers.IntegerField()
     events = serializers.IntegerField()
+    checkpoints = serializers.IntegerField(required=False)
+    keys = serializers.ListField(child=serializers.CharField(), required=False)
     failures = serializers.ListField(child=serializers.DictField())
 
 
 class ErrorOut(serializers.Serializer):
     code = serializers.CharField()
     detail = serializers.CharField()
+
+
+# Every API operation may answer these in the error shape.
+ERROR_RESPONSES = {status: ErrorOut for status in (400, 401, 403, 404, 409, 429)}

@@ -1,12 +1,13 @@
 from django.urls import path
 
-from . import policy_views, views
+from . import audit_views, gate_views, policy_views, views
 
 run_patterns = [
     path("runs/<str:run_id>/status", views.RunStatusUpdate.as_view()),
     path("runs/<str:run_id>/steps/<str:step_id>", views.StepReport.as_view()),
     path("runs/<str:run_id>/gates", views.RunGates.as_view()),
     path("runs/<str:run_id>/gates/<str:gate_id>", views.GateDetail.as_view()),
+    path("runs/<str:run_id>/gates/<str:gate_id>/override", gate_views.GateOverride.as_view()),
     path("runs/<str:run_id>/receipt", views.RunReceipt.as_view()),
     path("runs/<str:run_id>/evidence", views.RunEvidence.as_view()),
 ]
@@ -18,6 +19,7 @@ workflows_urlpatterns = [
     path("policies/evaluate", policy_views.PolicyEvaluate.as_view(), name="policy-evaluate"),
     path("audit", views.AuditList.as_view(), name="audit"),
     path("audit/verify", views.AuditVerify.as_view(), name="audit-verify"),
+    path("audit/keys", audit_views.AuditKeys.as_view(), name="audit-keys"),
 ]
 
 alias_urlpatterns = [

@@ -11,16 +11,15 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.verify import audit_verify_streams
+from audit.verify import audit_verify
 from gates.services import Voter
 from runs import selectors, services
 from runs.evidence import evidence_pack
-from runs.models import RunStatus
 from runs.verification import run_receipts_verify
 
 from . import serializers as s
 
-ERRORS = {400: s.ErrorOut, 401: s.ErrorOut, 403: s.ErrorOut, 404: s.ErrorOut, 409: s.ErrorOut}
+ERRORS = s.ERROR_RESPONSES
 
 
 class RunCursor(CursorPagination):
@@ -43,6 +42,12 @@ def _validated(serializer_class, request):
     return serializer.validated_data
 
 
+def _validated_query(serializer_class, request):
+    serializer = serializer_class(data=request.query_params.dict())
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
 def render_run(run, *, include_logs: bool = False) -> dict:
     run.steps_list = list(selectors.run_steps(run))
     run.decisions_list = list(selectors.run_decisions(run))
@@ -58,29 +63,17 @@ def _flag(request, name: str) -> bool:
 
 class RunListCreate(APIView):
     required_scopes = {"GET": "runs:read", "POST": "runs:write"}
+    pagination_class = RunCursor
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("status", str, enum=RunStatus.values),
-            OpenApiParameter("workflow", str),
-            OpenApiParameter("created_by", str),
-            OpenApiParameter("cursor", str),
-            OpenApiParameter("limit", int),
-        ],
-        responses={200: s.RunSummaryOut(many=True), **ERRORS},
-    )
+    @extend_schema(parameters=[s.RunListQuery],
+                   responses={200: s.RunSummaryOut(many=True), **ERRORS})
     def get(self, request):
         """List the tenant's runs, newest first, with cursor pagination."""
-        status_filter = request.query_params.get("status")
-        if status_filter and status_filter not in RunStatus.values:
-            return Response({"code": "invalid", "detail": "Unknown status filter.",
-                             "errors": {"status": [f"one of {', '.join(RunStatus.values)}"]}},
-                            status=400)
+        query = _validated_query(s.RunListQuery, request)
         qs = selectors.runs_for_tenant(
-            request.principal.tenant, status=status_filter,
-            workflow=request.query_params.get("workflow"),
-            created_by=request.query_params.get("created_by"))
-        paginator = RunCursor()
+            request.principal.tenant, status=query.get("status"),
+            workflow=query.get("workflow"), created_by=query.get("created_by"))
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(s.RunSummaryOut(page, many=True).data)
 
@@ -215,20 +208,17 @@ class RunEvidence(APIView):
 
 class AuditList(APIView):
     required_scopes = {"GET": "audit:read"}
+    pagination_class = EventCursor
 
-    @extend_schema(
-        parameters=[OpenApiParameter(name, str) for name in
-                    ("stream", "run_id", "code", "actor", "cursor")]
-        + [OpenApiParameter("limit", int)],
-        responses={200: s.EventOut(many=True), **ERRORS},
-    )
+    @extend_schema(parameters=[s.AuditListQuery],
+                   responses={200: s.EventOut(many=True), **ERRORS})
     def get(self, request):
         """The tenant's audit events, oldest first, with cursor pagination."""
-        q = request.query_params
+        q = _validated_query(s.AuditListQuery, request)
         qs = selectors.events_for_tenant(
             request.principal.tenant, stream=q.get("stream"), code=q.get("code"),
             actor=q.get("actor"), run_id=q.get("run_id"))
-        paginator = EventCursor()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(s.EventOut(page, many=True).data)
 
@@ -238,6 +228,7 @@ class AuditVerify(APIView):
 
     @extend_schema(responses={200: s.ChainReportOut, **ERRORS})
     def get(self, request):
-        """Re-walk every chain of the tenant: `{ok, streams, events, failures[]}`."""
-        report = audit_verify_streams(selectors.streams_for_tenant(request.principal.tenant))
+        """Re-walk every chain of the tenant and check it against the signed checkpoints:
+        `{ok, streams, events, checkpoints, keys, failures[]}`."""
+        report = audit_verify(tenant_ids=[request.principal.tenant.id])
         return Response(report.as_dict())

@@ -176,3 +176,11 @@ def test_unhashable_step_output_is_refused_and_nothing_is_lost(api):
     body = assert_error(response, 400, "invalid")
     assert "output" in body["errors"]
     assert api.get(f"/workflows/runs/{run_id}").json()["steps"][0]["status"] == "running"
+
+
+@pytest.mark.parametrize("field", ['{"a": "x\\u0000y"}', '{"a\\u0000": 1}'])
+def test_nul_characters_are_refused_on_every_database(api, field):
+    raw = '{"workflow": "pt004_execution_spine", "input": ' + field + "}"
+    body = assert_error(api.call("POST", "/workflows/runs", raw=raw), 400, "invalid")
+    assert "NUL" in str(body["errors"])
+    assert Run.objects.count() == 0

@@ -1,13 +1,16 @@
 """python manage.py demo_seed — the demo tenant, people, workflows, policies and a few runs.
 
 Idempotent: people and bundles are set, not duplicated; demo runs are only created when
-the tenant has none.
+the tenant has none. Demo people have addresses under example.invalid, so gate emails show
+up in the worker's output (the console email backend); `admin` (a superuser) and `otto`
+may override gates (break-glass).
 """
 
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand
 
 from fcore.members import member_set
@@ -25,6 +28,7 @@ PEOPLE = [
     ("otto", ["operators", "approvers"]),
 ]
 BUNDLES = ("docs/examples/pt004.yaml", "docs/examples/demo.yaml")
+BREAK_GLASS = ("otto",)  # admin is a superuser: it holds every permission
 
 
 class Command(BaseCommand):
@@ -39,9 +43,16 @@ class Command(BaseCommand):
         from fcore.models import Tenant
 
         tenant = Tenant.objects.get(slug=tenant)
-        for username, groups in PEOPLE:
-            member_set(tenant=tenant, username=username, groups=groups, password=DEMO_PASSWORD)
         User = get_user_model()
+        for username, groups in PEOPLE:
+            email = f"{username}@example.invalid"
+            member_set(tenant=tenant, username=username, groups=groups, password=DEMO_PASSWORD,
+                       email=email)
+            User.objects.filter(username=username, email="").update(email=email)
+        override = Permission.objects.get(codename="override_gate",
+                                          content_type__app_label="gates")
+        for user in User.objects.filter(username__in=BREAK_GLASS):
+            user.user_permissions.add(override)
         if not User.objects.filter(username="admin").exists():
             User.objects.create_superuser("admin", "admin@example.invalid", DEMO_PASSWORD)
         member_set(tenant=tenant, username="admin",

@@ -1,0 +1,184 @@
+"""Load: mixed API traffic against gunicorn on PostgreSQL, with a real Celery worker.
+
+Starts `gunicorn fcore.wsgi` (2 sync workers) and `celery worker` (2 processes) on a scratch
+PostgreSQL database, then for --seconds drives, from --clients threads:
+
+  create a run · read it · report its external steps · resolve its gate (second actor)
+
+and, in the same invocation, a trivial `/healthz` endpoint for the same time, and prints
+throughput, p50/p99 latency, the error count (must be 0), and the ratio of API throughput
+to /healthz throughput.
+
+    .venv/bin/python bench/api.py --seconds 120
+    (needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379; drops and creates the
+     database fcore_bench_api)
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fcore.client import FCClient, FCError  # noqa: E402
+
+DB = "fcore_bench_api"
+BIN = Path(sys.executable).parent
+
+
+def sh(*args, env=None, **kwargs):
+    return subprocess.run(args, env=env, cwd=ROOT, check=True, capture_output=True, text=True,
+                          **kwargs)
+
+
+class Stats:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.latencies: dict[str, list[float]] = {}
+        self.errors: list[str] = []
+
+    def timed(self, kind, func, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return func(*args, **kwargs)
+        except (FCError, httpx.HTTPError) as exc:
+            with self.lock:
+                self.errors.append(f"{kind}: {exc}")
+            return None
+        finally:
+            with self.lock:
+                self.latencies.setdefault(kind, []).append(time.perf_counter() - started)
+
+    def all(self) -> list[float]:
+        return [x for values in self.latencies.values() for x in values]
+
+
+def api_worker(base, creds, stop, stats, n):
+    executor = FCClient(base, kid=creds["kid"], secret=creds["secret"],
+                        tenant="tenant_omega", sub=f"executor_{n}")
+    approver = executor.with_sub(f"approver_{n}")
+    i = 0
+    while not stop.is_set():
+        i += 1
+        amount = 25000 if i % 3 == 0 else 500  # every third run is flagged at step_2
+        run = stats.timed("create", executor.create_run, "pt004_execution_spine",
+                          {"amount": amount}, idempotency_key=f"b{n}-{i}")
+        if run is None:
+            continue
+        run_id = run["run_id"]
+        for step in ("step_1", "step_2", "step_3", "step_4", "step_5"):
+            if stop.is_set():
+                return
+            state = None
+            for _ in range(200):
+                state = stats.timed("read", executor.get_run, run_id)
+                if state is None:
+                    break
+                current = {s["step_id"]: s["status"] for s in state["steps"]}
+                if current[step] == "running":
+                    break
+                if state["status"] == "paused":
+                    gates = [g for g in state["gates"] if g["status"] == "open"]
+                    for gate in gates:
+                        stats.timed("vote", approver.vote, run_id, gate["gate_id"],
+                                    "approve", comment="load")
+                time.sleep(0.01)
+            stats.timed("report", executor.report_step, run_id, step, "succeeded",
+                        output={"n": i})
+
+
+def health_worker(base, stop, stats):
+    with httpx.Client(base_url=base, timeout=10) as client:
+        while not stop.is_set():
+            stats.timed("healthz", lambda: client.get("/healthz").raise_for_status())
+
+
+def drive(work, seconds, clients):
+    """Run `work(n, stop, stats)` in `clients` threads for `seconds`."""
+    stats, stop = Stats(), threading.Event()
+    threads = [threading.Thread(target=work, args=(n, stop, stats)) for n in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    return stats, time.perf_counter() - started
+
+
+def report(name, stats, elapsed):
+    lat = sorted(stats.all())
+    rate = len(lat) / elapsed
+    p50 = statistics.median(lat) * 1000 if lat else 0
+    p99 = statistics.quantiles(lat, n=100)[98] * 1000 if len(lat) > 1 else 0
+    print(f"{name:<8} {len(lat):>7} requests  {rate:>8.1f} req/s  p50 {p50:6.1f} ms  "
+          f"p99 {p99:6.1f} ms  errors {len(stats.errors)}")
+    return rate
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=120)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--port", type=int, default=8790)
+    args = parser.parse_args()
+    env = {**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
+           "CELERY_BROKER_URL": "redis://127.0.0.1:6379/12", "FCORE_VAR_DIR": "var/bench-api",
+           "FCORE_API_RATE": "1000000/min", "FCORE_LOG_LEVEL": "WARNING"}
+    sh("psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"DROP DATABASE IF EXISTS {DB}")
+    sh("psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"CREATE DATABASE {DB}")
+    manage = [str(BIN / "python"), "manage.py"]
+    sh(*manage, "migrate", "--noinput", env=env)
+    sh(*manage, "load_workflows", "docs/examples/pt004.yaml", env=env)
+    creds = json.loads(sh(*manage, "create_api_client", "--tenant", "tenant_omega", "--name",
+                          "bench", "--scopes", "runs:read runs:write gates:request "
+                          "gates:resolve audit:read", env=env).stdout)
+    procs = [
+        subprocess.Popen([str(BIN / "gunicorn"), "fcore.wsgi", "-b", f"127.0.0.1:{args.port}",
+                          "-w", "2", "--log-level", "warning"], cwd=ROOT, env=env),
+        subprocess.Popen([str(BIN / "celery"), "-A", "fcore", "worker", "-c", "2", "-l",
+                          "warning"], cwd=ROOT, env=env),
+    ]
+    base = f"http://127.0.0.1:{args.port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        half = max(1, args.seconds // 2)
+        api_stats, api_elapsed = drive(
+            lambda n, stop, stats: api_worker(base, creds, stop, stats, n), half, args.clients)
+        health_stats, health_elapsed = drive(
+            lambda n, stop, stats: health_worker(base, stop, stats), half, args.clients)
+        print(f"gunicorn 2 sync workers, PostgreSQL, {args.clients} client threads, "
+              f"{half} s each")
+        for kind, values in sorted(api_stats.latencies.items()):
+            print(f"  {kind:<7} {len(values):>7} p50 {statistics.median(values) * 1000:6.1f} ms")
+        api_rate = report("api", api_stats, api_elapsed)
+        health_rate = report("healthz", health_stats, health_elapsed)
+        print(f"ratio api/healthz {api_rate / health_rate:.3f}")
+        for error in (api_stats.errors + health_stats.errors)[:10]:
+            print("  error:", error)
+        if api_stats.errors or health_stats.errors:
+            sys.exit(1)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=15)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Console pages for break-glass overrides and one-click email links.
+
+- `gate_override` (POST): a person with the `gates.override_gate` permission forces an open
+  gate through with a justification (`runs.services.run_gate_override`).
+- `gate_review` (GET, POST): the page an email link opens. The link's token must be valid,
+  unexpired, unused and bound to the signed-in person. GET only shows the gate and the
+  decision form and never writes anything; the POST votes through
+  `runs.services.run_gate_vote(..., link=claim)`, which uses the link up in the vote's
+  transaction.
+"""
+
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from fcore.errors import FCError, NotFound
+from gates.models import GateStatus
+from gates.notify.links import LinkRefused, link_token_read
+from runs import selectors
+from runs.services import run_gate_override, run_gate_vote
+
+from .forms import GateDecisionForm, GateOverrideForm
+from .views import (
+    FOUR_EYES_TEXT,
+    _error_text,
+    _next_url,
+    _not_found,
+    _vote_message,
+    _voter,
+    console_view,
+    gate_row,
+    override_allowed,
+)
+
+LINK_STATUS = {"link_invalid": 400, "link_wrong_user": 403, "link_expired": 410,
+               "link_used": 410}
+
+
+@require_POST
+@console_view
+def gate_override(request, principal, gate_id: int):
+    """Break-glass from the run page; back to the page with a message either way."""
+    form = GateOverrideForm(request.POST)
+    try:
+        gate = selectors.gate_get(principal.tenant, gate_id)
+    except NotFound:  # unknown, or another tenant's: the same 404
+        return _not_found(request, principal, "gate")
+    try:
+        if not form.is_valid():
+            messages.error(request, form.error_text())
+        else:
+            gate = run_gate_override(
+                tenant=principal.tenant, run_id=gate.run_id, gate_id=gate.id,
+                actor=principal.actor, justification=form.cleaned_data["justification"],
+                allowed=override_allowed(request.user, principal.tenant))
+            messages.warning(request, f"Gate {gate.id} overridden (break-glass): the run "
+                                      "continues, and the override is marked for review.")
+    except FCError as exc:
+        messages.error(request, exc.detail)
+    return redirect(_next_url(request))
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@console_view
+def gate_review(request, principal, gate_id: int):
+    """The gate behind an email link, with the decision form; only a POST decides."""
+    token = request.POST.get("t", "") if request.method == "POST" else request.GET.get("t", "")
+    try:
+        gate = selectors.gate_get(principal.tenant, gate_id)
+    except NotFound:
+        return _not_found(request, principal, "gate")
+    try:
+        claim = link_token_read(token, gate_id=gate.id, user_id=request.user.pk)
+    except LinkRefused as exc:
+        return render(request, "console/gate_review.html",
+                      {"principal": principal, "gate": gate, "link_error": exc.detail,
+                       "link_code": exc.code}, status=LINK_STATUS.get(exc.code, 400))
+    if request.method == "POST":
+        form = GateDecisionForm(request.POST)
+        if form.is_valid():
+            decision = form.cleaned_data["decision"]
+            try:
+                gate = run_gate_vote(
+                    tenant=principal.tenant, run_id=gate.run_id, gate_id=gate.id,
+                    voter=_voter(principal), decision=decision,
+                    comment=form.cleaned_data["comment"], data=form.cleaned_data["input"],
+                    link=claim)
+            except FCError as exc:
+                messages.error(request, _error_text(exc))
+            else:
+                messages.success(request, _vote_message(gate, decision))
+                return redirect(reverse("console:run", kwargs={"run_id": gate.run_id}))
+        else:
+            messages.error(request, form.error_text())
+        gate = selectors.gate_get(principal.tenant, gate_id)
+    row = gate_row(gate, principal)
+    return render(request, "console/gate_review.html", {
+        "principal": principal, "gate": gate, "row": row, "token": token,
+        "votes": list(gate.approvals.all()), "four_eyes_text": FOUR_EYES_TEXT,
+        "is_open": gate.status == GateStatus.OPEN,
+    })

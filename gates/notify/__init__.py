@@ -1,0 +1,76 @@
+"""Notifications about gates: email and signed webhooks (PT-005 item 8).
+
+`gate_notify` is called by `gates.services` inside the transaction that opens, escalates or
+resolves a gate. It writes outbox rows (`WebhookDelivery`, `EmailNotification`) in that same
+transaction and, on commit, enqueues one Celery task per row (`gates.notify.tasks`). Tasks
+take row ids and are safe to deliver twice: a webhook attempt first claims its row
+(compare-and-set), an email is sent under its row lock and only while pending. The beat
+task `gates.notify.sweep` re-enqueues rows whose task was lost.
+
+Modules: `webhooks` (endpoints, signing, attempts), `email` (recipients, rendering, sending),
+`links` (one-click review links), `tasks` (the Celery interface).
+"""
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+
+log = logging.getLogger("fcore.notify")
+
+EVENT_OPENED = "gate.opened"
+EVENT_ESCALATED = "gate.escalated"
+EVENT_RESOLVED = "gate.resolved"
+
+
+def gate_payload(*, gate, run, event: str, audit_event=None) -> dict:
+    """The JSON a webhook receives about one gate event (without its delivery `id`)."""
+    base = settings.FCORE_PUBLIC_URL
+    resolution = dict(gate.resolution or {})
+    approvals = gate.approvals.filter(decision="approve").count()
+    return {
+        "event": event,
+        "tenant": run.tenant.slug,
+        "run": {"run_id": str(run.run_id), "workflow": run.definition.name,
+                "workflow_version": run.definition.version},
+        "gate": {
+            "gate_id": gate.id, "step_id": gate.step_id, "status": gate.status,
+            "source": gate.source, "reason": gate.reason,
+            "required_approvals": gate.required_approvals, "approvals": approvals,
+            "approver_group": gate.approver_group, "escalate_to": gate.escalate_to or None,
+            "expires_at": gate.expires_at.isoformat() if gate.expires_at else None,
+            "resolved_at": gate.resolved_at.isoformat() if gate.resolved_at else None,
+            "resolution": resolution or None, "needs_review": gate.needs_review,
+        },
+        "audit": ({"stream": run.stream_name, "seq": audit_event.seq, "code": audit_event.code,
+                   "at": audit_event.at, "hash": audit_event.hash} if audit_event else None),
+        "links": {"console": f"{base}/console/runs/{run.run_id}/",
+                  "api": f"{base}/workflows/runs/{run.run_id}/gates/{gate.id}"},
+    }
+
+
+def gate_notify(*, gate, run, event: str, audit_event=None) -> None:
+    """Write the outbox rows of one gate event; enqueue their tasks when the change commits.
+
+    Must run inside the transaction of the change (the caller holds the run lock)."""
+    from .email import email_notifications_create
+    from .webhooks import webhook_deliveries_create
+
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("gate_notify must run inside the transaction of the change")
+    payload = gate_payload(gate=gate, run=run, event=event, audit_event=audit_event)
+    webhook_ids = webhook_deliveries_create(gate=gate, event=event, payload=payload)
+    email_ids = email_notifications_create(gate=gate, run=run, event=event)
+    if webhook_ids or email_ids:
+        transaction.on_commit(lambda: notify_enqueue(webhook_ids, email_ids), robust=True)
+
+
+def notify_enqueue(webhook_ids: list[int], email_ids: list[int]) -> None:
+    """One task per outbox row. A broker failure here is logged, never raised: the rows
+    stay pending and the sweep picks them up."""
+    from .tasks import deliver_webhook, send_gate_email
+
+    for delivery_id in webhook_ids:
+        deliver_webhook.delay(delivery_id)
+    for notification_id in email_ids:
+        send_gate_email.delay(notification_id)

@@ -1,0 +1,221 @@
+"""Signed webhooks: endpoints, the outbox rows, signing, and one delivery attempt.
+
+Every delivery is a POST of the JSON payload (RFC 8785 bytes) with headers
+
+    Content-Type: application/json
+    X-FC-Event: gate.opened | gate.escalated | gate.resolved
+    X-FC-Delivery: <uuid, the same on every attempt: receivers deduplicate on it>
+    X-FC-Timestamp: <unix seconds of this attempt>
+    X-FC-Signature: v1=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>
+
+A receiver recomputes the signature over the raw body, compares in constant time, and
+rejects timestamps more than five minutes from its clock (`webhook_signature_verify` is a
+standalone version; docs/api.md shows it). Only hosts in `FCORE_WEBHOOK_ALLOWED_HOSTS` are
+called, redirects are not followed, and any answer but 2xx is a failed attempt, retried
+with exponential backoff up to `FCORE_WEBHOOK_MAX_ATTEMPTS`. Every attempt is logged on the
+`WebhookDelivery` row (admin shows it).
+"""
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+import uuid
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.hashing import canonical
+from fcore.errors import BadRequest
+
+from ..models import NOTIFY_EVENTS, DeliveryStatus, WebhookDelivery, WebhookEndpoint
+
+log = logging.getLogger("fcore.webhooks")
+
+SIGNATURE_VERSION = "v1"
+TOLERANCE_S = 300
+CLAIM_SLACK_S = 30  # a claimed (sending) delivery is free again after timeout + this
+
+
+# --- signing (standalone: stdlib only) -----------------------------------------------------
+
+def webhook_signature(secret: str, timestamp: int | str, body: bytes) -> str:
+    """The `X-FC-Signature` value: `v1=` + hex HMAC-SHA256(secret, "<timestamp>.<body>")."""
+    message = f"{timestamp}.".encode() + body
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return f"{SIGNATURE_VERSION}={digest}"
+
+
+def webhook_signature_verify(*, secret: str, body: bytes, timestamp: str, signature: str,
+                             now: float | None = None, tolerance: int = TOLERANCE_S) -> bool:
+    """What a receiver does: the timestamp is recent and the signature matches the body."""
+    try:
+        sent = int(timestamp)
+    except (TypeError, ValueError):
+        return False
+    now = time.time() if now is None else now
+    if abs(now - sent) > tolerance:
+        return False
+    expected = webhook_signature(secret, sent, body)
+    return hmac.compare_digest(expected.encode(), (signature or "").encode())
+
+
+# --- endpoints ----------------------------------------------------------------------------
+
+def webhook_url_problem(url: str) -> str | None:
+    """Why a URL may not receive webhooks (None when it may)."""
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "an http or https URL"
+    if parts.username or parts.password:
+        return "no credentials in the URL; verify the signature instead"
+    if parts.hostname.lower() not in settings.FCORE_WEBHOOK_ALLOWED_HOSTS:
+        return (f"host {parts.hostname!r} is not in FCORE_WEBHOOK_ALLOWED_HOSTS "
+                f"({', '.join(settings.FCORE_WEBHOOK_ALLOWED_HOSTS) or 'empty'})")
+    return None
+
+
+def webhook_events_problem(events) -> str | None:
+    """Why an events list is not valid (None when it is)."""
+    if not isinstance(events, list) or not events or not all(
+            isinstance(e, str) and e in NOTIFY_EVENTS for e in events):
+        return f"a non-empty list of {', '.join(NOTIFY_EVENTS)}"
+    return None
+
+
+def webhook_secret_new() -> str:
+    return f"whsec_{secrets.token_urlsafe(32)}"
+
+
+def webhook_endpoint_create(*, tenant, name: str, url: str, events: list[str] | None = None,
+                            actor: str) -> tuple[WebhookEndpoint, str]:
+    """Create an endpoint; returns it with its signing secret (show it once)."""
+    events = list(NOTIFY_EVENTS) if events is None else events
+    errors = {field: [problem] for field, problem in
+              (("url", webhook_url_problem(url)), ("events", webhook_events_problem(events)))
+              if problem}
+    if not name.strip():
+        errors["name"] = ["a name"]
+    if errors:
+        raise BadRequest("Invalid webhook endpoint.", code="invalid", errors=errors)
+    secret = webhook_secret_new()
+    endpoint = WebhookEndpoint.objects.create(tenant=tenant, name=name.strip(), url=url,
+                                              secret=secret, events=events, created_by=actor)
+    return endpoint, secret
+
+
+# --- outbox -------------------------------------------------------------------------------
+
+def webhook_deliveries_create(*, gate, event: str, payload: dict) -> list[int]:
+    """One pending delivery per active endpoint of the tenant that takes `event`.
+    Runs in the transaction of the gate change."""
+    now = timezone.now()
+    ids = []
+    for endpoint in WebhookEndpoint.objects.filter(tenant_id=gate.tenant_id, active=True):
+        if event not in (endpoint.events or []):
+            continue
+        delivery_id = uuid.uuid4()
+        delivery = WebhookDelivery.objects.create(
+            delivery_id=delivery_id, endpoint=endpoint, gate=gate, event=event,
+            payload={**payload, "id": str(delivery_id)}, next_attempt_at=now)
+        ids.append(delivery.id)
+    return ids
+
+
+def backoff_s(attempt: int) -> int:
+    """Seconds to wait after failed attempt `attempt` (1-based): doubling, capped."""
+    base = settings.FCORE_WEBHOOK_BACKOFF_S
+    return int(min(base * 2 ** max(attempt - 1, 0), settings.FCORE_WEBHOOK_BACKOFF_MAX_S))
+
+
+# --- one attempt ----------------------------------------------------------------------------
+
+def _claim(delivery_id: int, now) -> bool:
+    """Compare-and-set pending → sending, only when the delivery is due: a task delivered
+    twice, or early, finds nothing to do."""
+    lease = now + timedelta(seconds=settings.FCORE_WEBHOOK_TIMEOUT_S + CLAIM_SLACK_S)
+    return bool(WebhookDelivery.objects.filter(
+        pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now,
+    ).update(status=DeliveryStatus.SENDING, next_attempt_at=lease))
+
+
+def _post(endpoint: WebhookEndpoint, delivery: WebhookDelivery) -> tuple[int | None, str]:
+    problem = webhook_url_problem(endpoint.url)
+    if problem:
+        return None, f"refused: {problem}"
+    body = canonical(delivery.payload)
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "FederationCore-Webhooks/1",
+        "X-FC-Event": delivery.event,
+        "X-FC-Delivery": str(delivery.delivery_id),
+        "X-FC-Timestamp": str(timestamp),
+        "X-FC-Signature": webhook_signature(endpoint.secret, timestamp, body),
+    }
+    try:
+        response = httpx.post(endpoint.url, content=body, headers=headers,
+                              timeout=settings.FCORE_WEBHOOK_TIMEOUT_S, follow_redirects=False)
+    except httpx.HTTPError as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:500]
+    if 200 <= response.status_code < 300:
+        return response.status_code, ""
+    return response.status_code, f"HTTP {response.status_code}"
+
+
+def webhook_attempt(delivery_id: int) -> int | None:
+    """Make one attempt at a due delivery and log it. Returns the seconds to wait before
+    the next attempt, or None when there is nothing more to do (delivered, given up, not
+    due, or claimed by another worker)."""
+    now = timezone.now()
+    if not _claim(delivery_id, now):
+        return None
+    delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
+    endpoint = delivery.endpoint
+    started = time.monotonic()
+    if endpoint.active:
+        status_code, error = _post(endpoint, delivery)
+    else:
+        status_code, error = None, "refused: endpoint inactive"
+    ended = timezone.now()
+    attempt = delivery.attempts + 1
+    entry = {"attempt": attempt, "at": ended.isoformat(), "status_code": status_code,
+             "error": error, "duration_ms": int((time.monotonic() - started) * 1000)}
+    final = not error or error.startswith("refused:")
+    wait = None
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id)
+        delivery.attempts = attempt
+        delivery.attempt_log = [*delivery.attempt_log, entry]
+        delivery.last_status_code = status_code
+        delivery.last_error = error
+        if not error:
+            delivery.status, delivery.delivered_at = DeliveryStatus.DELIVERED, ended
+        elif final or attempt >= settings.FCORE_WEBHOOK_MAX_ATTEMPTS:
+            delivery.status = DeliveryStatus.FAILED
+        else:
+            wait = backoff_s(attempt)
+            delivery.status = DeliveryStatus.PENDING
+            delivery.next_attempt_at = ended + timedelta(seconds=wait)
+        delivery.save()
+    log.info("webhook %s %s attempt %s → %s %s", delivery.delivery_id, endpoint.url, attempt,
+             status_code, error or "delivered")
+    return wait
+
+
+def webhooks_due(*, now=None) -> list[int]:
+    """Deliveries a lost task left behind: pending and overdue, or claimed by a worker
+    whose claim ran out (it is released to pending first)."""
+    now = now or timezone.now()
+    overdue = now - timedelta(seconds=CLAIM_SLACK_S)
+    WebhookDelivery.objects.filter(status=DeliveryStatus.SENDING,
+                                   next_attempt_at__lte=now).update(
+        status=DeliveryStatus.PENDING, next_attempt_at=overdue)
+    return list(WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING,
+                                               next_attempt_at__lte=overdue)
+                .values_list("id", flat=True)[:500])

@@ -1,0 +1,121 @@
+"""Web security and authentication attacks: headers, deploy check, lockouts, token replay,
+skew and rotation."""
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fcore.clients import api_client_create, api_client_revoke
+from fcore.members import member_set
+
+pytestmark = pytest.mark.django_db
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def production_env(tmp_path) -> dict:
+    # a production process has none of the test-only switches (the browser tests set one)
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    return {**env, "FCORE_ENV": "production", "FCORE_VAR_DIR": str(tmp_path),
+            "FCORE_SECRET_KEY": secrets.token_urlsafe(50),
+            "FCORE_CLIENT_KEY": secrets.token_urlsafe(32),
+            "FCORE_ALLOWED_HOSTS": "fc.example.com", "DATABASE_URL": "sqlite:///:memory:"}
+
+
+def test_deploy_check_is_clean_with_production_settings(tmp_path):
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy",
+                             "--fail-level", "WARNING"], cwd=ROOT, env=production_env(tmp_path),
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_refuses_to_start_without_its_secrets(tmp_path):
+    env = production_env(tmp_path)
+    del env["FCORE_SECRET_KEY"]
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "FCORE_SECRET_KEY" in result.stderr
+
+
+def test_production_sends_hsts_and_secure_cookies(tmp_path):
+    script = (
+        "import django; django.setup();"
+        "from django.test import Client;"
+        "r = Client().get('/console/login/', secure=True, HTTP_HOST='fc.example.com');"
+        "print(r.status_code, r['Strict-Transport-Security'], r.cookies['csrftoken']['secure'])"
+    )
+    env = {**production_env(tmp_path), "DJANGO_SETTINGS_MODULE": "fcore.settings"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["200", "max-age=31536000;", "includeSubDomains;",
+                                     "preload", "True"]
+
+
+@pytest.mark.parametrize("path", ["/console/login/", "/api/docs/", "/admin/login/"])
+def test_pages_carry_security_headers(client, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    csp = response["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp and "unsafe-eval" not in csp
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "<script>" not in response.content.decode()  # no inline script anywhere
+
+
+@pytest.mark.login_lockout
+def test_console_login_is_locked_after_repeated_failures(client, pt004):
+    member_set(tenant=pt004, username="adam", groups=["approvers"], password="right-pass-1")
+    for _ in range(4):
+        failed = client.post("/console/login/", {"username": "adam", "password": "wrong"})
+        assert failed.status_code == 200  # the form again, with an error
+    fifth = client.post("/console/login/", {"username": "adam", "password": "wrong"})
+    assert fifth.status_code == 429
+    locked = client.post("/console/login/", {"username": "adam", "password": "right-pass-1"})
+    assert locked.status_code == 429
+    other = client.post("/console/login/", {"username": "amira", "password": "x"})
+    assert other.status_code == 200  # the lock is per username and address
+
+
+def test_failed_token_authentication_is_rate_limited_and_logged(api, settings, caplog):
+    settings.FCORE_AUTH_FAILURE_LIMIT = 5
+    for _ in range(5):
+        assert api.call("GET", "/workflows/runs", token="omega_bad.sig").status_code == 401
+    throttled = api.get("/workflows/runs")  # even a valid token, from that address
+    assert throttled.status_code == 429 and throttled.json()["code"] == "throttled"
+    assert "token rejected" in caplog.text and "omega_bad" not in caplog.text
+
+
+def test_a_replayed_token_works_until_it_expires_and_not_after(api):
+    token = api.token(lifetime_s=60)
+    assert api.call("GET", "/workflows/runs", token=token).status_code == 200
+    assert api.call("GET", "/workflows/runs", token=token).status_code == 200  # bearer
+    stale = api.token(now=int(time.time()) - 120, lifetime_s=60)
+    assert api.call("GET", "/workflows/runs", token=stale).status_code == 401
+
+
+@pytest.mark.parametrize("skew,status", [(-25, 200), (25, 200), (45, 401)])
+def test_clock_skew_within_the_leeway(api, skew, status):
+    now = int(time.time())
+    token = api.token(now=now + skew, lifetime_s=60) if skew > 0 else \
+        api.token(now=now - 60 + skew, lifetime_s=60)
+    assert api.call("GET", "/workflows/runs", token=token).status_code == status
+
+
+def test_rotating_a_clients_key(api, pt004):
+    from fcore.models import ApiClient
+
+    new, secret = api_client_create(tenant=pt004, name="harness-2026-12",
+                                    scopes=["runs:read"], actor="user:admin")
+    old = ApiClient.objects.get(kid=api.kid)
+    old_token = api.token()
+    new_token = api.token(kid=new.kid, secret=secret, scope="runs:read")
+    assert api.call("GET", "/workflows/runs", token=new_token).status_code == 200
+    api_client_revoke(client=old, actor="user:admin")
+    assert api.call("GET", "/workflows/runs", token=old_token).status_code == 401
+    assert api.call("GET", "/workflows/runs", token=new_token).status_code == 200
