@@ -17,7 +17,7 @@ TITLES = {
     "FC-GATE-001": "Gate opened at step {step_id}",
     "FC-GATE-002": "Vote recorded on gate: {vote}",
     "FC-GATE-003": "Gate resolved: {status}",
-    "FC-GATE-004": "Gate expired",
+    "FC-GATE-004": "Gate expired",  # or "Gate escalated to …" (see event_message)
     "FC-GATE-005": "Gate overridden (break-glass)",
     "FC-ADM-001": "Policy '{policy}' changed to version {version}",
     "FC-ADM-002": "Workflow definition '{workflow}' version {version} published",
@@ -38,4 +38,6 @@ def event_message(code: str, data: dict) -> str:
     reason = data.get("reason")
     if code == "FC-RUN-002" and reason:
         message += f" ({reason})"
+    if code == "FC-GATE-004" and data.get("action") == "escalated":
+        message = f"Gate escalated to {data.get('escalate_to') or '?'}"
     return message

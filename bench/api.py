@@ -1,11 +1,12 @@
 """Load: mixed API traffic against gunicorn on PostgreSQL, with a real Celery worker.
 
 Starts `gunicorn fcore.wsgi` (2 sync workers) and `celery worker` (2 processes) on a scratch
-PostgreSQL database, then for --seconds drives, from --clients threads:
+PostgreSQL database, then for --seconds (default 120) drives, from --clients threads:
 
   create a run · read it · report its external steps · resolve its gate (second actor)
 
-and, in the same invocation, a trivial `/healthz` endpoint for the same time, and prints
+and then, in the same invocation, a trivial `/healthz` endpoint for --health-seconds
+(default 30), and prints
 throughput, p50/p99 latency, the error count (must be 0), and the ratio of API throughput
 to /healthz throughput.
 
@@ -130,6 +131,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=120)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--health-seconds", type=int, default=30)
     parser.add_argument("--port", type=int, default=8790)
     args = parser.parse_args()
     env = {**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
@@ -157,13 +159,14 @@ def main():
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        half = max(1, args.seconds // 2)
         api_stats, api_elapsed = drive(
-            lambda n, stop, stats: api_worker(base, creds, stop, stats, n), half, args.clients)
+            lambda n, stop, stats: api_worker(base, creds, stop, stats, n), args.seconds,
+            args.clients)
         health_stats, health_elapsed = drive(
-            lambda n, stop, stats: health_worker(base, stop, stats), half, args.clients)
-        print(f"gunicorn 2 sync workers, PostgreSQL, {args.clients} client threads, "
-              f"{half} s each")
+            lambda n, stop, stats: health_worker(base, stop, stats), args.health_seconds,
+            args.clients)
+        print(f"gunicorn 2 sync workers, PostgreSQL, {args.clients} client threads: "
+              f"API {args.seconds} s, /healthz {args.health_seconds} s")
         for kind, values in sorted(api_stats.latencies.items()):
             print(f"  {kind:<7} {len(values):>7} p50 {statistics.median(values) * 1000:6.1f} ms")
         api_rate = report("api", api_stats, api_elapsed)
