@@ -42,7 +42,10 @@ class Command(BaseCommand):
             "beat": [os.path.join(bin_dir, "celery"), "-A", "fcore", "beat", "-l", level,
                      "-s", str(settings.VAR_DIR / "celerybeat-schedule")],
         }
-        procs = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
+        # links in notifications point at this server unless FCORE_PUBLIC_URL says otherwise
+        env = {**os.environ}
+        env.setdefault("FCORE_PUBLIC_URL", f"http://{host}:{port}")
+        procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
         self._banner(host, port)
         stopping = False
 
