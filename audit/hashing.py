@@ -18,13 +18,10 @@ JCS is RFC 8785: `audit.jcs.canonical`, byte-identical to `rfc8785.dumps`, never
 import hashlib
 from datetime import UTC, datetime
 
-from .jcs import canonical
+from .jcs import MAX_SAFE_INTEGER, canonical
 
 GENESIS_HASH = "0" * 64
 CHECKPOINT_FORMAT = "fc-checkpoint/1"
-
-
-MAX_SAFE_INTEGER = 2**53 - 1
 
 
 def jcs_problem(value, path: str = "$") -> str | None:

@@ -15,7 +15,8 @@ from .policy import (
 )
 
 
-def _rules_diff(old: list[dict], new: list[dict]) -> dict:
+def rules_diff(old: list[dict], new: list[dict]) -> dict:
+    """Rule ids added, removed and changed from `old` to `new`."""
     before = {r["id"]: r for r in old}
     after = {r["id"]: r for r in new}
     return {
@@ -61,7 +62,7 @@ def policy_save(*, tenant, name: str, rules, actor: str, tier: int = 1, applies_
             data={"policy": name, "policy_id": policy.id, "version": policy.version,
                   "previous_version": latest.version if latest else None,
                   "spec_hash": spec_hash, "fields_changed": fields,
-                  "rules": _rules_diff(old["rules"], clean_rules)},
+                  "rules": rules_diff(old["rules"], clean_rules)},
         )
     return policy, True
 

@@ -17,6 +17,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from .models import Policy, PolicyVersion
+from .policies import rules_diff
 
 SPEC_FIELDS = ("tier", "enabled", "applies_to", "rules")
 DIFF_WRAP_COLUMN = 60
@@ -48,22 +49,11 @@ def spec_text(spec: dict) -> str:
     return pretty_json({field: spec.get(field) for field in SPEC_FIELDS})
 
 
-def rules_changes(old: list[dict], new: list[dict]) -> dict:
-    """Rule ids added, removed and changed from `old` to `new`."""
-    before = {r["id"]: r for r in old}
-    after = {r["id"]: r for r in new}
-    return {
-        "added": sorted(set(after) - set(before)),
-        "removed": sorted(set(before) - set(after)),
-        "changed": sorted(i for i in set(before) & set(after) if before[i] != after[i]),
-    }
-
-
 def spec_changes(old: PolicyVersion, new: PolicyVersion) -> dict:
     """The fields that differ and the rule changes between two versions."""
     a, b = version_spec(old), version_spec(new)
     return {"fields_changed": [f for f in ("tier", "enabled", "applies_to") if a[f] != b[f]],
-            "rules": rules_changes(a["rules"], b["rules"])}
+            "rules": rules_diff(a["rules"], b["rules"])}
 
 
 def spec_unified_diff(old: PolicyVersion, new: PolicyVersion) -> str:
