@@ -6,6 +6,9 @@ stream head last, holds it to the end of the caller's transaction, and never wai
 another stream.
 """
 
+import threading
+from contextlib import contextmanager
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -33,30 +36,98 @@ def _locked_stream(*, tenant_id: int, stream: str) -> AuditStream:
         return AuditStream.objects.select_for_update().get(name=stream)
 
 
+class StreamWriter:
+    """Appends to one stream inside the caller's transaction, in one go: the head row is
+    locked at the first append, the events are inserted together and the head updated once
+    at `flush()`. Each event's seq and hash are final as soon as it is appended."""
+
+    def __init__(self, *, tenant_id: int, stream: str):
+        self.tenant_id, self.stream = tenant_id, stream
+        self.row: AuditStream | None = None
+        self.pending: list[AuditEvent] = []
+
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the head, counting the events not flushed yet."""
+        if self.pending:
+            return self.pending[-1].seq, self.pending[-1].hash
+        if self.row is None:
+            return audit_stream_head(self.stream, _direct=True)
+        return self.row.head_seq, (self.row.head_hash if self.row.head_seq else GENESIS_HASH)
+
+    def append(self, *, code: str, actor: str, data: dict) -> AuditEvent:
+        if self.row is None:
+            self.row = _locked_stream(tenant_id=self.tenant_id, stream=self.stream)
+            if self.row.tenant_id != self.tenant_id:
+                raise ValueError(f"stream {self.stream} belongs to another tenant")
+        head_seq, head_hash = self.head()
+        moment = timezone.now()
+        at = format_at(moment)
+        seq = head_seq + 1
+        prev_hash = head_hash if head_seq else GENESIS_HASH
+        digest = event_hash(prev_hash=prev_hash, stream=self.stream, seq=seq, code=code,
+                            actor=actor, at=at, data=data)
+        event = AuditEvent(stream=self.row, tenant_id=self.tenant_id, seq=seq, code=code,
+                           actor=actor, at=at, occurred_at=moment, data=data,
+                           prev_hash=prev_hash, hash=digest)
+        self.pending.append(event)
+        return event
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        AuditEvent.objects.bulk_create(self.pending)
+        last = self.pending[-1]
+        self.row.head_seq, self.row.head_hash = last.seq, last.hash
+        self.row.save(update_fields=["head_seq", "head_hash", "updated_at"])
+        self.pending = []
+
+
+_open = threading.local()
+
+
+def _open_writers() -> dict:
+    if not hasattr(_open, "writers"):
+        _open.writers = {}
+    return _open.writers
+
+
+@contextmanager
+def stream_writer(*, tenant_id: int, stream: str):
+    """Within the block every `audit_append` to `stream` goes through one StreamWriter,
+    flushed when the block ends without an error (the caller's transaction then commits
+    or rolls back the events with the change). Nested blocks share the outer writer."""
+    writers = _open_writers()
+    if stream in writers:
+        yield writers[stream]
+        return
+    writer = writers[stream] = StreamWriter(tenant_id=tenant_id, stream=stream)
+    try:
+        yield writer
+        writer.flush()
+    finally:
+        del writers[stream]
+
+
 def audit_append(*, tenant_id: int, stream: str, code: str, actor: str, data: dict) -> AuditEvent:
     """Append one event to `stream`; must run inside the caller's transaction."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_append must run inside the transaction of the change")
-    head = _locked_stream(tenant_id=tenant_id, stream=stream)
-    if head.tenant_id != tenant_id:
-        raise ValueError(f"stream {stream} belongs to another tenant")
-    moment = timezone.now()
-    at = format_at(moment)
-    seq = head.head_seq + 1
-    prev_hash = head.head_hash if head.head_seq else GENESIS_HASH
-    digest = event_hash(prev_hash=prev_hash, stream=stream, seq=seq, code=code, actor=actor,
-                        at=at, data=data)
-    event = AuditEvent.objects.create(
-        stream=head, tenant_id=tenant_id, seq=seq, code=code, actor=actor, at=at,
-        occurred_at=moment, data=data, prev_hash=prev_hash, hash=digest,
-    )
-    head.head_seq = seq
-    head.head_hash = digest
-    head.save(update_fields=["head_seq", "head_hash", "updated_at"])
+    writer = _open_writers().get(stream)
+    if writer is not None:
+        if writer.tenant_id != tenant_id:
+            raise ValueError(f"stream {stream} belongs to another tenant")
+        return writer.append(code=code, actor=actor, data=data)
+    writer = StreamWriter(tenant_id=tenant_id, stream=stream)
+    event = writer.append(code=code, actor=actor, data=data)
+    writer.flush()
     return event
 
 
-def audit_stream_head(stream: str) -> tuple[int, str]:
-    """(seq, hash) of a stream's head; (0, 64 zeros) for a stream with no event."""
+def audit_stream_head(stream: str, *, _direct: bool = False) -> tuple[int, str]:
+    """(seq, hash) of a stream's head, including events appended in this transaction;
+    (0, 64 zeros) for a stream with no event."""
+    writer = None if _direct else _open_writers().get(stream)
+    if writer is not None:
+        return writer.head()
     row = AuditStream.objects.filter(name=stream).values_list("head_seq", "head_hash").first()
     return row if row else (0, GENESIS_HASH)

@@ -15,6 +15,10 @@ VAR_DIR = Path(os.environ.get("FCORE_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
+def _env_list(name: str, default: str) -> list[str]:
+    return [v.strip() for v in os.environ.get(name, default).split(",") if v.strip()]
+
+
 def _env_bool(name: str, default: bool = False) -> bool:
     return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
 
@@ -235,6 +239,19 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# The durable engine (runs.engine). Step types `python:<dotted.path>` may name only these
+# handlers; `http` steps may only POST to these origins (no port: any port) and paths.
+FCORE_STEP_HANDLERS = _env_list(
+    "FCORE_STEP_HANDLERS", "runs.examples.echo,runs.examples.flaky,runs.examples.wait")
+FCORE_HTTP_ALLOWED_URLS = _env_list("FCORE_HTTP_ALLOWED_URLS", "http://127.0.0.1,http://localhost")
+# A running internal step holds a lease, renewed by its worker every third of it; the
+# sweeper re-delivers a step whose lease ran out (its worker died or its task was lost).
+FCORE_STEP_LEASE_S = float(os.environ.get("FCORE_STEP_LEASE_S", "30"))
+FCORE_STEP_MAX_REDELIVERIES = int(os.environ.get("FCORE_STEP_MAX_REDELIVERIES", "5"))
+FCORE_SWEEP_INTERVAL_S = float(os.environ.get("FCORE_SWEEP_INTERVAL_S", "10"))
+# An http step without timeout_s waits at most this long for its answer.
+FCORE_HTTP_TIMEOUT_S = float(os.environ.get("FCORE_HTTP_TIMEOUT_S", "30"))
+
 # Celery. The embedded default is kombu's file-system transport under var/broker, so
 # `make run` needs no external service; production and CI set CELERY_BROKER_URL=redis://…
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
@@ -271,7 +288,8 @@ FCORE_SIGNING_KEY_FILE = os.environ.get("FCORE_SIGNING_KEY_FILE") or (
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "gates-expire-due": {"task": "runs.tasks.expire_due_gates", "schedule": 15.0},
-    "runs-sweep-stalled": {"task": "runs.tasks.sweep_stalled_runs", "schedule": 30.0},
+    "runs-sweep": {"task": "runs.tasks.sweep_runs",
+                   "schedule": FCORE_SWEEP_INTERVAL_S},
     "gates-notify-sweep": {"task": "gates.notify.sweep", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE["audit-seal-checkpoints"] = {
@@ -281,7 +299,7 @@ CELERY_BEAT_SCHEDULE["audit-seal-checkpoints"] = {
 FCORE_TOKEN_MAX_LIFETIME_S = 3600
 FCORE_TOKEN_LEEWAY_S = 30
 FCORE_POLICY_TIME_LIMIT_MS = int(os.environ.get("FCORE_POLICY_TIME_LIMIT_MS", "50"))
-FCORE_STEP_HANDLERS: dict[str, str] = {}
+
 
 # Gate notifications (gates.notify). Email goes through Django's backend: the console
 # backend prints it (the demo); production sets FCORE_EMAIL_BACKEND and EMAIL_HOST/PORT.

@@ -67,16 +67,16 @@ def policy_save(*, tenant, name: str, rules, actor: str, tier: int = 1, applies_
     return policy, True
 
 
+def policies_enabled(tenant) -> list[PolicySnapshot]:
+    """The tenant's enabled policies, current versions, as evaluation snapshots."""
+    return [PolicySnapshot(policy_id=p.id, name=p.name, version=p.version, tier=p.tier,
+                           applies_to=p.applies_to, rules=tuple(p.rules))
+            for p in Policy.objects.for_tenant(tenant).filter(enabled=True, version__gt=0)]
+
+
 def policies_applicable(*, tenant, workflow: str, step_type: str) -> list[PolicySnapshot]:
     """Enabled policies of the tenant whose patterns match, as evaluation snapshots."""
-    snapshots = []
-    for policy in Policy.objects.for_tenant(tenant).filter(enabled=True, version__gt=0):
-        snapshot = PolicySnapshot(
-            policy_id=policy.id, name=policy.name, version=policy.version, tier=policy.tier,
-            applies_to=policy.applies_to, rules=tuple(policy.rules))
-        if snapshot.applies(workflow, step_type):
-            snapshots.append(snapshot)
-    return snapshots
+    return [p for p in policies_enabled(tenant) if p.applies(workflow, step_type)]
 
 
 def policy_restore(*, policy: Policy, version: int, actor: str) -> tuple[Policy, bool]:

@@ -56,7 +56,7 @@ def decision_context(stored: dict) -> dict:
     return context
 
 
-class _Versions:
+class PolicyVersions:
     """PolicyVersion snapshots by (policy_id, version), fetched once each."""
 
     def __init__(self):
@@ -79,7 +79,7 @@ def policy_simulate(*, tenant, drafts: list[dict], limit: int = DEFAULT_LIMIT
     names = {d["name"] for d in drafts}
     ids = dict(Policy.objects.filter(tenant=tenant, name__in=names).values_list("name", "id"))
     snapshots = {d["name"]: draft_snapshot(d, policy_id=ids.get(d["name"])) for d in drafts}
-    versions, report = _Versions(), SimulationReport()
+    versions, report = PolicyVersions(), SimulationReport()
     decisions = (PolicyDecision.objects.filter(tenant=tenant).select_related("step_run__run")
                  .order_by("-evaluated_at", "-id")[:limit])
     for decision in decisions:

@@ -1,7 +1,10 @@
 """Workflow definitions: validating a step graph and publishing immutable versions."""
 
+import re
 from graphlib import CycleError, TopologicalSorter
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.db import transaction
 
 from audit.hashing import jcs_problem, json_hash
@@ -10,9 +13,89 @@ from gates.gate_settings import GateSettingsError, gate_settings_clean
 
 from .models import WorkflowDefinition
 
-STEP_TYPES = ("noop", "external", "approval")
-INTERNAL_TYPES = ("noop",)
-STEP_KEYS = {"id", "type", "after", "gate", "input", "config", "timeout_s", "retry", "name"}
+STEP_TYPES = ("noop", "external", "approval", "http", "sleep", "python:<dotted.path>")
+PYTHON_PREFIX = "python:"
+STEP_KEYS = {"id", "type", "after", "gate", "input", "config", "timeout_s", "retry", "name",
+             "url", "seconds"}
+MAX_TIMEOUT_S = 7 * 24 * 3600
+MAX_ATTEMPTS = 20
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+
+def is_internal(step_type: str) -> bool:
+    """Executed by a worker (as opposed to an external executor or a gate)."""
+    return step_type in ("noop", "http", "sleep") or step_type.startswith(PYTHON_PREFIX)
+
+
+def _url_matches(url: str, allowed: str) -> bool:
+    target, entry = urlsplit(url), urlsplit(allowed)
+    if target.username is not None or target.password is not None:
+        return False  # user@host URLs are refused outright
+    return (target.scheme == entry.scheme and target.hostname == entry.hostname
+            and (entry.port is None or target.port == entry.port)
+            and target.path.startswith(entry.path))
+
+
+def http_url_allowed(url) -> bool:
+    """An `http` step may only call a URL on the allow-list (settings.FCORE_HTTP_ALLOWED_URLS:
+    scheme, host, optional port and path prefix; no port in an entry means any port)."""
+    try:
+        return isinstance(url, str) and any(
+            _url_matches(url, allowed) for allowed in settings.FCORE_HTTP_ALLOWED_URLS)
+    except ValueError:  # an unparseable URL or port
+        return False
+
+
+def python_handler_allowed(step_type: str) -> bool:
+    path = step_type[len(PYTHON_PREFIX):]
+    return bool(_DOTTED.match(path)) and path in settings.FCORE_STEP_HANDLERS
+
+
+def _number(value, *, low: float, high: float) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and low <= value <= high)
+
+
+def _type_problem(step: dict) -> str | None:
+    step_type = step.get("type")
+    if not isinstance(step_type, str):
+        return f"type must be one of {', '.join(STEP_TYPES)}, not {step_type!r}"
+    if step_type.startswith(PYTHON_PREFIX):
+        if not python_handler_allowed(step_type):
+            return (f"handler {step_type[len(PYTHON_PREFIX):]!r} is not registered "
+                    "(settings.FCORE_STEP_HANDLERS)")
+        return None
+    if step_type not in STEP_TYPES:
+        return f"type must be one of {', '.join(STEP_TYPES)}, not {step_type!r}"
+    if step_type == "http" and not http_url_allowed(step.get("url")):
+        return ("url must be on the allow-list "
+                f"(settings.FCORE_HTTP_ALLOWED_URLS), not {step.get('url')!r}")
+    if step_type == "sleep" and not _number(step.get("seconds"), low=0, high=MAX_TIMEOUT_S):
+        return f"seconds must be a number from 0 to {MAX_TIMEOUT_S}"
+    for key, only in (("url", "http"), ("seconds", "sleep")):
+        if key in step and step_type != only:
+            return f"only {only} steps take {key}"
+    return None
+
+
+def retry_clean(retry) -> dict:
+    """`{max_attempts, backoff, max_backoff}` with defaults 3, 1.0 s and 60 s."""
+    if not isinstance(retry, dict):
+        raise DefinitionError("retry must be an object {max_attempts, backoff, max_backoff}")
+    unknown = set(retry) - {"max_attempts", "backoff", "max_backoff"}
+    if unknown:
+        raise DefinitionError(f"retry: unknown key(s) {', '.join(sorted(unknown))}")
+    clean = {"max_attempts": retry.get("max_attempts", 3), "backoff": retry.get("backoff", 1.0),
+             "max_backoff": retry.get("max_backoff", 60.0)}
+    attempts = clean["max_attempts"]
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or not (
+            1 <= attempts <= MAX_ATTEMPTS):
+        raise DefinitionError(f"retry.max_attempts must be an integer from 1 to {MAX_ATTEMPTS}")
+    if not _number(clean["backoff"], low=0, high=3600):
+        raise DefinitionError("retry.backoff must be a number of seconds from 0 to 3600")
+    if not _number(clean["max_backoff"], low=clean["backoff"], high=MAX_TIMEOUT_S):
+        raise DefinitionError("retry.max_backoff must be a number of seconds, at least backoff")
+    return clean
 
 
 class DefinitionError(ValueError):
@@ -41,9 +124,9 @@ def steps_validate(steps) -> list[dict]:
         if unknown:
             raise DefinitionError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         step_type = step.get("type")
-        if step_type not in STEP_TYPES:
-            raise DefinitionError(
-                f"{where}: type must be one of {', '.join(STEP_TYPES)}, not {step_type!r}")
+        problem = _type_problem(step)
+        if problem:
+            raise DefinitionError(f"{where}: {problem}")
         after = step.get("after", [ids[-1]] if ids else [])
         if isinstance(after, str):
             after = [after]
@@ -54,8 +137,24 @@ def steps_validate(steps) -> list[dict]:
             if not isinstance(step["input"], dict):
                 raise DefinitionError(f"{where}: input must be an object")
             item["input"] = step["input"]
-        if "config" in step:
-            item["config"] = step["config"]
+        for key in ("config", "url", "seconds"):
+            if key in step:
+                item[key] = step[key]
+        if "timeout_s" in step:
+            if step_type == "approval":
+                raise DefinitionError(f"{where}: an approval step's deadline is its gate's "
+                                      "expires_in, not timeout_s")
+            if not _number(step["timeout_s"], low=0.001, high=MAX_TIMEOUT_S):
+                raise DefinitionError(
+                    f"{where}: timeout_s must be a number of seconds up to {MAX_TIMEOUT_S}")
+            item["timeout_s"] = step["timeout_s"]
+        if "retry" in step:
+            if step_type == "approval":
+                raise DefinitionError(f"{where}: approval steps are not retried")
+            try:
+                item["retry"] = retry_clean(step["retry"])
+            except DefinitionError as exc:
+                raise DefinitionError(f"{where}: {exc}") from None
         if step_type == "approval" or "gate" in step:
             if step_type != "approval":
                 raise DefinitionError(f"{where}: only approval steps take a gate block")

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 from django.db import transaction
 
+from audit.services import stream_writer
 from fcore.errors import NotFound
 
 from .models import Run
@@ -38,7 +39,8 @@ def parse_gate_id(value) -> int:
 
 @contextmanager
 def run_lock(run_id, *, tenant=None):
-    """Yield the locked, freshly read run. Raises NotFound (also for another tenant's run)."""
+    """Yield the locked, freshly read run. Raises NotFound (also for another tenant's run).
+    Audit events appended to the run's stream inside are written together at the end."""
     with transaction.atomic():
         qs = (Run.objects.select_for_update(of=("self",))
               .select_related("definition", "tenant"))
@@ -48,4 +50,5 @@ def run_lock(run_id, *, tenant=None):
             run = qs.get(pk=parse_run_id(run_id))
         except Run.DoesNotExist:
             raise NotFound("No such run.") from None
-        yield run
+        with stream_writer(tenant_id=run.tenant_id, stream=run.stream_name):
+            yield run

@@ -160,11 +160,22 @@ class StepRun(FSMModelMixin, models.Model):
     prev_receipt_hash = models.CharField(max_length=64, blank=True)
     receipt_hash = models.CharField(max_length=64, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    redeliveries = models.PositiveIntegerField(default=0)
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["run", "index"]
         constraints = [
             models.UniqueConstraint(fields=["run", "step_id"], name="uniq_run_step"),
+        ]
+        indexes = [  # what the sweeper looks for: few rows each
+            models.Index(fields=["lease_expires_at"], name="step_lease_running",
+                         condition=models.Q(status="running")),
+            models.Index(fields=["deadline_at"], name="step_deadline_running",
+                         condition=models.Q(status="running")),
+            models.Index(fields=["not_before"], name="step_retry_pending",
+                         condition=models.Q(status="pending", not_before__isnull=False)),
         ]
 
     def __str__(self) -> str:

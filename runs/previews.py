@@ -6,7 +6,7 @@ from fcore.errors import BadRequest
 from gates.policies import policies_applicable
 from gates.policy import Decision, evaluate
 
-from .engine import decision_context
+from .decisions import decision_context
 from .models import Run, StepRun, WorkflowDefinition
 
 

@@ -149,13 +149,9 @@ def step_report(*, tenant, run_id, step_id: str, actor: str, status: str, output
             errors["status"] = ["succeeded or failed"]
         if errors:
             raise BadRequest("The report is not valid.", code="invalid", errors=errors)
-        engine.step_finish(run, step, succeeded=succeeded, output=output if succeeded else None,
-                           actor=actor,
-                           error=None if succeeded else (error or {"detail": "failed"}))
-        if succeeded:
-            engine.enqueue_advance(run.run_id)
-        else:
-            engine.run_fail(run, steps, actor=actor, reason=f"step {step_id} failed")
+        engine.step_conclude(run, steps, step, succeeded=succeeded,
+                             output=output if succeeded else None, actor=actor,
+                             error=None if succeeded else (error or {"detail": "failed"}))
     return step
 
 
@@ -266,23 +262,3 @@ def gates_expire_due(*, now=None) -> int:
             gate_expire(gate=gate, run=run, actor=SCHEDULER)
             _after_gate(run, gate, actor=SCHEDULER)
     return len(due)
-
-
-def runs_sweep_stalled(*, older_than_s: int = 30) -> int:
-    """Re-drive runs that stopped moving because a task was lost: a run with nothing in
-    flight is advanced, an internal step still running is re-enqueued. Safe at any time:
-    advancing and recording are idempotent. Runs waiting on an external executor or a
-    gate are left alone."""
-    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_s)
-    stalled = Run.objects.filter(status__in=[RunStatus.PENDING, RunStatus.RUNNING],
-                                 updated_at__lt=cutoff)
-    idle = stalled.exclude(steps__status__in=[StepStatus.RUNNING, StepStatus.WAITING])
-    run_ids = list(idle.values_list("run_id", flat=True)[:500])
-    steps = list(StepRun.objects.filter(run__in=stalled, status=StepStatus.RUNNING,
-                                        step_type__in=engine.INTERNAL_TYPES)[:500])
-    with transaction.atomic():
-        for run_id in run_ids:
-            engine.enqueue_advance(run_id)
-        for step in steps:
-            engine.enqueue_execute(step)
-    return len(run_ids) + len(steps)

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import engine, services
+from . import engine, services, sweeper
 
 
 @shared_task(name="runs.tasks.advance_run")
@@ -20,6 +20,6 @@ def expire_due_gates() -> int:
     return services.gates_expire_due()
 
 
-@shared_task(name="runs.tasks.sweep_stalled_runs")
-def sweep_stalled_runs() -> int:
-    return services.runs_sweep_stalled()
+@shared_task(name="runs.tasks.sweep_runs")
+def sweep_runs() -> dict:
+    return sweeper.runs_sweep().as_dict()

@@ -1,0 +1,110 @@
+"""The sweeper (a Celery beat task): re-drives what a lost task or a dead worker left
+behind. Every action is idempotent, so any number of sweepers may run at any time.
+
+- a running step past its `timeout_s` deadline fails that attempt (`timeout`), which
+  retries or fails the run like any failure — external steps included;
+- a running internal step whose lease ran out (its worker died, its task was lost) is
+  delivered again, same attempt; after FCORE_STEP_MAX_REDELIVERIES the attempt fails
+  (`lease_lost`);
+- a step whose retry backoff is over, and a run with nothing in flight that stopped
+  moving, get their run advanced.
+"""
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from fcore.actors import SCHEDULER
+
+from . import engine
+from .models import Run, RunStatus, StepRun, StepStatus
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+LIVE = (RunStatus.RUNNING, RunStatus.PAUSED)
+# An internal step's own worker enforces its deadline; the sweeper gives it this long more.
+INTERNAL_GRACE_S = 5.0
+
+
+@dataclass
+class Sweep:
+    timed_out: int = 0
+    redelivered: int = 0
+    lease_lost: int = 0
+    advanced: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fail_attempt(step: StepRun, code: str, detail: str) -> bool:
+    return engine.step_record_result(step.run_id, step.step_id, step.attempt, succeeded=False,
+                                     output=None, actor=SCHEDULER,
+                                     error={"code": code, "detail": detail})
+
+
+def steps_timed_out(now, sweep: Sweep) -> None:
+    due = StepRun.objects.filter(status=StepStatus.RUNNING, run__status__in=LIVE,
+                                 deadline_at__lt=now).only("run_id", "step_id", "attempt",
+                                                           "step_type", "config", "deadline_at")
+    for step in due[:BATCH]:
+        grace = 0 if step.step_type == "external" else INTERNAL_GRACE_S
+        if step.deadline_at + timedelta(seconds=grace) > now:
+            continue
+        detail = f"not finished within timeout_s={step.config.get('timeout_s')}"
+        sweep.timed_out += _fail_attempt(step, "timeout", detail)
+
+
+def leases_expired(now, sweep: Sweep) -> None:
+    due = StepRun.objects.filter(status=StepStatus.RUNNING, run__status__in=LIVE,
+                                 lease_expires_at__lt=now)
+    lease = timedelta(seconds=settings.FCORE_STEP_LEASE_S)
+    for step in due.only("id", "run_id", "step_id", "attempt", "lease_expires_at",
+                         "redeliveries")[:BATCH]:
+        if step.redeliveries >= settings.FCORE_STEP_MAX_REDELIVERIES:
+            detail = f"lease expired {step.redeliveries + 1} times: its workers keep dying"
+            sweep.lease_lost += _fail_attempt(step, "lease_lost", detail)
+            continue
+        with transaction.atomic():
+            claimed = StepRun.objects.filter(
+                pk=step.pk, status=StepStatus.RUNNING, attempt=step.attempt,
+                lease_expires_at=step.lease_expires_at,
+            ).update(lease_expires_at=now + lease, redeliveries=F("redeliveries") + 1)
+            if claimed:
+                log.info("lease of %s attempt %s expired; delivering it again", step,
+                         step.attempt)
+                engine.enqueue_execute(step)
+                sweep.redelivered += 1
+
+
+def runs_due(now, sweep: Sweep, *, stalled_after_s: float) -> None:
+    retry_due = (StepRun.objects.filter(status=StepStatus.PENDING, run__status=RunStatus.RUNNING,
+                                        not_before__lte=now - timedelta(seconds=1))
+                 .values_list("run_id", flat=True))
+    stalled = (Run.objects.filter(status__in=[RunStatus.PENDING, RunStatus.RUNNING],
+                                  updated_at__lt=now - timedelta(seconds=stalled_after_s))
+               .exclude(steps__status__in=[StepStatus.RUNNING, StepStatus.WAITING])
+               .values_list("run_id", flat=True))
+    run_ids = set(retry_due[:BATCH]) | set(stalled[:BATCH])
+    with transaction.atomic():
+        for run_id in run_ids:
+            engine.enqueue_advance(run_id)
+    sweep.advanced += len(run_ids)
+
+
+def runs_sweep(*, now=None, stalled_after_s: float = 30) -> Sweep:
+    """One pass of the sweeper; returns what it did."""
+    now = now or timezone.now()
+    sweep = Sweep()
+    steps_timed_out(now, sweep)
+    leases_expired(now, sweep)
+    runs_due(now, sweep, stalled_after_s=stalled_after_s)
+    if any(sweep.as_dict().values()):
+        log.info("sweep: %s", sweep.as_dict())
+    return sweep
