@@ -39,7 +39,8 @@ def test_explicit_after_is_kept(steps, after):
     ([{"id": "a", "type": "noop"}, {"id": "a", "type": "external"}],
      "step 'a': duplicate id"),
     ([{"id": "a", "type": "shell"}],
-     "step 'a': type must be one of noop, external, approval, http, sleep, python:<dotted.path>, not 'shell'"),
+     "step 'a': type must be one of noop, external, approval, http, sleep, "
+     "python:<dotted.path>, not 'shell'"),
     ([{"id": "a"}], "step 'a': type must be one of"),
     ([{"id": "a", "type": "noop", "retries": 3}], "step 'a': unknown key(s) retries"),
     ([{"id": "a", "type": "noop"}, {"id": "b", "type": "noop", "after": ["a", "zz"]}],
