@@ -1,0 +1,188 @@
+"""Governed steps per second end to end, on PostgreSQL + Redis with real Celery workers,
+against bare Celery no-op tasks through the same broker and workers in the same invocation.
+
+Each run is a five-step workflow of internal `noop` steps; every step is policy-checked
+(two CEL policies apply), audited (FC-POL-001, FC-STEP-001, FC-STEP-002 on the run's hash
+chain) and receipted, and every run is sealed. The clock runs from the first `run_create`
+to the last run completed; the bare phase from the first task sent to the queue drained.
+Queries and commits are counted inside the workers (and in this process for run_create).
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/fcore_bench \\
+    CELERY_BROKER_URL=redis://127.0.0.1:6379/14 .venv/bin/python bench/engine.py --runs 2000
+
+It writes to the given database (use a scratch one; it is migrated) and empties the given
+Redis database first.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fcore.settings")
+os.environ.setdefault("FCORE_LOG_LEVEL", "WARNING")
+os.environ["FCORE_CELERY_EAGER"] = "0"
+COUNTS_DIR = ROOT / "var" / "bench-counts"
+os.environ["FCORE_BENCH_COUNTS_DIR"] = str(COUNTS_DIR)
+
+import django  # noqa: E402
+
+django.setup()
+
+import redis  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.db.backends.base.base import BaseDatabaseWrapper  # noqa: E402
+
+from fcore.celery import app  # noqa: E402
+from fcore.models import Tenant  # noqa: E402
+from runs.bundles import bundle_load  # noqa: E402
+from runs.models import Run  # noqa: E402
+from runs.services import run_create  # noqa: E402
+
+STEPS = 5
+LOCAL = {"queries": 0, "commits": 0}
+
+
+def _count_query(execute, sql, params, many, context):
+    LOCAL["queries"] += 1
+    return execute(sql, params, many, context)
+
+
+_commit = BaseDatabaseWrapper.commit
+
+
+def _counted_commit(self):
+    LOCAL["commits"] += 1
+    return _commit(self)
+
+
+def setup(slug: str) -> Tenant:
+    call_command("migrate", verbosity=0)
+    bundle_load({
+        "tenant": slug,
+        "workflows": [{"name": "bench_noop", "steps": [
+            {"id": f"s{i}", "type": "noop"} for i in range(1, STEPS + 1)]}],
+        "policies": [
+            {"name": "limits", "tier": 2, "rules": [
+                {"id": "big", "effect": "flag",
+                 "when": "has(input.amount) && input.amount > 1000000"},
+                {"id": "blocked", "effect": "deny",
+                 "when": 'has(input.vendor) && input.vendor == "x"'}]},
+            {"name": "hours", "tier": 1, "rules": [
+                {"id": "late", "effect": "flag", "when": 'step.type == "approval"'}]},
+        ],
+    }, actor="system:bench")
+    return Tenant.objects.get(slug=slug)
+
+
+def start_workers(count: int, pool: str, concurrency: int) -> list[subprocess.Popen]:
+    shutil.rmtree(COUNTS_DIR, ignore_errors=True)
+    procs = []
+    for n in range(count):
+        log = open(ROOT / "var" / f"bench-worker-{n}.log", "w")
+        procs.append(subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "engine_worker.py"), "worker", "-P", pool,
+             "-c", str(concurrency), "-l", os.environ.get("BENCH_WORKER_LOG", "warning"),
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"bench{n}@%h"],
+            env=os.environ, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # ready when each answers a ping
+        replies = app.control.ping(timeout=0.5) or []
+        if len(replies) >= count:
+            return procs
+    raise SystemExit("workers did not start; see var/bench-worker-*.log")
+
+
+def stop_workers(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(timeout=30)
+
+
+def worker_counts() -> dict:
+    totals = {"queries": 0, "commits": 0, "tasks": 0}
+    for path in COUNTS_DIR.glob("*.json"):
+        for key, value in json.loads(path.read_text()).items():
+            totals[key] += value
+    return totals
+
+
+def governed(tenant: Tenant, runs: int) -> float:
+    started = time.perf_counter()
+    for i in range(runs):
+        run_create(tenant=tenant, workflow="bench_noop", input={"amount": i},
+                   actor="client:bench")
+    while True:
+        done = Run.objects.filter(tenant=tenant, status="completed").count()
+        failed = Run.objects.filter(tenant=tenant).exclude(
+            status__in=["completed", "running", "pending"]).count()
+        if failed:
+            raise SystemExit(f"{failed} runs did not complete")
+        if done >= runs:
+            return time.perf_counter() - started
+        time.sleep(0.05)
+
+
+def bare(tasks: int) -> float:
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    started = time.perf_counter()
+    for _ in range(tasks):
+        app.send_task("bench.noop")
+    while client.llen("celery") or client.hlen("unacked"):
+        time.sleep(0.01)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--pool", default="solo", help="Celery pool of each worker")
+    parser.add_argument("--concurrency", type=int, default=1)
+    args = parser.parse_args()
+    if connection.vendor != "postgresql" or not settings.CELERY_BROKER_URL.startswith("redis"):
+        raise SystemExit("bench/engine.py needs DATABASE_URL=postgres://… and "
+                         "CELERY_BROKER_URL=redis://…")
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    tenant = setup(f"bench_{int(time.time())}")
+    procs = start_workers(args.workers, args.pool, args.concurrency)
+    try:
+        governed(tenant, 20)  # warm-up: compiled rules, connections
+        time.sleep(0.5)
+        before = worker_counts()
+        connection.execute_wrappers.append(_count_query)
+        BaseDatabaseWrapper.commit = _counted_commit
+        elapsed = governed(tenant, args.runs)
+        BaseDatabaseWrapper.commit = _commit
+        connection.execute_wrappers.remove(_count_query)
+        time.sleep(1)  # the workers write their counters every 0.25 s
+        after = worker_counts()
+        steps = args.runs * STEPS
+        bare_elapsed = bare(steps)
+    finally:
+        stop_workers(procs)
+    queries = after["queries"] - before["queries"] + LOCAL["queries"]
+    commits = after["commits"] - before["commits"] + LOCAL["commits"]
+    rate, bare_rate = steps / elapsed, steps / bare_elapsed
+    print(f"workers              {args.workers} x {args.pool} (concurrency "
+          f"{args.concurrency}), PostgreSQL + Redis")
+    print(f"runs x steps         {args.runs} x {STEPS} = {steps} governed noop steps")
+    print(f"governed steps/s     {rate:,.0f}   ({elapsed:.1f} s end to end)")
+    print(f"bare Celery tasks/s  {bare_rate:,.0f}   ({steps} no-op tasks, {bare_elapsed:.1f} s)")
+    print(f"ratio governed/bare  {rate / bare_rate:.2f}")
+    print(f"queries per step     {queries / steps:.1f}")
+    print(f"commits per step     {commits / steps:.2f}")
+    print(f"tasks per step       {(after['tasks'] - before['tasks']) / steps:.2f}")
+
+
+if __name__ == "__main__":
+    main()

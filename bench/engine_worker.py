@@ -1,0 +1,70 @@
+"""A Celery worker for bench/engine.py: the product's worker (`celery -A fcore worker`) plus
+two things only the benchmark needs: a bare no-op task for the baseline, and counters of
+SQL statements and commits that the benchmark reads from FCORE_BENCH_COUNTS_DIR.
+
+    python bench/engine_worker.py worker -P solo -c 1 …   (started by bench/engine.py)
+"""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fcore.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from celery.signals import task_postrun  # noqa: E402
+from django.db.backends.base.base import BaseDatabaseWrapper  # noqa: E402
+from django.db.backends.signals import connection_created  # noqa: E402
+
+from fcore.celery import app  # noqa: E402
+
+COUNTS = {"queries": 0, "commits": 0, "tasks": 0}
+_OUT = Path(os.environ.get("FCORE_BENCH_COUNTS_DIR", "var/bench-counts"))
+_last_write = [0.0]
+
+
+def _count_query(execute, sql, params, many, context):
+    COUNTS["queries"] += 1
+    return execute(sql, params, many, context)
+
+
+def _on_connection(sender, connection, **kwargs):
+    if _count_query not in connection.execute_wrappers:  # once per wrapper, not per reconnect
+        connection.execute_wrappers.append(_count_query)
+
+
+connection_created.connect(_on_connection)
+_commit = BaseDatabaseWrapper.commit
+
+
+def _counted_commit(self):
+    COUNTS["commits"] += 1
+    return _commit(self)
+
+
+BaseDatabaseWrapper.commit = _counted_commit
+
+
+@task_postrun.connect
+def _write_counts(**kwargs):
+    COUNTS["tasks"] += 1
+    now = time.monotonic()
+    if now - _last_write[0] > 0.25:
+        _last_write[0] = now
+        _OUT.mkdir(parents=True, exist_ok=True)
+        (_OUT / f"{os.getpid()}.json").write_text(json.dumps(COUNTS))
+
+
+@app.task(name="bench.noop")
+def bare_noop() -> None:
+    """The baseline: a Celery task that does nothing (acknowledged late, like the engine's)."""
+
+
+if __name__ == "__main__":
+    app.worker_main(sys.argv[1:])
