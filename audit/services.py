@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from fcore.rows import row_update, rows_fetch, rows_insert
+
 from .hashing import GENESIS_HASH, event_hash, format_at
 from .models import AuditEvent, AuditStream
 
@@ -25,10 +27,9 @@ def admin_stream_name(tenant_slug: str) -> str:
 
 
 def _locked_stream(*, tenant_id: int, stream: str) -> AuditStream:
-    try:
-        return AuditStream.objects.select_for_update().get(name=stream)
-    except AuditStream.DoesNotExist:
-        pass
+    found = rows_fetch(AuditStream, "name = %s", [stream], for_update=True)
+    if found:
+        return found[0]
     try:
         with transaction.atomic():
             return AuditStream.objects.create(tenant_id=tenant_id, name=stream)
@@ -75,10 +76,10 @@ class StreamWriter:
     def flush(self) -> None:
         if not self.pending:
             return
-        AuditEvent.objects.bulk_create(self.pending)
+        rows_insert(AuditEvent, self.pending)
         last = self.pending[-1]
         self.row.head_seq, self.row.head_hash = last.seq, last.hash
-        self.row.save(update_fields=["head_seq", "head_hash", "updated_at"])
+        row_update(self.row, ("head_seq", "head_hash", "updated_at"))
         self.pending = []
 
 

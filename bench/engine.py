@@ -109,7 +109,7 @@ def stop_workers(procs: list[subprocess.Popen]) -> None:
 
 
 def worker_counts() -> dict:
-    totals = {"queries": 0, "commits": 0, "tasks": 0}
+    totals = {"queries": 0, "commits": 0, "tasks": 0, "connections": 0}
     for path in COUNTS_DIR.glob("*.json"):
         for key, value in json.loads(path.read_text()).items():
             totals[key] += value
@@ -182,6 +182,7 @@ def main() -> None:
     print(f"queries per step     {queries / steps:.1f}")
     print(f"commits per step     {commits / steps:.2f}")
     print(f"tasks per step       {(after['tasks'] - before['tasks']) / steps:.2f}")
+    print(f"worker DB connects   {after['connections'] - before['connections']}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from django.db.backends.signals import connection_created  # noqa: E402
 
 from fcore.celery import app  # noqa: E402
 
-COUNTS = {"queries": 0, "commits": 0, "tasks": 0}
+COUNTS = {"queries": 0, "commits": 0, "tasks": 0, "connections": 0}
 _OUT = Path(os.environ.get("FCORE_BENCH_COUNTS_DIR", "var/bench-counts"))
 _last_write = [0.0]
 
@@ -35,6 +35,7 @@ def _count_query(execute, sql, params, many, context):
 
 
 def _on_connection(sender, connection, **kwargs):
+    COUNTS["connections"] += 1
     if _count_query not in connection.execute_wrappers:  # once per wrapper, not per reconnect
         connection.execute_wrappers.append(_count_query)
 

@@ -4,6 +4,7 @@ from django.db import transaction
 
 from audit.hashing import json_hash
 from audit.services import admin_stream_name, audit_append
+from fcore.rows import rows_fetch
 
 from .models import Policy, PolicyVersion
 from .policy import (
@@ -69,9 +70,10 @@ def policy_save(*, tenant, name: str, rules, actor: str, tier: int = 1, applies_
 
 def policies_enabled(tenant) -> list[PolicySnapshot]:
     """The tenant's enabled policies, current versions, as evaluation snapshots."""
+    enabled = rows_fetch(Policy, "tenant_id = %s AND enabled = %s AND version > 0",
+                         [tenant.id, True], order_by="tier DESC, name")  # Meta.ordering
     return [PolicySnapshot(policy_id=p.id, name=p.name, version=p.version, tier=p.tier,
-                           applies_to=p.applies_to, rules=tuple(p.rules))
-            for p in Policy.objects.for_tenant(tenant).filter(enabled=True, version__gt=0)]
+                           applies_to=p.applies_to, rules=tuple(p.rules)) for p in enabled]
 
 
 def policies_applicable(*, tenant, workflow: str, step_type: str) -> list[PolicySnapshot]:

@@ -28,6 +28,7 @@ from audit.hashing import GENESIS_HASH
 from audit.services import audit_append, audit_stream_head
 from fcore.actors import ENGINE
 from fcore.errors import InvalidTransition
+from fcore.rows import row_update
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 from gates.models import Gate, GateStatus
 from gates.policies import policies_enabled
@@ -72,11 +73,15 @@ def enqueue_advance(run_id, *, countdown: float | None = None) -> None:
 def enqueue_execute(step: StepRun) -> None:
     from .tasks import execute_step
 
-    args = (str(step.run_id), step.step_id, step.attempt)
+    args = (str(step.run_id), step.step_id, step.attempt, step.step_type)
     transaction.on_commit(lambda: _send(execute_step, args))
 
 
 # --- runs --------------------------------------------------------------------------------
+
+_RUN_FIELDS = ("status", "status_reason", "started_at", "ended_at", "output", "current_step",
+               "step_index", "updated_at")
+
 
 def run_transition(run: Run, name: str, *, actor: str, reason: str = "") -> None:
     """Apply one FSM transition to a locked run, save it and record `FC-RUN-002`."""
@@ -92,7 +97,7 @@ def run_transition(run: Run, name: str, *, actor: str, reason: str = "") -> None
     if run.status in RUN_TERMINAL:
         run.ended_at = now
     run.status_reason = reason[:500]
-    run.save()
+    row_update(run, _RUN_FIELDS)
     audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code="FC-RUN-002",
                  actor=actor, data={"from": before, "to": run.status, "reason": reason})
 
@@ -136,7 +141,7 @@ def run_seal(run: Run, steps: dict[str, StepRun]) -> None:
     run.workflow_hash = workflow_hash(
         run_id=str(run.run_id), status=run.status, last_receipt_hash=last_receipt,
         stream=run.stream_name, head_seq=head_seq, head_hash=head_hash)
-    run.save(update_fields=["workflow_hash", "updated_at"])
+    row_update(run, ("workflow_hash", "updated_at"))
     audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code="FC-RUN-003",
                  actor=ENGINE,
                  data={"workflow_hash": run.workflow_hash, "status": run.status,
@@ -247,15 +252,21 @@ def advance_locked(run: Run, steps: dict[str, StepRun]) -> None:
             return
         step_start(run, step)
     if (run.current_step, run.step_index) != before:
-        run.save(update_fields=["current_step", "step_index", "updated_at"])
+        row_update(run, ("current_step", "step_index", "updated_at"))
+
+
+def run_start(run: Run, steps: dict[str, StepRun]) -> None:
+    """pending → running, and its first steps decided and started."""
+    run_transition(run, "start", actor=ENGINE, reason="run started")
+    advance_locked(run, steps)
 
 
 def run_advance(run_id) -> None:
     """Move a run as far as it can go now. Safe to call any number of times."""
     with run_lock(run_id) as run:
-        if run.status == RunStatus.PENDING:
-            run_transition(run, "start", actor=ENGINE, reason="run started")
-        if run.status == RunStatus.RUNNING:
+        if run.status == RunStatus.PENDING:  # created before runs were born running
+            run_start(run, steps_of(run))
+        elif run.status == RunStatus.RUNNING:
             advance_locked(run, steps_of(run))
 
 
@@ -290,10 +301,14 @@ def step_record_result(run_id, step_id: str, attempt: int, *, succeeded: bool, o
         return True
 
 
-def step_execute(run_id, step_id: str, attempt: int) -> None:
+def step_execute(run_id, step_id: str, attempt: int, step_type: str | None = None) -> None:
     """Execute an internal step (delivered at least once) and record its result once.
     A long handler keeps its lease alive; it is asked to stop when the step stops running
-    (cancelled run, superseded attempt) or its deadline passes."""
+    (cancelled run, superseded attempt) or its deadline passes. A `noop` needs nothing of
+    the step: its result goes straight to the compare-and-set."""
+    if step_type == "noop":
+        step_record_result(run_id, step_id, attempt, succeeded=True, output={}, actor=ENGINE)
+        return
     step = (StepRun.objects.filter(run_id=run_id, step_id=step_id, attempt=attempt,
                                    status=StepStatus.RUNNING)
             .only("run_id", "step_id", "attempt", "step_type", "input", "config",

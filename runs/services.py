@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.hashing import jcs_problem, json_hash
-from audit.services import audit_append
+from audit.services import audit_append, stream_writer
 from fcore.actors import SCHEDULER
 from fcore.errors import BadRequest, Conflict, Forbidden, InvalidTransition, NotFound
 from gates.gate_settings import GateSettingsError, gate_settings_clean
@@ -68,19 +68,23 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
                 tenant=tenant, definition=definition, input=input, metadata=metadata or {},
                 created_by=actor, idempotency_key=idempotency_key or None,
                 request_hash=request_hash)
-            StepRun.objects.bulk_create([
+            steps = StepRun.objects.bulk_create([
                 StepRun(run=run, step_id=s["id"], step_type=s["type"], index=i,
                         after=s["after"],
                         config={k: v for k, v in s.items() if k not in ("id", "type", "after")})
                 for i, s in enumerate(definition.steps)
             ])
-            audit_append(
-                tenant_id=tenant.id, stream=run.stream_name, code="FC-RUN-001", actor=actor,
-                data={"run_id": str(run.run_id), "workflow": definition.name,
-                      "version": definition.version, "input_hash": json_hash(input),
-                      "idempotency_key": idempotency_key or None,
-                      "steps": [s["id"] for s in definition.steps]})
-            engine.enqueue_advance(run.run_id)
+            with stream_writer(tenant_id=tenant.id, stream=run.stream_name):
+                audit_append(
+                    tenant_id=tenant.id, stream=run.stream_name, code="FC-RUN-001",
+                    actor=actor,
+                    data={"run_id": str(run.run_id), "workflow": definition.name,
+                          "version": definition.version, "input_hash": json_hash(input),
+                          "idempotency_key": idempotency_key or None,
+                          "steps": [s["id"] for s in definition.steps]})
+                # Born running: the first steps are decided in the creating transaction
+                # (nobody else sees the run before it commits).
+                engine.run_start(run, {step.step_id: step for step in steps})
     except IntegrityError:
         existing = idempotency_key and _replayed(tenant, idempotency_key, request_hash)
         if existing:

@@ -16,6 +16,7 @@ from django.utils import timezone
 from audit.hashing import GENESIS_HASH, json_hash
 from audit.services import audit_append
 from fcore.actors import ENGINE
+from fcore.rows import db_value, quote, row_update, rows_fetch
 
 from .definitions import is_internal
 from .models import Run, StepRun
@@ -24,12 +25,20 @@ from .receipts import receipt_hash
 
 def steps_of(run: Run) -> dict[str, StepRun]:
     """The run's steps by id, in definition order (the run lock covers them)."""
-    return {s.step_id: s for s in StepRun.objects.filter(run=run).order_by("index")}
+    steps = rows_fetch(StepRun, "run_id = %s", [db_value(Run, "run_id", run.pk)],
+                       order_by=quote("index"))
+    return {s.step_id: s for s in steps}
 
 
 def step_input(run: Run, step: StepRun) -> dict:
     """A step's input: the run's input, overlaid with the step's static `input`."""
     return {**run.input, **(step.config.get("input") or {})}
+
+
+_STARTED = ("status", "started_at", "input", "input_hash", "deadline_at", "lease_expires_at",
+            "decision", "policy_versions")
+_FINISHED = ("status", "ended_at", "output", "error", "output_hash", "lease_expires_at",
+             "receipt_seq", "prev_receipt_hash", "receipt_hash")
 
 
 def step_start(run: Run, step: StepRun, *, actor: str = ENGINE) -> None:
@@ -48,7 +57,7 @@ def step_start(run: Run, step: StepRun, *, actor: str = ENGINE) -> None:
     internal = is_internal(step.step_type)
     lease = timedelta(seconds=settings.FCORE_STEP_LEASE_S)
     step.lease_expires_at = now + lease if internal else None
-    step.save()
+    row_update(step, _STARTED)
     run.current_step, run.step_index = step.step_id, step.index
     audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code="FC-STEP-001",
                  actor=actor, data={"step_id": step.step_id, "step_type": step.step_type,
@@ -82,7 +91,7 @@ def step_finish(run: Run, steps: dict[str, StepRun], step: StepRun, *, succeeded
             run_id=str(run.run_id), step_id=step.step_id, attempt=step.attempt,
             input_hash=step.input_hash, output_hash=step.output_hash, decision=step.decision,
             policy_versions=step.policy_versions, prev_receipt_hash=previous)
-    step.save()
+    row_update(step, _FINISHED)
     data = {"step_id": step.step_id, "attempt": step.attempt, "output_hash": step.output_hash,
             "receipt_hash": step.receipt_hash if receipt else None}
     if not succeeded:

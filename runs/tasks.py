@@ -11,8 +11,8 @@ def advance_run(run_id: str) -> None:
 
 
 @shared_task(name="runs.tasks.execute_step")
-def execute_step(run_id: str, step_id: str, attempt: int) -> None:
-    engine.step_execute(run_id, step_id, attempt)
+def execute_step(run_id: str, step_id: str, attempt: int, step_type: str | None = None) -> None:
+    engine.step_execute(run_id, step_id, attempt, step_type)
 
 
 @shared_task(name="runs.tasks.expire_due_gates")

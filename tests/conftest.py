@@ -58,8 +58,13 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Throttling counters live in the cache: every test starts with none."""
+    """Throttling counters live in the cache, definitions and tenant slugs in the engine's
+    per-process cache (ids are reused after a test's rollback): every test starts with none."""
     from django.core.cache import cache
+
+    from runs.locks import process_caches_clear
+
+    process_caches_clear()
 
     cache.clear()
     yield
