@@ -12,7 +12,7 @@ from fcore.errors import NotFound
 from runs import selectors
 from runs.evidence import evidence_pack
 
-from .views import _not_found, console_view
+from .access import console_view, not_found
 
 
 @require_safe
@@ -22,7 +22,7 @@ def run_evidence(request, principal, run_id: str):
     try:
         run = selectors.run_get(principal.tenant, run_id)
     except NotFound:
-        return _not_found(request, principal, "run")
+        return not_found(request, principal, "run")
     body = JSONRenderer().render(evidence_pack(run))
     response = HttpResponse(body, content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="evidence-{run.run_id}.json"'

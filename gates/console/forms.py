@@ -7,6 +7,8 @@ from django import forms
 
 from gates.models import Vote
 
+from .inputs import posted_input
+
 MAX_COMMENT = 2000
 
 
@@ -19,6 +21,10 @@ class GateDecisionForm(forms.Form):
                               widget=forms.Textarea(attrs={"rows": 2}))
     input = forms.CharField(required=False, max_length=20000,
                             widget=forms.Textarea(attrs={"rows": 3}))
+
+    def __init__(self, *args, schema=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.schema = schema
 
     def clean_input(self):
         raw = self.cleaned_data.get("input", "").strip()
@@ -36,6 +42,8 @@ class GateDecisionForm(forms.Form):
         cleaned = super().clean()
         if cleaned.get("decision") == Vote.REJECT and not cleaned.get("comment"):
             self.add_error("comment", "A comment is required to reject a gate.")
+        if cleaned.get("input") is None and self.schema is not None:
+            cleaned["input"] = posted_input(self.data, self.schema)
         return cleaned
 
     def error_text(self) -> str:
@@ -50,6 +58,62 @@ class GateOverrideForm(forms.Form):
                                     widget=forms.Textarea(attrs={"rows": 2}),
                                     error_messages={"required": "A justification is required "
                                                                 "to override a gate."})
+
+    def error_text(self) -> str:
+        return " ".join(str(e) for errors in self.errors.values() for e in errors)
+
+
+class IdListField(forms.Field):
+    """Several `name=<int>` values (checkboxes) as a list of distinct positive ints."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value):
+        ids = []
+        for raw in value or []:
+            try:
+                number = int(raw)
+            except (TypeError, ValueError):
+                raise forms.ValidationError("Gate ids are numbers.") from None
+            if number > 0 and number not in ids:
+                ids.append(number)
+        return ids
+
+
+class BulkDecisionForm(forms.Form):
+    """One decision for several gates: approve or reject, one comment (required to
+    reject)."""
+
+    MAX_GATES = 100
+
+    gates = IdListField(error_messages={"required": "Select at least one gate."})
+    decision = forms.ChoiceField(choices=Vote.choices)
+    comment = forms.CharField(required=False, max_length=MAX_COMMENT, strip=True)
+
+    def clean_gates(self):
+        ids = self.cleaned_data["gates"]
+        if not ids:
+            raise forms.ValidationError("Select at least one gate.")
+        if len(ids) > self.MAX_GATES:
+            raise forms.ValidationError(f"At most {self.MAX_GATES} gates at once.")
+        return ids
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("decision") == Vote.REJECT and not cleaned.get("comment"):
+            self.add_error("comment", "A comment is required to reject gates.")
+        return cleaned
+
+    def error_text(self) -> str:
+        return " ".join(str(e) for errors in self.errors.values() for e in errors)
+
+
+class CancelRunForm(forms.Form):
+    """Cancelling a run asks why."""
+
+    reason = forms.CharField(max_length=500, strip=True,
+                             error_messages={"required": "A reason is required to cancel "
+                                                         "a run."})
 
     def error_text(self) -> str:
         return " ".join(str(e) for errors in self.errors.values() for e in errors)

@@ -20,18 +20,18 @@ from gates.notify.links import LinkRefused, link_token_read
 from runs import selectors
 from runs.services import run_gate_override, run_gate_vote
 
-from .forms import GateDecisionForm, GateOverrideForm
-from .views import (
+from .access import (
     FOUR_EYES_TEXT,
-    _error_text,
-    _next_url,
-    _not_found,
-    _vote_message,
-    _voter,
     console_view,
-    gate_row,
+    error_text,
+    next_url,
+    not_found,
     override_allowed,
+    vote_message,
+    voter_for,
 )
+from .forms import GateDecisionForm, GateOverrideForm
+from .rows import gate_row
 
 LINK_STATUS = {"link_invalid": 400, "link_wrong_user": 403, "link_expired": 410,
                "link_used": 410}
@@ -45,7 +45,7 @@ def gate_override(request, principal, gate_id: int):
     try:
         gate = selectors.gate_get(principal.tenant, gate_id)
     except NotFound:  # unknown, or another tenant's: the same 404
-        return _not_found(request, principal, "gate")
+        return not_found(request, principal, "gate")
     try:
         if not form.is_valid():
             messages.error(request, form.error_text())
@@ -58,7 +58,7 @@ def gate_override(request, principal, gate_id: int):
                                       "continues, and the override is marked for review.")
     except FCError as exc:
         messages.error(request, exc.detail)
-    return redirect(_next_url(request))
+    return redirect(next_url(request))
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -69,7 +69,7 @@ def gate_review(request, principal, gate_id: int):
     try:
         gate = selectors.gate_get(principal.tenant, gate_id)
     except NotFound:
-        return _not_found(request, principal, "gate")
+        return not_found(request, principal, "gate")
     try:
         claim = link_token_read(token, gate_id=gate.id, user_id=request.user.pk)
     except LinkRefused as exc:
@@ -77,19 +77,19 @@ def gate_review(request, principal, gate_id: int):
                       {"principal": principal, "gate": gate, "link_error": exc.detail,
                        "link_code": exc.code}, status=LINK_STATUS.get(exc.code, 400))
     if request.method == "POST":
-        form = GateDecisionForm(request.POST)
+        form = GateDecisionForm(request.POST, schema=gate.input_schema)
         if form.is_valid():
             decision = form.cleaned_data["decision"]
             try:
                 gate = run_gate_vote(
                     tenant=principal.tenant, run_id=gate.run_id, gate_id=gate.id,
-                    voter=_voter(principal), decision=decision,
+                    voter=voter_for(principal), decision=decision,
                     comment=form.cleaned_data["comment"], data=form.cleaned_data["input"],
                     link=claim)
             except FCError as exc:
-                messages.error(request, _error_text(exc))
+                messages.error(request, error_text(exc))
             else:
-                messages.success(request, _vote_message(gate, decision))
+                messages.success(request, vote_message(gate, decision))
                 return redirect(reverse("console:run", kwargs={"run_id": gate.run_id}))
         else:
             messages.error(request, form.error_text())

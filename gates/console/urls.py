@@ -12,10 +12,13 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True),
          name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("gates/bulk", views.gates_bulk_decide, name="gates-bulk"),
     path("gates/<int:gate_id>/decide", views.gate_decide, name="gate-decide"),
     path("gates/<int:gate_id>/override", gate_views.gate_override, name="gate-override"),
     path("gates/<int:gate_id>/review", gate_views.gate_review, name="gate-review"),
     path("runs/", views.run_list, name="runs"),
     path("runs/<str:run_id>/", views.run_detail, name="run"),
+    path("runs/<str:run_id>/cancel", views.run_cancel, name="run-cancel"),
     path("runs/<str:run_id>/evidence.json", evidence.run_evidence, name="run-evidence"),
+    path("audit/", views.audit_trail, name="audit"),
 ]

@@ -1,11 +1,13 @@
 """The console in a real browser: Playwright driving Debian's Chromium against a live server.
 
 An approver signs in, a run pauses at a policy gate while the page is open and appears
-without a reload, the approver approves it with a comment, and the run moves on. The run's
-creator sees why they cannot decide. Screenshots go to tests/browser/screenshots/.
+without a reload, the approver approves it with a comment, and the run page follows the run
+to completion without a reload. The run's creator sees why they cannot decide. Screenshots
+go to docs/screenshots/ (README.md shows them).
 """
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -23,7 +25,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).parent / "screenshots"
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PASSWORD = "browser-test-pass"
 
 
@@ -98,6 +100,17 @@ def test_approver_sees_a_new_gate_without_reloading_and_approves_it(live_server,
 
     page.goto(f"{live_server.url}/console/runs/{run.run_id}/")
     assert "FC-GATE-003" in page.content()
+    status = page.locator("#run-status")
+    assert status.inner_text().lower() == "running"
+    for step_id in ("step_2", "step_3", "step_4", "step_5"):  # the executor reports
+        step_report(tenant=people, run_id=run.run_id, step_id=step_id, actor="client:exec",
+                    status="succeeded", output={"done": step_id})
+    from playwright.sync_api import expect  # the page polls its live partial; no reload
+
+    expect(status).to_have_text(re.compile("completed", re.I), timeout=15_000)
+    assert page.locator('#run-live').get_attribute("hx-trigger") is None  # polling stopped
+    assert page.locator('.step-graph g.node.status-succeeded').count() == 5
+    assert page.locator("#receipts-status").inner_text() == "verify"
     page.screenshot(path=str(SHOTS / "run.png"), full_page=True)
 
 

@@ -129,4 +129,13 @@ def test_console_lists_show_nothing_of_another_tenant(client, omega_objects, sig
     assert f"gate-{omega_objects['gate_id']}" not in queue
     runs = client.get("/console/runs/").content.decode()
     assert omega_objects["run_id"] not in runs
+    audit = client.get("/console/audit/", {"per": 100}).content.decode()
+    assert omega_objects["run_id"] not in audit and "tenant_omega" not in audit
+    chain = client.get("/console/audit/", {"run": omega_objects["run_id"]}).content.decode()
+    assert 'class="event-card"' not in chain and 'class="chain' not in chain
+    bulk = client.post("/console/gates/bulk", {"gates": [omega_objects["gate_id"]],
+                                               "decision": "approve"}, follow=True)
+    assert f"1 refused: not_found (gate {omega_objects['gate_id']})" in bulk.content.decode()
+    assert Gate.objects.get(pk=omega_objects["gate_id"]).status == "open"
+    assert not Gate.objects.get(pk=omega_objects["gate_id"]).approvals.exists()
     assert Tenant.objects.count() == 2
