@@ -42,10 +42,13 @@ class StreamWriter:
     locked at the first append, the events are inserted together and the head updated once
     at `flush()`. Each event's seq and hash are final as soon as it is appended."""
 
-    def __init__(self, *, tenant_id: int, stream: str):
+    def __init__(self, *, tenant_id: int, stream: str, row: AuditStream | None = None):
         self.tenant_id, self.stream = tenant_id, stream
         self.row: AuditStream | None = None
         self.pending: list[AuditEvent] = []
+        # A head row read, not locked, by a caller that serialises this stream's writers
+        # itself (the run lock): the head is then moved with a compare-and-set at flush.
+        self.read_row = row
 
     def head(self) -> tuple[int, str]:
         """(seq, hash) of the head, counting the events not flushed yet."""
@@ -57,7 +60,9 @@ class StreamWriter:
 
     def append(self, *, code: str, actor: str, data: dict) -> AuditEvent:
         if self.row is None:
-            self.row = _locked_stream(tenant_id=self.tenant_id, stream=self.stream)
+            self.row = self.read_row or _locked_stream(tenant_id=self.tenant_id,
+                                                       stream=self.stream)
+            self.base_seq = self.row.head_seq
             if self.row.tenant_id != self.tenant_id:
                 raise ValueError(f"stream {self.stream} belongs to another tenant")
         head_seq, head_hash = self.head()
@@ -79,7 +84,9 @@ class StreamWriter:
         rows_insert(AuditEvent, self.pending)
         last = self.pending[-1]
         self.row.head_seq, self.row.head_hash = last.seq, last.hash
-        row_update(self.row, ("head_seq", "head_hash", "updated_at"))
+        row_update(self.row, ("head_seq", "head_hash", "updated_at"),
+                   expect=("head_seq", self.base_seq) if self.read_row else None)
+        self.base_seq = last.seq
         self.pending = []
 
 
@@ -93,15 +100,17 @@ def _open_writers() -> dict:
 
 
 @contextmanager
-def stream_writer(*, tenant_id: int, stream: str):
+def stream_writer(*, tenant_id: int, stream: str, row: AuditStream | None = None):
     """Within the block every `audit_append` to `stream` goes through one StreamWriter,
     flushed when the block ends without an error (the caller's transaction then commits
-    or rolls back the events with the change). Nested blocks share the outer writer."""
+    or rolls back the events with the change). Nested blocks share the outer writer.
+    `row`: the stream's head row, already read by a caller that holds a lock every writer
+    of this stream takes (see StreamWriter)."""
     writers = _open_writers()
     if stream in writers:
         yield writers[stream]
         return
-    writer = writers[stream] = StreamWriter(tenant_id=tenant_id, stream=stream)
+    writer = writers[stream] = StreamWriter(tenant_id=tenant_id, stream=stream, row=row)
     try:
         yield writer
         writer.flush()

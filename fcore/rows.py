@@ -7,12 +7,32 @@ field list and convert values with the fields' own methods (`get_db_prep_save`, 
 backend's and the field's converters), exactly as the ORM would. Models come back as
 ordinary instances (`Model.from_db`), unsaved changes go out with `row_update`.
 
+On PostgreSQL the statements go through a server-side-binding cursor, so psycopg prepares
+each one after a few uses (`prepare_threshold`) and the server stops parsing and planning
+them: measured here, a fifth less time per step. (A pooler in transaction mode that does
+not keep prepared statements, such as older PgBouncer, would need `prepare_threshold=None`.)
+
 Only for simple single-table statements; everything else stays on the ORM.
 """
 
+import threading
+from contextlib import contextmanager
 from functools import cache
 
 from django.db import connection
+
+
+def _cursor():
+    """A Django cursor (wrappers, error translation and query logging included) over a
+    server-side-binding psycopg cursor on PostgreSQL; the ordinary cursor elsewhere."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    import psycopg
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(psycopg.Cursor(connection.connection))
 
 
 def quote(name: str) -> str:
@@ -47,20 +67,20 @@ def db_value(model, name: str, value):
     return model._meta.get_field(name).get_db_prep_value(value, connection)
 
 
-def rows_fetch(model, where: str, params, *, order_by: str = "", for_update: bool = False
-               ) -> list:
-    """Instances of `model` for `SELECT … FROM table WHERE {where} ORDER BY {order_by}`,
-    locked `FOR UPDATE` where the database has it; columns are named as in the table."""
+def _fetch_sql(model, where: str, order_by: str, for_update: bool, limit: int = 0) -> str:
     sql = f"{_select_sql(model, connection.vendor)} WHERE {where}"
     if order_by:
         sql += f" ORDER BY {order_by}"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
     if for_update and connection.features.has_select_for_update:
         sql += " FOR UPDATE"
+    return sql
+
+
+def _instances(model, rows) -> list:
     converters = _converters(model, connection.vendor)
     names = [f.attname for f in _columns(model)]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
     out = []
     for row in rows:
         values = []
@@ -72,6 +92,34 @@ def rows_fetch(model, where: str, params, *, order_by: str = "", for_update: boo
     return out
 
 
+def rows_fetch(model, where: str, params, *, order_by: str = "", for_update: bool = False,
+               limit: int = 0) -> list:
+    """Instances of `model` for `SELECT … FROM table WHERE {where} ORDER BY {order_by}
+    LIMIT {limit}`, locked `FOR UPDATE` where the database has it; columns are named as in
+    the table."""
+    with _cursor() as cursor:
+        cursor.execute(_fetch_sql(model, where, order_by, for_update, limit), params)
+        return _instances(model, cursor.fetchall())
+
+
+def rows_fetch_together(*queries: tuple) -> list[list]:
+    """Several `rows_fetch` at once, each query a tuple (model, where, params, order_by,
+    for_update), executed in order; on PostgreSQL in one round trip (a psycopg pipeline),
+    so a query after a `FOR UPDATE` one reads what the lock protects."""
+    if connection.vendor != "postgresql":
+        return [rows_fetch(m, w, p, order_by=o, for_update=f) for m, w, p, o, f in queries]
+    cursors = [_cursor() for _ in queries]  # connects if needed, before the pipeline
+    try:
+        with connection.wrap_database_errors, connection.connection.pipeline():
+            for cursor, (model, where, params, order_by, for_update) in zip(
+                    cursors, queries, strict=True):
+                cursor.execute(_fetch_sql(model, where, order_by, for_update), params)
+        return [_instances(q[0], c.fetchall()) for q, c in zip(queries, cursors, strict=True)]
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
 @cache
 def _update_sql(model, fields: tuple, vendor: str) -> tuple:
     meta = model._meta
@@ -80,12 +128,23 @@ def _update_sql(model, fields: tuple, vendor: str) -> tuple:
     return f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {quote(meta.pk.column)} = %s", targets
 
 
-def row_update(obj, fields: tuple) -> None:
-    """Save `fields` of `obj` (an `auto_now` field among them is set to now)."""
+class RowChanged(RuntimeError):
+    """A guarded `row_update` found the row no longer as expected."""
+
+
+def row_update(obj, fields: tuple, *, expect: tuple[str, object] | None = None) -> None:
+    """Save `fields` of `obj` (an `auto_now` field among them is set to now). With
+    `expect=(field, value)` the row is updated only if that column still holds `value`,
+    else `RowChanged` (a compare-and-set)."""
     sql, targets = _update_sql(type(obj), tuple(fields), connection.vendor)
     values = [f.get_db_prep_save(f.pre_save(obj, add=False), connection) for f in targets]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*values, obj._meta.pk.get_db_prep_value(obj.pk, connection)])
+    params = [*values, obj._meta.pk.get_db_prep_value(obj.pk, connection)]
+    if expect is not None:
+        field = obj._meta.get_field(expect[0])
+        sql += f" AND {quote(field.column)} = %s"
+        params.append(field.get_db_prep_value(expect[1], connection))
+    check = f"{obj._meta.label} {obj.pk}: {expect[0]} changed" if expect else None
+    _write(sql, params, check)
 
 
 @cache
@@ -98,13 +157,95 @@ def _insert_sql(model, vendor: str) -> tuple:
     return f"INSERT INTO {quote(meta.db_table)} ({cols}) VALUES ", row, fields
 
 
-def rows_insert(model, objs: list) -> None:
-    """Insert `objs` in one statement; their auto-increment ids are not read back."""
+def rows_insert(model, objs: list, *, returning: bool = False) -> None:
+    """Insert `objs` in one statement. With `returning` their auto-increment ids are read
+    back (`RETURNING`; batched writes go with it in the same round trip); else not."""
     if not objs:
         return
     head, row, fields = _insert_sql(model, connection.vendor)
     values = []
     for obj in objs:
         values.extend(f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields)
-    with connection.cursor() as cursor:
-        cursor.execute(head + ", ".join([row] * len(objs)), values)
+    sql = head + ", ".join([row] * len(objs))
+    if not returning:
+        _write(sql, values, None)
+        return
+    pk = model._meta.pk
+    ids = _write(f"{sql} RETURNING {quote(pk.column)}", values, None, read=True)
+    for obj, (value,) in zip(objs, ids, strict=True):
+        obj.pk = value
+        obj._state.adding, obj._state.db = False, connection.alias
+
+
+# --- batched writes ------------------------------------------------------------------------
+
+class _Batch(threading.local):
+    writes: list | None = None
+    flushing = False
+
+
+_batch = _Batch()
+
+
+def _write(sql: str, params: list, check: str | None, *, read: bool = False):
+    """Run (or hold, when batching) one write; `read`: run it now and return its rows."""
+    if _batch.writes is not None:
+        _batch.writes.append((sql, params, check))
+        return writes_flush(read_last=True) if read else None
+    with _cursor() as cursor:
+        cursor.execute(sql, params)
+        if check and cursor.rowcount != 1:
+            raise RowChanged(check)
+        return cursor.fetchall() if read else None
+
+
+def _flush_first(execute, sql, params, many, context):
+    if _batch.writes and not _batch.flushing:
+        writes_flush()
+    return execute(sql, params, many, context)
+
+
+def writes_flush(*, read_last: bool = False):
+    """Send the batched writes now, in one round trip (`read_last`: return the rows of the
+    last one). Statements share a cursor, but for those whose row count or rows are read."""
+    writes, _batch.writes = _batch.writes, []
+    if not writes:
+        return None
+    shared = _cursor()  # connects if needed, before the pipeline starts
+    own = []
+    _batch.flushing = True
+    try:
+        with connection.wrap_database_errors, connection.connection.pipeline():
+            for n, (sql, params, check) in enumerate(writes):
+                if check or (read_last and n == len(writes) - 1):
+                    own.append((_cursor(), check))
+                    own[-1][0].execute(sql, params)
+                else:
+                    shared.execute(sql, params)
+        for cursor, check in own:
+            if check and cursor.rowcount != 1:
+                raise RowChanged(check)
+        return own[-1][0].fetchall() if read_last else None
+    finally:
+        _batch.flushing = False
+        for cursor in [shared, *(c for c, _check in own)]:
+            cursor.close()
+
+
+@contextmanager
+def writes_batched():
+    """Inside a transaction on PostgreSQL: `row_update` and `rows_insert` are held and sent
+    together in one round trip (a psycopg pipeline) just before the next other statement
+    (so every read sees them) and when the block ends. Elsewhere, or nested, it does
+    nothing. Errors of a held write surface at that moment, inside the transaction."""
+    if connection.vendor != "postgresql" or _batch.writes is not None:
+        yield
+        return
+    _batch.writes = []
+    connection.execute_wrappers.append(_flush_first)
+    try:
+        yield
+        writes_flush()
+    finally:
+        connection.execute_wrappers.remove(_flush_first)
+        _batch.writes = None

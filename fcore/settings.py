@@ -248,6 +248,7 @@ FCORE_HTTP_ALLOWED_URLS = _env_list("FCORE_HTTP_ALLOWED_URLS", "http://127.0.0.1
 # sweeper re-delivers a step whose lease ran out (its worker died or its task was lost).
 FCORE_STEP_LEASE_S = float(os.environ.get("FCORE_STEP_LEASE_S", "30"))
 FCORE_STEP_MAX_REDELIVERIES = int(os.environ.get("FCORE_STEP_MAX_REDELIVERIES", "5"))
+FCORE_STEP_CHAIN_MAX = int(os.environ.get("FCORE_STEP_CHAIN_MAX", "100"))
 FCORE_SWEEP_INTERVAL_S = float(os.environ.get("FCORE_SWEEP_INTERVAL_S", "10"))
 # An http step without timeout_s waits at most this long for its answer.
 FCORE_HTTP_TIMEOUT_S = float(os.environ.get("FCORE_HTTP_TIMEOUT_S", "30"))

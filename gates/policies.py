@@ -72,8 +72,13 @@ def policies_enabled(tenant) -> list[PolicySnapshot]:
     """The tenant's enabled policies, current versions, as evaluation snapshots."""
     enabled = rows_fetch(Policy, "tenant_id = %s AND enabled = %s AND version > 0",
                          [tenant.id, True], order_by="tier DESC, name")  # Meta.ordering
+    return policy_snapshots(enabled)
+
+
+def policy_snapshots(policies: list[Policy]) -> list[PolicySnapshot]:
+    """Evaluation snapshots of current policy rows."""
     return [PolicySnapshot(policy_id=p.id, name=p.name, version=p.version, tier=p.tier,
-                           applies_to=p.applies_to, rules=tuple(p.rules)) for p in enabled]
+                           applies_to=p.applies_to, rules=tuple(p.rules)) for p in policies]
 
 
 def policies_applicable(*, tenant, workflow: str, step_type: str) -> list[PolicySnapshot]:

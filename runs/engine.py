@@ -18,8 +18,10 @@ failure fails the run. Every run that ends is sealed (`FC-RUN-003`).
 """
 
 import logging
+import threading
 import time
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django_fsm import can_proceed
@@ -31,7 +33,6 @@ from fcore.errors import InvalidTransition
 from fcore.rows import row_update
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 from gates.models import Gate, GateStatus
-from gates.policies import policies_enabled
 from gates.policy import Decision
 from gates.services import gate_cancel, gate_open
 
@@ -42,6 +43,7 @@ from .locks import run_lock
 from .models import RUN_TERMINAL, STEP_DONE, Run, RunStatus, StepRun, StepStatus
 from .receipts import workflow_hash
 from .steps import (
+    run_policies,
     step_close,
     step_finish,
     step_input,
@@ -70,11 +72,39 @@ def enqueue_advance(run_id, *, countdown: float | None = None) -> None:
     transaction.on_commit(lambda: _send(advance_run, (str(run_id),), countdown))
 
 
-def enqueue_execute(step: StepRun) -> None:
+class _Chain(threading.local):
+    """The worker executing a step of a run takes the next internal step of the same run
+    that its own commit started, instead of a round trip through the broker (at most
+    `FCORE_STEP_CHAIN_MAX` in a row). Other steps started by that commit (fan-out) go to
+    the queue. A worker that dies between the commit and the step loses nothing: the step
+    is running with a lease, and the sweeper re-delivers it when the lease expires."""
+
+    active = False
+    taken = 0
+    next: tuple | None = None
+
+    def offer(self, args: tuple) -> bool:
+        if not self.active or self.next is not None \
+                or self.taken >= settings.FCORE_STEP_CHAIN_MAX:
+            return False
+        self.next = args
+        self.taken += 1
+        return True
+
+
+_chain = _Chain()
+
+
+def _dispatch(args: tuple) -> None:
     from .tasks import execute_step
 
+    if not _chain.offer(args):
+        _send(execute_step, args)
+
+
+def enqueue_execute(step: StepRun) -> None:
     args = (str(step.run_id), step.step_id, step.attempt, step.step_type)
-    transaction.on_commit(lambda: _send(execute_step, args))
+    transaction.on_commit(lambda: _dispatch(args))
 
 
 # --- runs --------------------------------------------------------------------------------
@@ -232,7 +262,7 @@ def advance_locked(run: Run, steps: dict[str, StepRun]) -> None:
         _run_complete(run, steps)
         return
     ready = _ready(steps, timezone.now())
-    enabled = policies_enabled(run.tenant) if ready else []
+    enabled = run_policies(run) if ready else []
     for step in ready:
         try:
             decision = step_decide(run, step, enabled)
@@ -302,8 +332,30 @@ def step_record_result(run_id, step_id: str, attempt: int, *, succeeded: bool, o
 
 
 def step_execute(run_id, step_id: str, attempt: int, step_type: str | None = None) -> None:
-    """Execute an internal step (delivered at least once) and record its result once.
-    A long handler keeps its lease alive; it is asked to stop when the step stops running
+    """Execute an internal step (delivered at least once) and record its result once; then
+    the next step of the run this worker's commit started, if any (`_Chain`)."""
+    if _chain.active:  # called from inside a chain (eager tests): the outer loop continues
+        _step_execute_one(run_id, step_id, attempt, step_type)
+        return
+    _chain.active, _chain.taken, _chain.next = True, 0, None
+    try:
+        args = (run_id, step_id, attempt, step_type)
+        while args is not None:
+            _chain.next = None
+            _step_execute_one(*args)
+            args = _chain.next
+    except BaseException:
+        if _chain.next is not None:  # committed and taken, not executed: back to the queue
+            from .tasks import execute_step
+
+            _send(execute_step, _chain.next)
+        raise
+    finally:
+        _chain.active, _chain.next = False, None
+
+
+def _step_execute_one(run_id, step_id: str, attempt: int, step_type: str | None) -> None:
+    """A long handler keeps its lease alive; it is asked to stop when the step stops running
     (cancelled run, superseded attempt) or its deadline passes. A `noop` needs nothing of
     the step: its result goes straight to the compare-and-set."""
     if step_type == "noop":

@@ -10,12 +10,14 @@ from contextlib import contextmanager
 
 from django.db import connection, transaction
 
-from audit.services import stream_writer
+from audit.models import AuditStream
+from audit.services import run_stream_name, stream_writer
 from fcore.errors import NotFound
 from fcore.models import Tenant
-from fcore.rows import db_value, rows_fetch
+from fcore.rows import db_value, quote, rows_fetch_together, writes_batched
+from gates.models import Policy
 
-from .models import Run, WorkflowDefinition
+from .models import Run, StepRun, WorkflowDefinition
 
 
 def parse_run_id(value) -> uuid.UUID:
@@ -70,21 +72,37 @@ def _tenant_of(tenant_id: int) -> Tenant:
     return Tenant.from_db(connection.alias, ["id", "slug"], [tenant_id, slug])
 
 
+def _fetch_locked(run_uuid: uuid.UUID, tenant) -> tuple:
+    """The run, locked, and with it in one round trip what the engine reads next: its
+    steps, its audit stream's head row and its tenant's enabled policies."""
+    run_id = db_value(Run, "run_id", run_uuid)
+    where, params = "run_id = %s", [run_id]
+    if tenant is not None:
+        where, params = "run_id = %s AND tenant_id = %s", [run_id, tenant.id]
+    runs, steps, streams, policies = rows_fetch_together(
+        (Run, where, params, "", True),
+        (StepRun, "run_id = %s", [run_id], quote("index"), False),
+        (AuditStream, "name = %s", [run_stream_name(run_uuid)], "", False),
+        (Policy, "tenant_id = (SELECT tenant_id FROM runs_run WHERE run_id = %s) "
+                 "AND enabled = %s AND version > 0", [run_id, True], "tier DESC, name", False))
+    return (runs[0] if runs else None), steps, (streams[0] if streams else None), policies
+
+
 @contextmanager
 def run_lock(run_id, *, tenant=None):
     """Yield the locked, freshly read run. Raises NotFound (also for another tenant's run).
-    Audit events appended to the run's stream inside are written together at the end."""
-    run_id = db_value(Run, "run_id", parse_run_id(run_id))
-    with transaction.atomic():
-        if tenant is not None:
-            found = rows_fetch(Run, "run_id = %s AND tenant_id = %s", [run_id, tenant.id],
-                               for_update=True)
-        else:
-            found = rows_fetch(Run, "run_id = %s", [run_id], for_update=True)
-        if not found:
+    Its steps and enabled policies are read with it (`run.prefetched`, taken once by
+    `steps_of` and `run_policies`); audit events appended to the run's stream inside are
+    written together at the end, and on PostgreSQL every write is sent in one round trip
+    (`writes_batched`). Every writer of a run's stream holds this lock, so the stream's
+    head is read, not locked, and moved with a compare-and-set."""
+    run_uuid = parse_run_id(run_id)
+    with transaction.atomic(), writes_batched():
+        run, steps, stream, policies = _fetch_locked(run_uuid, tenant)
+        if run is None:
             raise NotFound("No such run.")
-        run = found[0]
         run.definition = definition_of(run.definition_id)
         run.tenant = tenant if tenant is not None else _tenant_of(run.tenant_id)
-        with stream_writer(tenant_id=run.tenant_id, stream=run.stream_name):
+        run.prefetched = {"steps": steps, "policies": policies}
+        with stream_writer(tenant_id=run.tenant_id, stream=run.stream_name, row=stream):
             yield run

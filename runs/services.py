@@ -9,9 +9,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.hashing import jcs_problem, json_hash
+from audit.models import AuditStream
 from audit.services import audit_append, stream_writer
 from fcore.actors import SCHEDULER
 from fcore.errors import BadRequest, Conflict, Forbidden, InvalidTransition, NotFound
+from fcore.rows import rows_fetch, rows_insert, writes_batched
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 from gates.models import Gate, GateStatus
 from gates.notify.links import LinkClaim, link_consume
@@ -48,14 +50,7 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
     if not isinstance(input, dict) or problem:
         raise BadRequest("The run input must be a JSON object that can be hashed.",
                          code="invalid", errors={"input": [problem or "must be an object"]})
-    definitions = WorkflowDefinition.objects.for_tenant(tenant).filter(name=workflow)
-    if version is not None:
-        definitions = definitions.filter(version=version)
-    definition = definitions.order_by("-version").first()
-    if definition is None:
-        raise BadRequest(f"Unknown workflow {workflow!r}"
-                         + (f" version {version}" if version is not None else "") + ".",
-                         code="unknown_workflow", errors={"workflow": ["unknown workflow"]})
+    definition = _definition_for(tenant, workflow, version)
     request_hash = json_hash({"workflow": workflow, "version": version, "input": input,
                               "metadata": metadata or {}})
     if idempotency_key:
@@ -63,18 +58,19 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
         if existing:
             return existing, False
     try:
-        with transaction.atomic():
-            run = Run.objects.create(
-                tenant=tenant, definition=definition, input=input, metadata=metadata or {},
-                created_by=actor, idempotency_key=idempotency_key or None,
-                request_hash=request_hash)
-            steps = StepRun.objects.bulk_create([
-                StepRun(run=run, step_id=s["id"], step_type=s["type"], index=i,
-                        after=s["after"],
-                        config={k: v for k, v in s.items() if k not in ("id", "type", "after")})
-                for i, s in enumerate(definition.steps)
-            ])
-            with stream_writer(tenant_id=tenant.id, stream=run.stream_name):
+        with transaction.atomic(), writes_batched():
+            run = Run(tenant=tenant, definition=definition, input=input,
+                      metadata=metadata or {}, created_by=actor,
+                      idempotency_key=idempotency_key or None, request_hash=request_hash)
+            rows_insert(Run, [run])
+            stream = AuditStream(tenant_id=tenant.id, name=run.stream_name)
+            rows_insert(AuditStream, [stream], returning=True)
+            steps = [StepRun(run=run, step_id=s["id"], step_type=s["type"], index=i,
+                             after=s["after"], config={k: v for k, v in s.items()
+                                                       if k not in ("id", "type", "after")})
+                     for i, s in enumerate(definition.steps)]
+            rows_insert(StepRun, steps, returning=True)
+            with stream_writer(tenant_id=tenant.id, stream=run.stream_name, row=stream):
                 audit_append(
                     tenant_id=tenant.id, stream=run.stream_name, code="FC-RUN-001",
                     actor=actor,
@@ -91,6 +87,19 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
             return existing, False
         raise
     return run, True
+
+
+def _definition_for(tenant, workflow: str, version: int | None) -> WorkflowDefinition:
+    """The pinned version, or the newest."""
+    where, params = "tenant_id = %s AND name = %s", [tenant.id, workflow]
+    if version is not None:
+        where, params = where + " AND version = %s", [*params, version]
+    found = rows_fetch(WorkflowDefinition, where, params, order_by="version DESC", limit=1)
+    if not found:
+        raise BadRequest(f"Unknown workflow {workflow!r}"
+                         + (f" version {version}" if version is not None else "") + ".",
+                         code="unknown_workflow", errors={"workflow": ["unknown workflow"]})
+    return found[0]
 
 
 def _replayed(tenant, key: str, request_hash: str) -> Run | None:

@@ -17,6 +17,8 @@ from audit.hashing import GENESIS_HASH, json_hash
 from audit.services import audit_append
 from fcore.actors import ENGINE
 from fcore.rows import db_value, quote, row_update, rows_fetch
+from gates.policies import policies_enabled, policy_snapshots
+from gates.policy import PolicySnapshot
 
 from .definitions import is_internal
 from .models import Run, StepRun
@@ -24,10 +26,27 @@ from .receipts import receipt_hash
 
 
 def steps_of(run: Run) -> dict[str, StepRun]:
-    """The run's steps by id, in definition order (the run lock covers them)."""
-    steps = rows_fetch(StepRun, "run_id = %s", [db_value(Run, "run_id", run.pk)],
-                       order_by=quote("index"))
+    """The run's steps by id, in definition order (the run lock covers them). The first
+    call under `run_lock` takes the steps read with the run."""
+    steps = _prefetched(run, "steps")
+    if steps is None:
+        steps = rows_fetch(StepRun, "run_id = %s", [db_value(Run, "run_id", run.pk)],
+                           order_by=quote("index"))
     return {s.step_id: s for s in steps}
+
+
+def run_policies(run: Run) -> list[PolicySnapshot]:
+    """The tenant's enabled policies for a locked run (the first call takes those read
+    with the run)."""
+    policies = _prefetched(run, "policies")
+    if policies is None:
+        return policies_enabled(run.tenant)
+    return policy_snapshots(policies)
+
+
+def _prefetched(run: Run, what: str):
+    prefetched = getattr(run, "prefetched", None)
+    return prefetched.pop(what, None) if prefetched else None
 
 
 def step_input(run: Run, step: StepRun) -> dict:

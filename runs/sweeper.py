@@ -89,7 +89,7 @@ def runs_due(now, sweep: Sweep, *, stalled_after_s: float) -> None:
                  .values_list("run_id", flat=True))
     stalled = (Run.objects.filter(status__in=[RunStatus.PENDING, RunStatus.RUNNING],
                                   updated_at__lt=now - timedelta(seconds=stalled_after_s))
-               .exclude(steps__status__in=[StepStatus.RUNNING, StepStatus.WAITING])
+               .exclude(steps__status=StepStatus.RUNNING)
                .values_list("run_id", flat=True))
     run_ids = set(retry_due[:BATCH]) | set(stalled[:BATCH])
     with transaction.atomic():

@@ -204,3 +204,109 @@ def test_a_run_can_ask_for_an_older_version(tenant, advance):
                             actor="user:olivia")
     assert run.definition.version == 1
     assert run.steps.count() == 2
+
+
+# --- step types, retry and timeout_s (steps_validate, pure) ------------------------------
+
+NOOP = {"id": "n", "type": "noop"}
+
+
+@pytest.mark.parametrize(("step", "message"), [
+    ({"id": "h", "type": "http", "url": "http://evil.example/hook"},
+     "step 'h': url must be on the allow-list (settings.FCORE_HTTP_ALLOWED_URLS), "
+     "not 'http://evil.example/hook'"),
+    ({"id": "h", "type": "http", "url": "http://127.0.0.1:@evil.example/"},
+     "step 'h': url must be on the allow-list"),
+    ({"id": "h", "type": "http", "url": "http://127.0.0.1@evil.example/"},
+     "step 'h': url must be on the allow-list"),
+    ({"id": "h", "type": "http", "url": "http://user@127.0.0.1/"},
+     "step 'h': url must be on the allow-list"),
+    ({"id": "h", "type": "http", "url": "https://127.0.0.1/"},
+     "step 'h': url must be on the allow-list"),
+    ({"id": "h", "type": "http", "url": "http://127.0.0.1.evil.example/"},
+     "step 'h': url must be on the allow-list"),
+    ({"id": "h", "type": "http"}, "step 'h': url must be on the allow-list"),
+    ({"id": "s", "type": "sleep"}, "step 's': seconds must be a number from 0 to 604800"),
+    ({"id": "s", "type": "sleep", "seconds": -1}, "step 's': seconds must be a number"),
+    ({"id": "s", "type": "sleep", "seconds": "5"}, "step 's': seconds must be a number"),
+    ({"id": "s", "type": "sleep", "seconds": True}, "step 's': seconds must be a number"),
+    ({"id": "s", "type": "sleep", "seconds": 604801}, "step 's': seconds must be a number"),
+    ({"id": "n", "type": "noop", "seconds": 1}, "step 'n': only sleep steps take seconds"),
+    ({"id": "n", "type": "noop", "url": "http://127.0.0.1/"},
+     "step 'n': only http steps take url"),
+    ({"id": "p", "type": "python:os.system"},
+     "step 'p': handler 'os.system' is not registered (settings.FCORE_STEP_HANDLERS)"),
+    ({"id": "p", "type": "python:runs.examples"}, "step 'p': handler 'runs.examples' is not"),
+    ({"id": "p", "type": "python:runs.examples.echo()"}, "step 'p': handler"),
+    ({**NOOP, "retry": 3}, "step 'n': retry must be an object {max_attempts, backoff, "),
+    ({**NOOP, "retry": {"tries": 2}}, "step 'n': retry: unknown key(s) tries"),
+    ({**NOOP, "retry": {"max_attempts": 0}},
+     "step 'n': retry.max_attempts must be an integer from 1 to 20"),
+    ({**NOOP, "retry": {"max_attempts": 21}}, "step 'n': retry.max_attempts must be"),
+    ({**NOOP, "retry": {"max_attempts": "3"}}, "step 'n': retry.max_attempts must be"),
+    ({**NOOP, "retry": {"max_attempts": True}}, "step 'n': retry.max_attempts must be"),
+    ({**NOOP, "retry": {"backoff": -1}},
+     "step 'n': retry.backoff must be a number of seconds from 0 to 3600"),
+    ({**NOOP, "retry": {"backoff": 10, "max_backoff": 5}},
+     "step 'n': retry.max_backoff must be a number of seconds, at least backoff"),
+    ({**NOOP, "timeout_s": 0}, "step 'n': timeout_s must be a number of seconds up to 604800"),
+    ({**NOOP, "timeout_s": "60"}, "step 'n': timeout_s must be a number of seconds"),
+    ({"id": "a", "type": "approval", "retry": {"max_attempts": 2}},
+     "step 'a': approval steps are not retried"),
+    ({"id": "a", "type": "approval", "timeout_s": 60},
+     "step 'a': an approval step's deadline is its gate's expires_in, not timeout_s"),
+])
+def test_steps_validate_refuses_bad_step_settings(settings, step, message):
+    settings.FCORE_HTTP_ALLOWED_URLS = ["http://127.0.0.1", "http://localhost:8080/api/"]
+    with pytest.raises(DefinitionError) as info:
+        steps_validate([step])
+    assert str(info.value).startswith(message)
+
+
+def test_http_urls_on_the_allow_list_are_accepted_by_host_port_and_path(settings):
+    settings.FCORE_HTTP_ALLOWED_URLS = ["http://127.0.0.1", "http://localhost:8080/api/"]
+    for url in ("http://127.0.0.1/x", "http://127.0.0.1:9999/", "http://localhost:8080/api/v1"):
+        assert steps_validate([{"id": "h", "type": "http", "url": url}])[0]["url"] == url
+    for url in ("http://localhost:8081/api/v1", "http://localhost:8080/other"):
+        with pytest.raises(DefinitionError, match="url must be on the allow-list"):
+            steps_validate([{"id": "h", "type": "http", "url": url}])
+
+
+def test_a_python_handler_is_accepted_only_while_registered(settings):
+    step = {"id": "p", "type": "python:runs.examples.echo"}
+    assert steps_validate([step])[0]["type"] == "python:runs.examples.echo"
+    settings.FCORE_STEP_HANDLERS = ["runs.examples.flaky"]
+    with pytest.raises(DefinitionError, match="handler 'runs.examples.echo' is not registered"):
+        steps_validate([step])
+
+
+def test_valid_retry_and_timeouts_are_stored_with_defaults_filled_in(tenant):
+    steps = [{"id": "a", "type": "noop", "retry": {}},
+             {"id": "b", "type": "python:runs.examples.flaky", "timeout_s": 2.5,
+              "retry": {"max_attempts": 5, "backoff": 0}},
+             {"id": "c", "type": "sleep", "seconds": 0, "retry": {"backoff": 2, "max_backoff": 2}}]
+    definition, _ = definition_publish(tenant=tenant, name="retrying", steps=steps,
+                                       actor="user:priya")
+    definition.refresh_from_db()
+    stored = {s["id"]: s for s in definition.steps}
+    assert stored["a"]["retry"] == {"max_attempts": 3, "backoff": 1.0, "max_backoff": 60.0}
+    assert stored["b"]["retry"] == {"max_attempts": 5, "backoff": 0, "max_backoff": 60.0}
+    assert stored["b"]["timeout_s"] == 2.5 and "timeout_s" not in stored["a"]
+    assert stored["c"] == {"id": "c", "type": "sleep", "after": ["b"], "seconds": 0,
+                           "retry": {"max_attempts": 3, "backoff": 2, "max_backoff": 2}}
+
+
+@pytest.mark.parametrize(("steps", "message"), [
+    ([{"id": "a", "type": "noop", "after": ["b"]}, {"id": "b", "type": "noop"}],
+     "the steps form a cycle: "),
+    ([{"id": "a", "type": "noop"}, {"id": "b", "type": "noop", "after": ["nope"]}],
+     "step 'b': after names unknown step(s) nope"),
+    ([{"id": "a", "type": "noop"}, {"id": "a", "type": "noop", "after": []}],
+     "step 'a': duplicate id"),
+])
+def test_a_bad_graph_is_refused_at_load_and_publishes_nothing(tenant, steps, message):
+    with pytest.raises(DefinitionError) as info:
+        definition_publish(tenant=tenant, name="graph", steps=steps, actor="user:priya")
+    assert str(info.value).startswith(message)
+    assert not WorkflowDefinition.objects.filter(tenant=tenant).exists()
+    assert admin_events(tenant) == []
