@@ -108,8 +108,15 @@ def stop_workers(procs: list[subprocess.Popen]) -> None:
         proc.wait(timeout=30)
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy so far (all processes, /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def worker_counts() -> dict:
-    totals = {"queries": 0, "commits": 0, "tasks": 0, "connections": 0}
+    totals = {"queries": 0, "commits": 0, "tasks": 0, "connections": 0, "cpu_s": 0.0}
     for path in COUNTS_DIR.glob("*.json"):
         for key, value in json.loads(path.read_text()).items():
             totals[key] += value
@@ -121,6 +128,7 @@ def governed(tenant: Tenant, runs: int) -> float:
     for i in range(runs):
         run_create(tenant=tenant, workflow="bench_noop", input={"amount": i},
                    actor="client:bench")
+    LOCAL["created_s"] = time.perf_counter() - started
     while True:
         done = Run.objects.filter(tenant=tenant, status="completed").count()
         failed = Run.objects.filter(tenant=tenant).exclude(
@@ -159,9 +167,11 @@ def main() -> None:
         governed(tenant, 20)  # warm-up: compiled rules, connections
         time.sleep(0.5)
         before = worker_counts()
+        busy, own_cpu = machine_busy_s(), time.process_time()
         connection.execute_wrappers.append(_count_query)
         BaseDatabaseWrapper.commit = _counted_commit
         elapsed = governed(tenant, args.runs)
+        busy, own_cpu = machine_busy_s() - busy, time.process_time() - own_cpu
         BaseDatabaseWrapper.commit = _commit
         connection.execute_wrappers.remove(_count_query)
         time.sleep(1)  # the workers write their counters every 0.25 s
@@ -183,6 +193,12 @@ def main() -> None:
     print(f"commits per step     {commits / steps:.2f}")
     print(f"tasks per step       {(after['tasks'] - before['tasks']) / steps:.2f}")
     print(f"worker DB connects   {after['connections'] - before['connections']}")
+    workers_cpu = after["cpu_s"] - before["cpu_s"]
+    print(f"runs created         {args.runs / LOCAL['created_s']:,.0f}/s by one client "
+          f"({LOCAL['created_s']:.1f} s)")
+    print(f"CPU ms per step      {busy * 1000 / steps:.2f} machine: client "
+          f"{own_cpu * 1000 / steps:.2f}, workers {workers_cpu * 1000 / steps:.2f}, "
+          f"rest (PostgreSQL, Redis, other) {(busy - own_cpu - workers_cpu) * 1000 / steps:.2f}")
 
 
 if __name__ == "__main__":

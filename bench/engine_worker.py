@@ -24,7 +24,7 @@ from django.db.backends.signals import connection_created  # noqa: E402
 
 from fcore.celery import app  # noqa: E402
 
-COUNTS = {"queries": 0, "commits": 0, "tasks": 0, "connections": 0}
+COUNTS = {"queries": 0, "commits": 0, "tasks": 0, "connections": 0, "cpu_s": 0.0}
 _OUT = Path(os.environ.get("FCORE_BENCH_COUNTS_DIR", "var/bench-counts"))
 _last_write = [0.0]
 
@@ -55,6 +55,7 @@ BaseDatabaseWrapper.commit = _counted_commit
 @task_postrun.connect
 def _write_counts(**kwargs):
     COUNTS["tasks"] += 1
+    COUNTS["cpu_s"] = time.process_time()
     now = time.monotonic()
     if now - _last_write[0] > 0.25:
         _last_write[0] = now

@@ -338,17 +338,20 @@ def step_execute(run_id, step_id: str, attempt: int, step_type: str | None = Non
         _step_execute_one(run_id, step_id, attempt, step_type)
         return
     _chain.active, _chain.taken, _chain.next = True, 0, None
+    args, taken = (run_id, step_id, attempt, step_type), False
     try:
-        args = (run_id, step_id, attempt, step_type)
         while args is not None:
             _chain.next = None
             _step_execute_one(*args)
-            args = _chain.next
+            args, taken = _chain.next, True
     except BaseException:
-        if _chain.next is not None:  # committed and taken, not executed: back to the queue
-            from .tasks import execute_step
+        # A step this worker took from its own commit has no message of its own: back to
+        # the queue with it (and with one a failing step's commit may have taken).
+        for lost in (args if taken else None, _chain.next):
+            if lost is not None:
+                from .tasks import execute_step
 
-            _send(execute_step, _chain.next)
+                _send(execute_step, lost)
         raise
     finally:
         _chain.active, _chain.next = False, None

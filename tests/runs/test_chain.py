@@ -1,0 +1,123 @@
+"""A worker that records a step's result runs the next internal step of the same run itself
+(`runs.engine._Chain`) instead of a round trip through the broker; fan-out still goes to the
+queue, `FCORE_STEP_CHAIN_MAX` bounds it, and a step it took but could not run goes back to
+the queue. These tests commit for real (the chain starts at commit)."""
+
+import pytest
+from django.test.utils import override_settings
+
+from audit.models import AuditEvent
+from audit.verify import audit_verify
+from fcore.models import Tenant
+from runs import engine
+from runs.definitions import definition_publish
+from runs.models import Run, RunStatus, StepRun, StepStatus
+from runs.services import run_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def tenant():
+    return Tenant.objects.create(slug="tenant_chain", name="Chain")
+
+
+class Broker:
+    """Stands in for the queue: keeps what is sent; `drain()` delivers it as a worker
+    would, one message at a time from the top (each one a fresh chain)."""
+
+    def __init__(self):
+        self.queue, self.sent = [], []
+
+    def send(self, task, args, countdown=None):
+        self.queue.append((task, args))
+        if task.name == "runs.tasks.execute_step":
+            self.sent.append((args[1], args[2]))
+
+    def drain(self):
+        while self.queue:
+            task, args = self.queue.pop(0)
+            task.run(*args)
+
+
+@pytest.fixture
+def broker(monkeypatch):
+    broker = Broker()
+    monkeypatch.setattr(engine, "_send", broker.send)
+    return broker
+
+
+def create(tenant, broker, name, steps) -> Run:
+    definition_publish(tenant=tenant, name=name, steps=steps, actor="user:priya")
+    run, _ = run_create(tenant=tenant, workflow=name, input={}, actor="user:olivia")
+    broker.drain()
+    return Run.objects.get(pk=run.pk)
+
+
+def receipts(run) -> list[int]:
+    return sorted(StepRun.objects.filter(run=run).values_list("receipt_seq", flat=True))
+
+
+def test_a_worker_runs_the_next_steps_of_its_run_itself(tenant, broker):
+    run = create(tenant, broker, "line", [{"id": f"s{i}", "type": "noop"} for i in range(4)])
+    assert run.status == RunStatus.COMPLETED
+    assert broker.sent == [("s0", 1)]  # one message for the whole straight line
+    assert receipts(run) == [1, 2, 3, 4]  # still one receipt, decision, start, end each
+    assert AuditEvent.objects.filter(stream__name=run.stream_name,
+                                     code="FC-STEP-002").count() == 4
+    assert AuditEvent.objects.filter(stream__name=run.stream_name,
+                                     code="FC-POL-001").count() == 4
+    assert audit_verify(checkpoints=False).ok
+
+
+@override_settings(FCORE_STEP_CHAIN_MAX=0)
+def test_with_no_chain_every_step_goes_through_the_queue(tenant, broker):
+    run = create(tenant, broker, "line", [{"id": f"s{i}", "type": "noop"} for i in range(4)])
+    assert run.status == RunStatus.COMPLETED
+    assert broker.sent == [("s0", 1), ("s1", 1), ("s2", 1), ("s3", 1)]
+
+
+@override_settings(FCORE_STEP_CHAIN_MAX=2)
+def test_the_chain_is_bounded(tenant, broker):
+    run = create(tenant, broker, "line", [{"id": f"s{i}", "type": "noop"} for i in range(6)])
+    assert run.status == RunStatus.COMPLETED
+    assert broker.sent == [("s0", 1), ("s3", 1)]  # s1 and s2 taken, then back to the queue
+
+
+def test_fan_out_continues_one_branch_and_queues_the_other(tenant, broker):
+    run = create(tenant, broker, "diamond", [
+        {"id": "a", "type": "noop"},
+        {"id": "b", "type": "noop", "after": ["a"]},
+        {"id": "c", "type": "noop", "after": ["a"]},
+        {"id": "d", "type": "noop", "after": ["b", "c"]},
+    ])
+    assert run.status == RunStatus.COMPLETED
+    assert broker.sent == [("a", 1), ("c", 1)]  # b continues in the worker; c is queued
+    assert receipts(run) == [1, 2, 3, 4]
+
+
+def test_a_step_taken_but_not_run_goes_back_to_the_queue(tenant, broker, monkeypatch):
+    definition_publish(tenant=tenant, name="line", actor="user:priya",
+                       steps=[{"id": f"s{i}", "type": "noop"} for i in range(3)])
+    run, _ = run_create(tenant=tenant, workflow="line", input={}, actor="user:olivia")
+    run_one, calls = engine._step_execute_one, []
+
+    def crash_on_second(*args):
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise RuntimeError("worker lost its database")
+        run_one(*args)
+
+    monkeypatch.setattr(engine, "_step_execute_one", crash_on_second)
+    with pytest.raises(RuntimeError):
+        broker.drain()
+    assert calls == ["s0", "s1"]
+    # s0's result and s1's start are committed; s1 was taken but not run: it is queued.
+    assert broker.queue[0][1] == (str(run.run_id), "s1", 1, "noop")
+    states = dict(StepRun.objects.filter(run=run).values_list("step_id", "status"))
+    assert states == {"s0": StepStatus.SUCCEEDED, "s1": StepStatus.RUNNING,
+                      "s2": StepStatus.PENDING}
+    monkeypatch.setattr(engine, "_step_execute_one", run_one)
+    broker.drain()  # the redelivery finishes the run
+    assert Run.objects.get(pk=run.pk).status == RunStatus.COMPLETED
+    assert broker.sent == [("s0", 1), ("s1", 1)]
