@@ -19,20 +19,26 @@ import threading
 from contextlib import contextmanager
 from functools import cache
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 
-def _cursor():
+def _db():
+    """This thread's connection itself: `connection` is a proxy that looks it up again at
+    every attribute, a cost the hot path pays hundreds of times per step."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _cursor(db):
     """A Django cursor (wrappers, error translation and query logging included) over a
     server-side-binding psycopg cursor on PostgreSQL; the ordinary cursor elsewhere."""
-    if connection.vendor != "postgresql":
-        return connection.cursor()
+    if db.vendor != "postgresql":
+        return db.cursor()
     import psycopg
 
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        return connection._prepare_cursor(psycopg.Cursor(connection.connection))
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        return db._prepare_cursor(psycopg.Cursor(db.connection))
 
 
 def quote(name: str) -> str:
@@ -51,8 +57,31 @@ def _converters(model, vendor: str) -> tuple:
     for field in _columns(model):
         col = field.get_col(table)
         funcs = connection.ops.get_db_converters(col) + field.get_db_converters(connection)
-        out.append((field, tuple(funcs), col))
+        out.append((tuple(funcs), col))
     return tuple(out)
+
+
+def _plain_type(field):
+    """The Python type a field's value goes to the database as, unchanged; else None."""
+    if isinstance(field, models.ForeignKey):
+        field = field.target_field
+    if isinstance(field, models.CharField | models.TextField):
+        return str
+    if isinstance(field, models.IntegerField) and not isinstance(field, models.BooleanField):
+        return int
+    return None
+
+
+@cache
+def _preparers(fields: tuple, vendor: str) -> tuple:
+    """Per field: (the type passed through as it is, the field) — the field's own
+    `get_db_prep_save` for every other value, exactly as the ORM would."""
+    return tuple((_plain_type(f), f) for f in fields)
+
+
+def _prepared(preparers: tuple, values, db) -> list:
+    return [value if type(value) is plain else field.get_db_prep_save(value, db)
+            for (plain, field), value in zip(preparers, values, strict=True)]
 
 
 @cache
@@ -64,11 +93,13 @@ def _select_sql(model, vendor: str) -> str:
 
 def db_value(model, name: str, value):
     """`value` as the database stores field `name` of `model` (e.g. a UUID on SQLite)."""
-    return model._meta.get_field(name).get_db_prep_value(value, connection)
+    return model._meta.get_field(name).get_db_prep_value(value, _db())
 
 
-def _fetch_sql(model, where: str, order_by: str, for_update: bool, limit: int = 0) -> str:
-    sql = f"{_select_sql(model, connection.vendor)} WHERE {where}"
+@cache
+def _fetch_sql(model, where: str, order_by: str, for_update: bool, limit: int,
+               vendor: str) -> str:
+    sql = f"{_select_sql(model, vendor)} WHERE {where}"
     if order_by:
         sql += f" ORDER BY {order_by}"
     if limit:
@@ -78,17 +109,21 @@ def _fetch_sql(model, where: str, order_by: str, for_update: bool, limit: int = 
     return sql
 
 
-def _instances(model, rows) -> list:
-    converters = _converters(model, connection.vendor)
-    names = [f.attname for f in _columns(model)]
+@cache
+def _attnames(model) -> list:
+    return [f.attname for f in _columns(model)]
+
+
+def _instances(model, rows, db) -> list:
+    converters = _converters(model, db.vendor)
+    names, alias, from_db = _attnames(model), db.alias, model.from_db
     out = []
     for row in rows:
-        values = []
-        for value, (_field, funcs, col) in zip(row, converters, strict=True):
+        values = list(row)
+        for n, (funcs, col) in enumerate(converters):
             for func in funcs:
-                value = func(value, col, connection)
-            values.append(value)
-        out.append(model.from_db(connection.alias, names, values))
+                values[n] = func(values[n], col, db)
+        out.append(from_db(alias, names, values))
     return out
 
 
@@ -97,24 +132,28 @@ def rows_fetch(model, where: str, params, *, order_by: str = "", for_update: boo
     """Instances of `model` for `SELECT … FROM table WHERE {where} ORDER BY {order_by}
     LIMIT {limit}`, locked `FOR UPDATE` where the database has it; columns are named as in
     the table."""
-    with _cursor() as cursor:
-        cursor.execute(_fetch_sql(model, where, order_by, for_update, limit), params)
-        return _instances(model, cursor.fetchall())
+    db = _db()
+    with _cursor(db) as cursor:
+        cursor.execute(_fetch_sql(model, where, order_by, for_update, limit, db.vendor), params)
+        return _instances(model, cursor.fetchall(), db)
 
 
 def rows_fetch_together(*queries: tuple) -> list[list]:
     """Several `rows_fetch` at once, each query a tuple (model, where, params, order_by,
     for_update), executed in order; on PostgreSQL in one round trip (a psycopg pipeline),
     so a query after a `FOR UPDATE` one reads what the lock protects."""
-    if connection.vendor != "postgresql":
+    db = _db()
+    if db.vendor != "postgresql":
         return [rows_fetch(m, w, p, order_by=o, for_update=f) for m, w, p, o, f in queries]
-    cursors = [_cursor() for _ in queries]  # connects if needed, before the pipeline
+    cursors = [_cursor(db) for _ in queries]  # connects if needed, before the pipeline
     try:
-        with connection.wrap_database_errors, connection.connection.pipeline():
+        with db.wrap_database_errors, db.connection.pipeline():
             for cursor, (model, where, params, order_by, for_update) in zip(
                     cursors, queries, strict=True):
-                cursor.execute(_fetch_sql(model, where, order_by, for_update), params)
-        return [_instances(q[0], c.fetchall()) for q, c in zip(queries, cursors, strict=True)]
+                cursor.execute(_fetch_sql(model, where, order_by, for_update, 0, db.vendor),
+                               params)
+        return [_instances(q[0], c.fetchall(), db)
+                for q, c in zip(queries, cursors, strict=True)]
     finally:
         for cursor in cursors:
             cursor.close()
@@ -125,7 +164,8 @@ def _update_sql(model, fields: tuple, vendor: str) -> tuple:
     meta = model._meta
     targets = tuple(meta.get_field(name) for name in fields)
     sets = ", ".join(f"{quote(f.column)} = %s" for f in targets)
-    return f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {quote(meta.pk.column)} = %s", targets
+    sql = f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {quote(meta.pk.column)} = %s"
+    return sql, targets, _preparers(targets, vendor)
 
 
 class RowChanged(RuntimeError):
@@ -136,15 +176,16 @@ def row_update(obj, fields: tuple, *, expect: tuple[str, object] | None = None) 
     """Save `fields` of `obj` (an `auto_now` field among them is set to now). With
     `expect=(field, value)` the row is updated only if that column still holds `value`,
     else `RowChanged` (a compare-and-set)."""
-    sql, targets = _update_sql(type(obj), tuple(fields), connection.vendor)
-    values = [f.get_db_prep_save(f.pre_save(obj, add=False), connection) for f in targets]
-    params = [*values, obj._meta.pk.get_db_prep_value(obj.pk, connection)]
+    db = _db()
+    sql, targets, preparers = _update_sql(type(obj), tuple(fields), db.vendor)
+    params = _prepared(preparers, [f.pre_save(obj, add=False) for f in targets], db)
+    params.append(obj._meta.pk.get_db_prep_value(obj.pk, db))
     if expect is not None:
         field = obj._meta.get_field(expect[0])
         sql += f" AND {quote(field.column)} = %s"
-        params.append(field.get_db_prep_value(expect[1], connection))
+        params.append(field.get_db_prep_value(expect[1], db))
     check = f"{obj._meta.label} {obj.pk}: {expect[0]} changed" if expect else None
-    _write(sql, params, check)
+    _write(db, sql, params, check)
 
 
 @cache
@@ -154,7 +195,8 @@ def _insert_sql(model, vendor: str) -> tuple:
                    and not getattr(f, "db_returning", False))
     cols = ", ".join(quote(f.column) for f in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    return f"INSERT INTO {quote(meta.db_table)} ({cols}) VALUES ", row, fields
+    return f"INSERT INTO {quote(meta.db_table)} ({cols}) VALUES ", row, fields, \
+        _preparers(fields, vendor)
 
 
 def rows_insert(model, objs: list, *, returning: bool = False) -> None:
@@ -162,19 +204,20 @@ def rows_insert(model, objs: list, *, returning: bool = False) -> None:
     back (`RETURNING`; batched writes go with it in the same round trip); else not."""
     if not objs:
         return
-    head, row, fields = _insert_sql(model, connection.vendor)
+    db = _db()
+    head, row, fields, preparers = _insert_sql(model, db.vendor)
     values = []
     for obj in objs:
-        values.extend(f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields)
+        values.extend(_prepared(preparers, [f.pre_save(obj, add=True) for f in fields], db))
     sql = head + ", ".join([row] * len(objs))
     if not returning:
-        _write(sql, values, None)
+        _write(db, sql, values, None)
         return
     pk = model._meta.pk
-    ids = _write(f"{sql} RETURNING {quote(pk.column)}", values, None, read=True)
+    ids = _write(db, f"{sql} RETURNING {quote(pk.column)}", values, None, read=True)
     for obj, (value,) in zip(objs, ids, strict=True):
         obj.pk = value
-        obj._state.adding, obj._state.db = False, connection.alias
+        obj._state.adding, obj._state.db = False, db.alias
 
 
 # --- batched writes ------------------------------------------------------------------------
@@ -187,12 +230,12 @@ class _Batch(threading.local):
 _batch = _Batch()
 
 
-def _write(sql: str, params: list, check: str | None, *, read: bool = False):
+def _write(db, sql: str, params: list, check: str | None, *, read: bool = False):
     """Run (or hold, when batching) one write; `read`: run it now and return its rows."""
     if _batch.writes is not None:
         _batch.writes.append((sql, params, check))
         return writes_flush(read_last=True) if read else None
-    with _cursor() as cursor:
+    with _cursor(db) as cursor:
         cursor.execute(sql, params)
         if check and cursor.rowcount != 1:
             raise RowChanged(check)
@@ -211,14 +254,15 @@ def writes_flush(*, read_last: bool = False):
     writes, _batch.writes = _batch.writes, []
     if not writes:
         return None
-    shared = _cursor()  # connects if needed, before the pipeline starts
+    db = _db()
+    shared = _cursor(db)  # connects if needed, before the pipeline starts
     own = []
     _batch.flushing = True
     try:
-        with connection.wrap_database_errors, connection.connection.pipeline():
+        with db.wrap_database_errors, db.connection.pipeline():
             for n, (sql, params, check) in enumerate(writes):
                 if check or (read_last and n == len(writes) - 1):
-                    own.append((_cursor(), check))
+                    own.append((_cursor(db), check))
                     own[-1][0].execute(sql, params)
                 else:
                     shared.execute(sql, params)
@@ -238,14 +282,15 @@ def writes_batched():
     together in one round trip (a psycopg pipeline) just before the next other statement
     (so every read sees them) and when the block ends. Elsewhere, or nested, it does
     nothing. Errors of a held write surface at that moment, inside the transaction."""
-    if connection.vendor != "postgresql" or _batch.writes is not None:
+    db = _db()
+    if db.vendor != "postgresql" or _batch.writes is not None:
         yield
         return
     _batch.writes = []
-    connection.execute_wrappers.append(_flush_first)
+    db.execute_wrappers.append(_flush_first)
     try:
         yield
         writes_flush()
     finally:
-        connection.execute_wrappers.remove(_flush_first)
+        db.execute_wrappers.remove(_flush_first)
         _batch.writes = None
