@@ -46,8 +46,12 @@ class AuditEventQuerySet(models.QuerySet):
 class AuditEvent(models.Model):
     """One link of a chain. Append-only."""
 
-    stream = models.ForeignKey(AuditStream, on_delete=models.PROTECT, related_name="events")
-    tenant = models.ForeignKey("fcore.Tenant", on_delete=models.PROTECT, related_name="+")
+    # Indexes: every write of the engine inserts events, so no index is kept that another
+    # one already covers (stream by (stream, seq), tenant by (tenant, code)).
+    stream = models.ForeignKey(AuditStream, on_delete=models.PROTECT, related_name="events",
+                               db_index=False)
+    tenant = models.ForeignKey("fcore.Tenant", on_delete=models.PROTECT, related_name="+",
+                               db_index=False)
     seq = models.PositiveBigIntegerField()
     code = models.CharField(max_length=16)
     actor = models.CharField(max_length=200)
@@ -55,7 +59,7 @@ class AuditEvent(models.Model):
     occurred_at = models.DateTimeField(db_index=True)
     data = models.JSONField(default=dict)
     prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
+    hash = models.CharField(max_length=64)
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -63,6 +67,7 @@ class AuditEvent(models.Model):
         ordering = ["stream_id", "seq"]
         constraints = [
             models.UniqueConstraint(fields=["stream", "seq"], name="uniq_stream_seq"),
+            models.UniqueConstraint(fields=["hash"], name="uniq_event_hash"),
         ]
         indexes = [
             models.Index(fields=["tenant", "code"]),

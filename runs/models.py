@@ -139,7 +139,8 @@ class Run(FSMModelMixin, models.Model):
 class StepRun(FSMModelMixin, models.Model):
     """One step of a run: its decision, execution and receipt."""
 
-    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="steps")
+    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="steps",
+                            db_index=False)  # (run, step_id) below covers it
     step_id = models.CharField(max_length=200)
     step_type = models.CharField(max_length=200)
     index = models.PositiveIntegerField()
