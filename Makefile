@@ -37,7 +37,7 @@ test-sqlite: install
 	FCORE_VAR_DIR=var/test-sqlite $(PYTEST) -m "not postgres and not worker"
 	rm -rf var/test-sqlite-worker
 	FCORE_VAR_DIR=var/test-sqlite-worker FCORE_TEST_WORKER=1 \
-	  FCORE_TEST_SQLITE_NAME=var/test-sqlite-worker/test.sqlite3 $(PYTEST) -m worker
+	  FCORE_TEST_SQLITE_NAME=var/test-sqlite-worker/test.sqlite3 $(PYTEST) -m "worker and not postgres"
 
 # PostgreSQL with real transactions, then a real Celery worker over Redis. Skipped when
 # PostgreSQL is unreachable, unless FCORE_REQUIRE_SERVICES=1 (then it fails).

@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import task_postrun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fcore.settings")
 app = Celery("fcore")
@@ -12,3 +13,16 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # PostgreSQL connection per task costs more than the task itself (DESIGN §11).
 app.conf["CELERY_DB_REUSE_MAX"] = 1000
 app.autodiscover_tasks()
+
+
+@task_postrun.connect
+def _drop_failed_db_connections(**_kwargs) -> None:
+    """With CELERY_DB_REUSE_MAX Celery no longer closes connections around tasks, and
+    Django checks a connection only at web-request boundaries: a connection that failed
+    (PostgreSQL restarted, a backend terminated) is dropped here if unusable, so the next
+    task connects anew instead of failing on it. Costs a flag check per task."""
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        if conn.errors_occurred:
+            conn.close_if_unusable_or_obsolete()

@@ -38,6 +38,7 @@ def _beat(step: StepRun, ctx: StepContext, done: threading.Event) -> None:
                     return
             except Exception:  # noqa: BLE001 - a database blip: try again at the next beat
                 log.warning("lease renewal of %s failed; retrying", step, exc_info=True)
+                connections.close_all()  # reconnect next time rather than reuse a dead one
     finally:
         connections.close_all()  # this thread's own connection
 

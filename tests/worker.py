@@ -1,6 +1,8 @@
-"""A real Celery worker in a subprocess, connected to the test database and broker."""
+"""A real Celery worker (and beat) in a subprocess, connected to the test database and
+broker."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -9,6 +11,8 @@ from pathlib import Path
 import dj_database_url
 from django.conf import settings
 from django.db import connection
+
+CELERY = os.path.join(os.path.dirname(sys.executable), "celery")
 
 
 def test_database_url() -> str:
@@ -22,32 +26,105 @@ def test_database_url() -> str:
     return f"postgres://{user}@{host}:{port}/{db['NAME']}"
 
 
-class Worker:
-    """`celery -A fcore worker` as a child process; `stop()` ends it."""
+def _child_env(env: dict | None) -> dict:
+    return {**os.environ, "DATABASE_URL": test_database_url(), "FCORE_CELERY_EAGER": "0",
+            **(env or {})}
 
-    def __init__(self, *, concurrency: int = 2, log_path: Path):
+
+def _wait_for_line(proc, log_path: Path, marker: str, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {log_path.read_text()[-2000:]}")
+        if marker in log_path.read_text():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} not ready: {log_path.read_text()[-2000:]}")
+
+
+class Worker:
+    """`celery -A fcore worker` as a child process; `stop()` ends it.
+
+    `env` overrides the environment, `pool` picks the pool (prefork by default), `name`
+    the node name. `own_group=True` starts it in its own process group, so that `kill9()`
+    takes the main process and its pool children at once, as when a machine dies."""
+
+    def __init__(self, *, concurrency: int = 2, log_path: Path, env: dict | None = None,
+                 pool: str | None = None, name: str | None = None, own_group: bool = False):
         self.log_path = log_path
-        env = {**os.environ, "DATABASE_URL": test_database_url(), "FCORE_CELERY_EAGER": "0"}
-        cmd = [os.path.join(os.path.dirname(sys.executable), "celery"), "-A", "fcore",
-               "worker", "-l", "info", "-c", str(concurrency), "--without-gossip",
-               "--without-mingle", "--without-heartbeat", "-n", f"test{os.getpid()}@%h"]
+        self.own_group = own_group
+        cmd = [CELERY, "-A", "fcore", "worker", "-l", "info", "-c", str(concurrency),
+               "--without-gossip", "--without-mingle", "--without-heartbeat",
+               "-n", name or f"test{os.getpid()}@%h"]
+        if pool:
+            cmd += ["-P", pool]
         self.log = open(log_path, "w")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, env=_child_env(env), stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=own_group)
 
     def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited: {self.log_path.read_text()[-2000:]}")
-            if "ready." in self.log_path.read_text():
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"worker not ready: {self.log_path.read_text()[-2000:]}")
+        _wait_for_line(self.proc, self.log_path, "ready.", "worker", timeout)
+
+    def is_ready(self) -> bool:
+        return self.proc.poll() is None and "ready." in self.log_path.read_text()
+
+    def pool_children(self) -> list[int]:
+        """Pids of the worker's pool processes (prefork), from /proc."""
+        pids = []
+        for task in Path(f"/proc/{self.proc.pid}/task").glob("*"):  # any thread may fork
+            try:
+                pids += [int(pid) for pid in (task / "children").read_text().split()]
+            except OSError:
+                continue
+        return sorted(set(pids))
+
+    def kill9(self) -> None:
+        """SIGKILL: the whole process group when it has its own, else the main process."""
+        try:
+            if self.own_group:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            else:
+                self.proc.kill()
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=10)
+        self.log.close()
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        elif self.own_group:  # the main process is gone: make sure no child outlives it
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.log.close()
+
+
+class Beat:
+    """`celery -A fcore beat` as a child process, with its schedule file in `schedule`."""
+
+    def __init__(self, *, log_path: Path, schedule: Path, env: dict | None = None):
+        self.log_path = log_path
+        cmd = [CELERY, "-A", "fcore", "beat", "-l", "info", "-s", str(schedule),
+               "--max-interval", "1"]
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen(cmd, env=_child_env(env), stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        _wait_for_line(self.proc, self.log_path, "beat: Starting", "beat", timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
         self.log.close()
