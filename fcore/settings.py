@@ -123,6 +123,11 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db["TEST"] = {"NAME": os.environ.get("FCORE_TEST_SQLITE_NAME") or None}
 else:
     _db["TEST"] = {"NAME": os.environ.get("FCORE_TEST_DB_NAME", "test_fcore")}
+    # The engine's statements (fcore.rows, server-side binding) are prepared on the server
+    # after 5 uses; Django's own queries bind client-side and are never prepared. Django
+    # turns preparation off unless this is set. A pooler in transaction mode that does not
+    # keep prepared statements needs None here.
+    _db.setdefault("OPTIONS", {})["prepare_threshold"] = 5
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
