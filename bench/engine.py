@@ -5,6 +5,8 @@ Each run is a five-step workflow of internal `noop` steps; every step is policy-
 (two CEL policies apply), audited (FC-POL-001, FC-STEP-001, FC-STEP-002 on the run's hash
 chain) and receipted, and every run is sealed. The clock runs from the first `run_create`
 to the last run completed; the bare phase from the first task sent to the queue drained.
+Runs are created, and bare tasks sent, by `--clients` threads at once (default 2), as API
+clients would.
 Queries and commits are counted inside the workers (and in this process for run_create).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/fcore_bench \\
@@ -20,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -49,10 +52,12 @@ from runs.services import run_create  # noqa: E402
 
 STEPS = 5
 LOCAL = {"queries": 0, "commits": 0}
+_LOCK = threading.Lock()
 
 
 def _count_query(execute, sql, params, many, context):
-    LOCAL["queries"] += 1
+    with _LOCK:
+        LOCAL["queries"] += 1
     return execute(sql, params, many, context)
 
 
@@ -60,7 +65,8 @@ _commit = BaseDatabaseWrapper.commit
 
 
 def _counted_commit(self):
-    LOCAL["commits"] += 1
+    with _LOCK:
+        LOCAL["commits"] += 1
     return _commit(self)
 
 
@@ -123,11 +129,26 @@ def worker_counts() -> dict:
     return totals
 
 
-def governed(tenant: Tenant, runs: int) -> float:
+def _client(tenant: Tenant, numbers: range, counted: bool) -> None:
+    """One API client: creates its runs one after the other on its own connection."""
+    if counted:
+        connection.execute_wrappers.append(_count_query)
+    try:
+        for i in numbers:
+            run_create(tenant=tenant, workflow="bench_noop", input={"amount": i},
+                       actor="client:bench")
+    finally:
+        connection.close()
+
+
+def governed(tenant: Tenant, runs: int, clients: int = 1, counted: bool = False) -> float:
     started = time.perf_counter()
-    for i in range(runs):
-        run_create(tenant=tenant, workflow="bench_noop", input={"amount": i},
-                   actor="client:bench")
+    threads = [threading.Thread(target=_client, args=(tenant, range(n, runs, clients), counted))
+               for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     LOCAL["created_s"] = time.perf_counter() - started
     while True:
         done = Run.objects.filter(tenant=tenant, status="completed").count()
@@ -140,11 +161,21 @@ def governed(tenant: Tenant, runs: int) -> float:
         time.sleep(0.05)
 
 
-def bare(tasks: int) -> float:
+def bare(tasks: int, clients: int) -> float:
+    """The baseline, sent by as many client threads as the governed phase had."""
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+
+    def send(count: int) -> None:
+        for _ in range(count):
+            app.send_task("bench.noop")
+
     started = time.perf_counter()
-    for _ in range(tasks):
-        app.send_task("bench.noop")
+    threads = [threading.Thread(target=send, args=(len(range(n, tasks, clients)),))
+               for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     while client.llen("celery") or client.hlen("unacked"):
         time.sleep(0.01)
     return time.perf_counter() - started
@@ -156,6 +187,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--pool", default="solo", help="Celery pool of each worker")
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--clients", type=int, default=2,
+                        help="client threads creating runs at the same time")
     args = parser.parse_args()
     if connection.vendor != "postgresql" or not settings.CELERY_BROKER_URL.startswith("redis"):
         raise SystemExit("bench/engine.py needs DATABASE_URL=postgres://… and "
@@ -168,16 +201,14 @@ def main() -> None:
         time.sleep(0.5)
         before = worker_counts()
         busy, own_cpu = machine_busy_s(), time.process_time()
-        connection.execute_wrappers.append(_count_query)
         BaseDatabaseWrapper.commit = _counted_commit
-        elapsed = governed(tenant, args.runs)
+        elapsed = governed(tenant, args.runs, args.clients, counted=True)
         busy, own_cpu = machine_busy_s() - busy, time.process_time() - own_cpu
         BaseDatabaseWrapper.commit = _commit
-        connection.execute_wrappers.remove(_count_query)
         time.sleep(1)  # the workers write their counters every 0.25 s
         after = worker_counts()
         steps = args.runs * STEPS
-        bare_elapsed = bare(steps)
+        bare_elapsed = bare(steps, args.clients)
     finally:
         stop_workers(procs)
     queries = after["queries"] - before["queries"] + LOCAL["queries"]
@@ -194,8 +225,8 @@ def main() -> None:
     print(f"tasks per step       {(after['tasks'] - before['tasks']) / steps:.2f}")
     print(f"worker DB connects   {after['connections'] - before['connections']}")
     workers_cpu = after["cpu_s"] - before["cpu_s"]
-    print(f"runs created         {args.runs / LOCAL['created_s']:,.0f}/s by one client "
-          f"({LOCAL['created_s']:.1f} s)")
+    print(f"runs created         {args.runs / LOCAL['created_s']:,.0f}/s by {args.clients} "
+          f"client thread(s) ({LOCAL['created_s']:.1f} s)")
     print(f"CPU ms per step      {busy * 1000 / steps:.2f} machine: client "
           f"{own_cpu * 1000 / steps:.2f}, workers {workers_cpu * 1000 / steps:.2f}, "
           f"rest (PostgreSQL, Redis, other) {(busy - own_cpu - workers_cpu) * 1000 / steps:.2f}")
