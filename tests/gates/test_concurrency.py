@@ -3,8 +3,6 @@
 Real transactions on PostgreSQL: each thread has its own connection and row locks decide.
 """
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -14,6 +12,7 @@ from rest_framework.test import APIClient
 
 from fcore.members import member_set
 from fcore.models import Tenant
+from tests.concurrency import concurrently
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -22,21 +21,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 def _needs_postgres():
     if connection.vendor != "postgresql":
         pytest.fail("concurrency tests need PostgreSQL (run them with DATABASE_URL=postgres://…)")
-
-
-def concurrently(n: int, call):
-    """Start `n` calls at the same instant, each in its own thread and connection."""
-    barrier = threading.Barrier(n)
-
-    def worker(i):
-        barrier.wait()
-        try:
-            return call(i)
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        return list(pool.map(worker, range(n)))
 
 
 def patch(api, sub, path, body):

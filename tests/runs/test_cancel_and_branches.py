@@ -10,7 +10,6 @@ import pytest
 from django.db import connection
 
 from audit.models import AuditEvent
-from audit.verify import audit_verify
 from fcore.actors import ENGINE
 from fcore.models import Tenant
 from gates.models import PolicyDecision
@@ -23,6 +22,8 @@ from runs.models import Run, RunStatus, StepRun
 from runs.services import run_create, run_set_status, step_report
 from runs.verification import run_receipts_verify
 
+pytestmark = pytest.mark.usefixtures("audit_streams_verify")
+
 WAIT = "python:runs.examples.wait"
 BRANCHES = [{"id": "ext", "type": "external", "after": []},
             {"id": "work", "type": WAIT, "after": [], "input": {"wait_s": 10}},
@@ -31,14 +32,6 @@ BRANCHES = [{"id": "ext", "type": "external", "after": []},
 FAN = [{"id": "a", "type": "external", "after": []},
        {"id": "b", "type": "external", "after": []},
        {"id": "join", "type": "noop", "after": ["a", "b"]}]
-
-
-@pytest.fixture(autouse=True)
-def _audit_streams_verify(request):
-    yield
-    if request.node.get_closest_marker("django_db"):
-        report = audit_verify(checkpoints=False)
-        assert report.ok, report.failures
 
 
 @pytest.fixture

@@ -10,22 +10,14 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from audit.verify import audit_verify
 from gates.models import PolicyDecision, PolicyVersion
 from gates.services import Voter
 from runs.models import Run, RunStatus
 from runs.services import run_create, run_gate_vote, step_report
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_streams_verify")]
 
 STEPS = [f"step_{i}" for i in range(1, 6)]
-
-
-@pytest.fixture(autouse=True)
-def _audit_streams_verify():
-    yield
-    report = audit_verify(checkpoints=False)
-    assert report.ok, report.failures
 
 
 @pytest.fixture

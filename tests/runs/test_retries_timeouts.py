@@ -21,16 +21,9 @@ from runs.steps import retry_delay
 from runs.sweeper import runs_sweep
 from runs.verification import run_receipts_verify
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_streams_verify")]
 
 FLAKY = "python:runs.examples.flaky"
-
-
-@pytest.fixture(autouse=True)
-def _audit_streams_verify():
-    yield
-    report = audit_verify(checkpoints=False)
-    assert report.ok, report.failures
 
 
 @pytest.fixture

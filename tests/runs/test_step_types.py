@@ -13,20 +13,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from audit.models import AuditEvent
-from audit.verify import audit_verify
 from fcore.models import Tenant
 from runs.definitions import definition_publish
 from runs.models import Run, RunStatus, StepRun, StepStatus
 from runs.services import run_create
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _audit_streams_verify():
-    yield
-    report = audit_verify(checkpoints=False)
-    assert report.ok, report.failures
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_streams_verify")]
 
 
 @pytest.fixture

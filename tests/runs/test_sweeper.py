@@ -4,7 +4,6 @@ runs are advanced; however often a step is delivered, its result is recorded onc
 every test, every audit stream still verifies."""
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -13,7 +12,6 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from audit.verify import audit_verify
 from fcore.actors import ENGINE
 from fcore.models import Tenant
 from gates.services import Voter
@@ -22,19 +20,13 @@ from runs.definitions import definition_publish
 from runs.models import Run, RunStatus, StepRun, StepStatus
 from runs.services import run_create, run_gate_vote, run_request_gate, step_report
 from runs.sweeper import INTERNAL_GRACE_S, runs_sweep
+from tests.concurrency import concurrently
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_streams_verify")]
 
 ECHO = "python:runs.examples.echo"
 ADAM = Voter(actor="user:adam", groups=frozenset({"approvers"}))
 AMIRA = Voter(actor="user:amira", groups=frozenset({"approvers"}))
-
-
-@pytest.fixture(autouse=True)
-def _audit_streams_verify():
-    yield
-    report = audit_verify(checkpoints=False)
-    assert report.ok, report.failures
 
 
 @pytest.fixture
@@ -261,21 +253,6 @@ def test_an_internal_step_past_its_deadline_gets_a_grace_before_the_sweeper_fail
 
 
 # --- real concurrency (PostgreSQL: each thread its own connection, row locks decide) -------
-
-def concurrently(n: int, call) -> list:
-    """Start `n` calls at the same instant, each in its own thread and connection."""
-    barrier = threading.Barrier(n)
-
-    def worker(i):
-        barrier.wait()
-        try:
-            return call(i)
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        return list(pool.map(worker, range(n)))
-
 
 @pytest.fixture
 def unsent(tenant, monkeypatch):
