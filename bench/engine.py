@@ -40,17 +40,15 @@ django.setup()
 
 import redis  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.db.backends.base.base import BaseDatabaseWrapper  # noqa: E402
 
+from bench.workload import STEPS, setup  # noqa: E402
 from fcore.celery import app  # noqa: E402
 from fcore.models import Tenant  # noqa: E402
-from runs.bundles import bundle_load  # noqa: E402
 from runs.models import Run  # noqa: E402
 from runs.services import run_create  # noqa: E402
 
-STEPS = 5
 LOCAL = {"queries": 0, "commits": 0}
 _LOCK = threading.Lock()
 
@@ -68,25 +66,6 @@ def _counted_commit(self):
     with _LOCK:
         LOCAL["commits"] += 1
     return _commit(self)
-
-
-def setup(slug: str) -> Tenant:
-    call_command("migrate", verbosity=0)
-    bundle_load({
-        "tenant": slug,
-        "workflows": [{"name": "bench_noop", "steps": [
-            {"id": f"s{i}", "type": "noop"} for i in range(1, STEPS + 1)]}],
-        "policies": [
-            {"name": "limits", "tier": 2, "rules": [
-                {"id": "big", "effect": "flag",
-                 "when": "has(input.amount) && input.amount > 1000000"},
-                {"id": "blocked", "effect": "deny",
-                 "when": 'has(input.vendor) && input.vendor == "x"'}]},
-            {"name": "hours", "tier": 1, "rules": [
-                {"id": "late", "effect": "flag", "when": 'step.type == "approval"'}]},
-        ],
-    }, actor="system:bench")
-    return Tenant.objects.get(slug=slug)
 
 
 def start_workers(count: int, pool: str, concurrency: int) -> list[subprocess.Popen]:

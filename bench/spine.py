@@ -31,34 +31,12 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
+from bench.workload import STEPS, setup  # noqa: E402
 from fcore.models import Tenant  # noqa: E402
-from runs.bundles import bundle_load  # noqa: E402
 from runs.models import Run  # noqa: E402
 from runs.services import run_create  # noqa: E402
-
-STEPS = 5
-
-
-def setup(slug: str) -> Tenant:
-    call_command("migrate", verbosity=0)
-    bundle_load({
-        "tenant": slug,
-        "workflows": [{"name": "bench_noop", "steps": [
-            {"id": f"s{i}", "type": "noop"} for i in range(1, STEPS + 1)]}],
-        "policies": [
-            {"name": "limits", "tier": 2, "rules": [
-                {"id": "big", "effect": "flag",
-                 "when": "has(input.amount) && input.amount > 1000000"},
-                {"id": "blocked", "effect": "deny",
-                 "when": 'has(input.vendor) && input.vendor == "x"'}]},
-            {"name": "hours", "tier": 1, "rules": [
-                {"id": "late", "effect": "flag", "when": 'step.type == "approval"'}]},
-        ],
-    }, actor="system:bench")
-    return Tenant.objects.get(slug=slug)
 
 
 def governed(tenant: Tenant, runs: int) -> tuple[float, list[float]]:
