@@ -9,6 +9,8 @@ from django.db import transaction
 
 from audit.hashing import jcs_problem, json_hash
 from audit.services import admin_stream_name, audit_append
+from fcore.errors import BadRequest
+from fcore.rows import rows_fetch
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 
 from .models import WorkflowDefinition
@@ -202,3 +204,23 @@ def definition_publish(*, tenant, name: str, steps, actor: str,
                   "steps": [s["id"] for s in clean]},
         )
     return definition, True
+
+
+def definition_current(tenant, workflow: str, version: int | None = None
+                       ) -> WorkflowDefinition:
+    """The tenant's definition `workflow` at `version`, or its newest; a 400
+    `unknown_workflow` when there is none."""
+    where, params = "tenant_id = %s AND name = %s", [tenant.id, workflow]
+    if version is not None:
+        where, params = where + " AND version = %s", [*params, version]
+    found = rows_fetch(WorkflowDefinition, where, params, order_by="version DESC", limit=1)
+    if not found:
+        raise BadRequest(f"Unknown workflow {workflow!r}"
+                         + (f" version {version}" if version is not None else "") + ".",
+                         code="unknown_workflow", errors={"workflow": ["unknown workflow"]})
+    return found[0]
+
+
+def step_config(spec: dict) -> dict:
+    """What a step run keeps of its definition entry besides id, type and after."""
+    return {k: v for k, v in spec.items() if k not in ("id", "type", "after")}

@@ -95,11 +95,15 @@ class _Chain(threading.local):
 _chain = _Chain()
 
 
-def _dispatch(args: tuple) -> None:
+def _send_execute(args: tuple) -> None:
     from .tasks import execute_step
 
+    _send(execute_step, args)
+
+
+def _dispatch(args: tuple) -> None:
     if not _chain.offer(args):
-        _send(execute_step, args)
+        _send_execute(args)
 
 
 def enqueue_execute(step: StepRun) -> None:
@@ -349,9 +353,7 @@ def step_execute(run_id, step_id: str, attempt: int, step_type: str | None = Non
         # the queue with it (and with one a failing step's commit may have taken).
         for lost in (args if taken else None, _chain.next):
             if lost is not None:
-                from .tasks import execute_step
-
-                _send(execute_step, lost)
+                _send_execute(lost)
         raise
     finally:
         _chain.active, _chain.next = False, None

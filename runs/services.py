@@ -13,7 +13,7 @@ from audit.models import AuditStream
 from audit.services import audit_append, stream_writer
 from fcore.actors import SCHEDULER
 from fcore.errors import BadRequest, Conflict, Forbidden, InvalidTransition, NotFound
-from fcore.rows import rows_fetch, rows_insert, writes_batched
+from fcore.rows import rows_insert, writes_batched
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 from gates.models import Gate, GateStatus
 from gates.notify.links import LinkClaim, link_consume
@@ -27,8 +27,9 @@ from gates.services import (
 )
 
 from . import engine
+from .definitions import definition_current, step_config
 from .locks import parse_gate_id, run_lock
-from .models import Run, RunStatus, StepRun, StepStatus, WorkflowDefinition
+from .models import Run, RunStatus, StepRun, StepStatus
 
 OPERATOR_TARGETS = {
     RunStatus.PAUSED: "pause",
@@ -50,7 +51,7 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
     if not isinstance(input, dict) or problem:
         raise BadRequest("The run input must be a JSON object that can be hashed.",
                          code="invalid", errors={"input": [problem or "must be an object"]})
-    definition = _definition_for(tenant, workflow, version)
+    definition = definition_current(tenant, workflow, version)
     request_hash = json_hash({"workflow": workflow, "version": version, "input": input,
                               "metadata": metadata or {}})
     if idempotency_key:
@@ -66,8 +67,7 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
             stream = AuditStream(tenant_id=tenant.id, name=run.stream_name)
             rows_insert(AuditStream, [stream], returning=True)
             steps = [StepRun(run=run, step_id=s["id"], step_type=s["type"], index=i,
-                             after=s["after"], config={k: v for k, v in s.items()
-                                                       if k not in ("id", "type", "after")})
+                             after=s["after"], config=step_config(s))
                      for i, s in enumerate(definition.steps)]
             rows_insert(StepRun, steps, returning=True)
             with stream_writer(tenant_id=tenant.id, stream=run.stream_name, row=stream):
@@ -87,19 +87,6 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
             return existing, False
         raise
     return run, True
-
-
-def _definition_for(tenant, workflow: str, version: int | None) -> WorkflowDefinition:
-    """The pinned version, or the newest."""
-    where, params = "tenant_id = %s AND name = %s", [tenant.id, workflow]
-    if version is not None:
-        where, params = where + " AND version = %s", [*params, version]
-    found = rows_fetch(WorkflowDefinition, where, params, order_by="version DESC", limit=1)
-    if not found:
-        raise BadRequest(f"Unknown workflow {workflow!r}"
-                         + (f" version {version}" if version is not None else "") + ".",
-                         code="unknown_workflow", errors={"workflow": ["unknown workflow"]})
-    return found[0]
 
 
 def _replayed(tenant, key: str, request_hash: str) -> Run | None:
