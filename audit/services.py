@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from fcore.rows import row_update, rows_fetch, rows_insert
+from fcore.rows import row_new, row_update, rows_fetch, rows_insert
 
 from .hashing import GENESIS_HASH, event_hash, format_at
 from .models import AuditEvent, AuditStream
@@ -72,9 +72,9 @@ class StreamWriter:
         prev_hash = head_hash if head_seq else GENESIS_HASH
         digest = event_hash(prev_hash=prev_hash, stream=self.stream, seq=seq, code=code,
                             actor=actor, at=at, data=data)
-        event = AuditEvent(stream=self.row, tenant_id=self.tenant_id, seq=seq, code=code,
-                           actor=actor, at=at, occurred_at=moment, data=data,
-                           prev_hash=prev_hash, hash=digest)
+        event = row_new(AuditEvent, stream_id=self.row.id, tenant_id=self.tenant_id, seq=seq,
+                        code=code, actor=actor, at=at, occurred_at=moment, data=data,
+                        prev_hash=prev_hash, hash=digest)
         self.pending.append(event)
         return event
 

@@ -1,6 +1,7 @@
 """A Celery worker for bench/engine.py: the product's worker (`celery -A fcore worker`) plus
 two things only the benchmark needs: a bare no-op task for the baseline, and counters of
 SQL statements and commits that the benchmark reads from FCORE_BENCH_COUNTS_DIR.
+With BENCH_PROFILE=DIR each worker writes a cProfile of its life to DIR/worker-PID.prof.
 
     python bench/engine_worker.py worker -P solo -c 1 …   (started by bench/engine.py)
 """
@@ -69,4 +70,14 @@ def bare_noop() -> None:
 
 
 if __name__ == "__main__":
-    app.worker_main(sys.argv[1:])
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+        _prof = cProfile.Profile()
+        _prof.enable()
+        try:
+            app.worker_main(sys.argv[1:])
+        finally:
+            _prof.disable()
+            _prof.dump_stats(Path(os.environ["BENCH_PROFILE"]) / f"worker-{os.getpid()}.prof")
+    else:
+        app.worker_main(sys.argv[1:])

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from audit.services import audit_append
 from fcore.actors import ENGINE, Actor
-from fcore.rows import rows_insert
+from fcore.rows import row_new, rows_insert
 from gates.models import PolicyDecision
 from gates.policy import Decision, PolicySnapshot, evaluate
 from gates.simulate import PolicyVersions
@@ -43,8 +43,8 @@ def step_decide(run: Run, step: StepRun, enabled: list[PolicySnapshot]) -> Decis
     applicable = [p for p in enabled if p.applies(run.definition.name, step.step_type)]
     decision = evaluate(applicable, context,
                         time_limit_s=settings.FCORE_POLICY_TIME_LIMIT_MS / 1000)
-    rows_insert(PolicyDecision, [PolicyDecision(
-        tenant_id=run.tenant_id, step_run=step, attempt=step.attempt,
+    rows_insert(PolicyDecision, [row_new(
+        PolicyDecision, tenant_id=run.tenant_id, step_run_id=step.pk, attempt=step.attempt,
         decision=decision.decision, reason=decision.reason, policy_id=decision.policy_id,
         policy_version=decision.policy_version, tier=decision.tier,
         rules_triggered=decision.rules_triggered, policies=decision.policies,

@@ -39,7 +39,7 @@ from gates.services import gate_cancel, gate_open
 from .decisions import step_decide
 from .handlers import StepContext, handler_run
 from .heartbeat import lease_kept
-from .locks import run_lock
+from .locks import run_lock, run_memo
 from .models import RUN_TERMINAL, STEP_DONE, Run, RunStatus, StepRun, StepStatus
 from .receipts import workflow_hash
 from .steps import (
@@ -49,6 +49,7 @@ from .steps import (
     step_input,
     step_retry,
     step_retry_due,
+    step_save,
     step_start,
     steps_of,
 )
@@ -235,7 +236,7 @@ def _step_release(run: Run, steps: dict[str, StepRun], step: StepRun) -> None:
 def _step_hold_at_gate(run: Run, step: StepRun, decision: Decision) -> None:
     gate_settings = _gate_settings_for(step, decision)  # may raise GateSettingsError
     step.wait()
-    step.save()
+    step_save(step)
     run.current_step, run.step_index = step.step_id, step.index
     if decision.decision == "flag":
         source, reason = "policy", decision.reason
@@ -337,17 +338,19 @@ def step_record_result(run_id, step_id: str, attempt: int, *, succeeded: bool, o
 
 def step_execute(run_id, step_id: str, attempt: int, step_type: str | None = None) -> None:
     """Execute an internal step (delivered at least once) and record its result once; then
-    the next step of the run this worker's commit started, if any (`_Chain`)."""
+    the next step of the run this worker's commit started, if any (`_Chain`), without
+    reading again what its own commit left (`runs.locks.run_memo`)."""
     if _chain.active:  # called from inside a chain (eager tests): the outer loop continues
         _step_execute_one(run_id, step_id, attempt, step_type)
         return
     _chain.active, _chain.taken, _chain.next = True, 0, None
     args, taken = (run_id, step_id, attempt, step_type), False
     try:
-        while args is not None:
-            _chain.next = None
-            _step_execute_one(*args)
-            args, taken = _chain.next, True
+        with run_memo():  # each lock of the chain re-reads only what others changed
+            while args is not None:
+                _chain.next = None
+                _step_execute_one(*args)
+                args, taken = _chain.next, True
     except BaseException:
         # A step this worker took from its own commit has no message of its own: back to
         # the queue with it (and with one a failing step's commit may have taken).

@@ -5,8 +5,10 @@ under the lock. On PostgreSQL this is `SELECT … FOR UPDATE`; on SQLite, transa
 IMMEDIATE (settings), which serialises writers for the whole database.
 """
 
+import threading
 import uuid
 from contextlib import contextmanager
+from functools import partial
 
 from django.db import connection, transaction
 
@@ -72,19 +74,74 @@ def _tenant_of(tenant_id: int) -> Tenant:
     return Tenant.from_db(connection.alias, ["id", "slug"], [tenant_id, slug])
 
 
-def _fetch_locked(run_uuid: uuid.UUID, tenant) -> tuple:
+class _Memo(threading.local):
+    """Inside `run_memo()`: the steps and stream head row of the run whose lock this thread
+    last committed. Every change of a run's steps or status appends to the run's audit
+    stream in the same transaction, so while the stream's head is still the one this thread
+    wrote, they are as this thread left them, and the next `run_lock` of that run does not
+    read them again. The fields written without an event, `lease_expires_at` and
+    `redeliveries`, may be stale: the engine never reads them under the lock, and writes
+    `lease_expires_at` only with a new value, never `redeliveries`."""
+
+    active = False
+    kept: tuple | None = None  # (run uuid, steps, stream row)
+
+    def keep(self, run_uuid, steps: list, stream: AuditStream) -> None:
+        if self.active:
+            self.kept = (run_uuid, steps, stream)
+
+    def take(self, run_uuid) -> tuple | None:
+        kept, self.kept = self.kept, None
+        return kept if self.active and kept and kept[0] == run_uuid else None
+
+
+_memo = _Memo()
+
+
+@contextmanager
+def run_memo():
+    """Let this thread's consecutive locks of one run skip re-reading what has not changed
+    (the engine's chain of steps; see `_Memo`)."""
+    if _memo.active:
+        yield
+        return
+    _memo.active, _memo.kept = True, None
+    try:
+        yield
+    finally:
+        _memo.active, _memo.kept = False, None
+
+
+_MOVED = "(SELECT head_hash FROM audit_auditstream WHERE name = %s) IS DISTINCT FROM %s"
+
+
+def _fetch_locked(run_uuid: uuid.UUID, tenant, memo: tuple | None) -> tuple:
     """The run, locked, and with it in one round trip what the engine reads next: its
-    steps, its audit stream's head row and its tenant's enabled policies."""
+    steps, its audit stream's head row and its tenant's enabled policies. With `memo`
+    (see `_Memo`), the stream's head row is read only if the stream moved, and only then
+    the steps, in a second round trip."""
     run_id = db_value(Run, "run_id", run_uuid)
+    stream_name = run_stream_name(run_uuid)
     where, params = "run_id = %s", [run_id]
     if tenant is not None:
         where, params = "run_id = %s AND tenant_id = %s", [run_id, tenant.id]
-    runs, steps, streams, policies = rows_fetch_together(
+    stream_where, stream_params = "name = %s", [stream_name]
+    if memo is not None:
+        stream_where, stream_params = f"name = %s AND {_MOVED}", [
+            stream_name, stream_name, memo[2].head_hash]
+    steps_query = (StepRun, "run_id = %s", [run_id], quote("index"), False)
+    runs, streams, policies, *steps = rows_fetch_together(
         (Run, where, params, "", True),
-        (StepRun, "run_id = %s", [run_id], quote("index"), False),
-        (AuditStream, "name = %s", [run_stream_name(run_uuid)], "", False),
+        (AuditStream, stream_where, stream_params, "", False),
         (Policy, "tenant_id = (SELECT tenant_id FROM runs_run WHERE run_id = %s) "
-                 "AND enabled = %s AND version > 0", [run_id, True], "tier DESC, name", False))
+                 "AND enabled = %s AND version > 0", [run_id, True], "tier DESC, name", False),
+        *([steps_query] if memo is None else []))
+    if memo is None:
+        steps = steps[0]
+    elif not streams:  # the stream has not moved: nor have the steps
+        steps, streams = memo[1], [memo[2]]
+    elif runs:
+        steps = rows_fetch_together(steps_query)[0]
     return (runs[0] if runs else None), steps, (streams[0] if streams else None), policies
 
 
@@ -95,10 +152,12 @@ def run_lock(run_id, *, tenant=None):
     `steps_of` and `run_policies`); audit events appended to the run's stream inside are
     written together at the end, and on PostgreSQL every write is sent in one round trip
     (`writes_batched`). Every writer of a run's stream holds this lock, so the stream's
-    head is read, not locked, and moved with a compare-and-set."""
+    head is read, not locked, and moved with a compare-and-set. Inside `run_memo()`, what
+    a committed lock leaves is kept for the next lock of the same run (`_Memo`)."""
     run_uuid = parse_run_id(run_id)
+    memo = _memo.take(run_uuid)
     with transaction.atomic(), writes_batched():
-        run, steps, stream, policies = _fetch_locked(run_uuid, tenant)
+        run, steps, stream, policies = _fetch_locked(run_uuid, tenant, memo)
         if run is None:
             raise NotFound("No such run.")
         run.definition = definition_of(run.definition_id)
@@ -106,3 +165,5 @@ def run_lock(run_id, *, tenant=None):
         run.prefetched = {"steps": steps, "policies": policies}
         with stream_writer(tenant_id=run.tenant_id, stream=run.stream_name, row=stream):
             yield run
+        if _memo.active and stream is not None and not getattr(run, "steps_reread", False):
+            transaction.on_commit(partial(_memo.keep, run_uuid, steps, stream))

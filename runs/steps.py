@@ -30,6 +30,7 @@ def steps_of(run: Run) -> dict[str, StepRun]:
     call under `run_lock` takes the steps read with the run."""
     steps = _prefetched(run, "steps")
     if steps is None:
+        run.steps_reread = True  # not the instances read with the run (see runs.locks._Memo)
         steps = rows_fetch(StepRun, "run_id = %s", [db_value(Run, "run_id", run.pk)],
                            order_by=quote("index"))
     return {s.step_id: s for s in steps}
@@ -119,6 +120,13 @@ def step_finish(run: Run, steps: dict[str, StepRun], step: StepRun, *, succeeded
                  code="FC-STEP-002" if succeeded else "FC-STEP-003", actor=actor, data=data)
 
 
+def step_save(step: StepRun) -> None:
+    """Save a step whole but for `redeliveries`, which the sweeper counts without the run
+    lock (a stale count must not overwrite it)."""
+    step.save(update_fields=[f.name for f in StepRun._meta.concrete_fields
+                             if not f.primary_key and f.name != "redeliveries"])
+
+
 def retry_delay(retry: dict, failed_attempt: int) -> float:
     """Exponential backoff with jitter: half of min(max_backoff, backoff·2^(n−1)) plus a
     random share of the other half."""
@@ -141,7 +149,7 @@ def step_retry(run: Run, step: StepRun, *, actor: str) -> float:
     step.not_before = timezone.now() + timedelta(seconds=delay)
     step.started_at = step.ended_at = step.deadline_at = step.lease_expires_at = None
     step.decision, step.policy_versions = "", []
-    step.save()
+    step_save(step)
     audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code="FC-STEP-004",
                  actor=actor,
                  data={"step_id": step.step_id, "attempt": step.attempt,
@@ -156,7 +164,7 @@ def step_close(run: Run, step: StepRun, how: str, *, actor: str, reason: str) ->
     getattr(step, how)()
     step.ended_at = timezone.now()
     step.error = {"code": step.status, "detail": reason}
-    step.save()
+    step_save(step)
     audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code="FC-STEP-005",
                  actor=actor, data={"step_id": step.step_id, "status": step.status,
                                     "reason": reason})

@@ -3,7 +3,10 @@
 queue, `FCORE_STEP_CHAIN_MAX` bounds it, and a step it took but could not run goes back to
 the queue. These tests commit for real (the chain starts at commit)."""
 
+import threading
+
 import pytest
+from django.db import connection
 from django.test.utils import override_settings
 
 from audit.models import AuditEvent
@@ -12,7 +15,7 @@ from fcore.models import Tenant
 from runs import engine
 from runs.definitions import definition_publish
 from runs.models import Run, RunStatus, StepRun, StepStatus
-from runs.services import run_create
+from runs.services import run_create, run_set_status
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -121,3 +124,67 @@ def test_a_step_taken_but_not_run_goes_back_to_the_queue(tenant, broker, monkeyp
     broker.drain()  # the redelivery finishes the run
     assert Run.objects.get(pk=run.pk).status == RunStatus.COMPLETED
     assert broker.sent == [("s0", 1), ("s1", 1)]
+
+
+# --- what a chain's locks read (runs.locks.run_memo) ----------------------------------------
+
+@pytest.fixture
+def steps_read():
+    """How many times this thread's `run_lock`s read a run's steps from the database."""
+    reads = []
+
+    def counting(execute, sql, params, many, context):
+        if sql.startswith('SELECT "runs_steprun"') and sql.endswith('ORDER BY "index"'):
+            reads.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(counting):
+        yield reads
+
+
+def test_a_chain_reads_its_run_steps_once(tenant, broker, steps_read):
+    run = create(tenant, broker, "line", [{"id": f"s{i}", "type": "noop"} for i in range(4)])
+    assert run.status == RunStatus.COMPLETED
+    # The first lock reads the steps; the next three find the run's audit stream where
+    # their own commit left it, and keep the steps they already hold.
+    assert len(steps_read) == 1
+    assert receipts(run) == [1, 2, 3, 4]
+    assert audit_verify(checkpoints=False).ok
+
+
+def cancel_from_elsewhere(ctx) -> dict:
+    """A handler registered by the test below: while its step runs, an operator cancels
+    the run through another connection."""
+
+    def cancel():
+        try:
+            run_set_status(tenant=Tenant.objects.get(slug="tenant_chain"), run_id=ctx.run_id,
+                           status="cancelled", actor="user:otto", reason="stop it")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=cancel)
+    thread.start()
+    thread.join()
+    return {}
+
+
+def test_a_chain_reads_again_what_another_connection_changed(tenant, broker, settings,
+                                                             steps_read):
+    handler = f"{__name__}.cancel_from_elsewhere"
+    settings.FCORE_STEP_HANDLERS = [*settings.FCORE_STEP_HANDLERS, handler]
+    run = create(tenant, broker, "cancelled", [{"id": "s0", "type": "noop"},
+                                               {"id": "s1", "type": f"python:{handler}"},
+                                               {"id": "s2", "type": "noop"}])
+    # s1's late result finds the run cancelled and s1 failed by the cancel, because its
+    # lock read the steps again: the run's stream had moved since the chain's last commit.
+    assert run.status == RunStatus.CANCELLED
+    assert len(steps_read) == 2  # s0's result, and s1's (the cancel's is another thread's)
+    states = dict(StepRun.objects.filter(run=run).values_list("step_id", "status"))
+    assert states == {"s0": StepStatus.SUCCEEDED, "s1": StepStatus.FAILED,
+                      "s2": StepStatus.CANCELLED}
+    assert StepRun.objects.get(run=run, step_id="s1").error["code"] == "run_ended"
+    s1_events = [e.code for e in AuditEvent.objects.filter(stream__name=run.stream_name)
+                 if e.data.get("step_id") == "s1"]
+    assert s1_events == ["FC-POL-001", "FC-STEP-001", "FC-STEP-003"]  # no late FC-STEP-002
+    assert audit_verify(checkpoints=False).ok

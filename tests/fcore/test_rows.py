@@ -1,0 +1,80 @@
+"""`fcore.rows` builds instances without `Model.__init__` (`_built`): they must be the
+instances the ORM would build."""
+
+import pytest
+from django.db.models.signals import post_init
+from django.utils import timezone
+
+from audit.models import AuditEvent, AuditStream
+from fcore.models import Tenant
+from fcore.rows import db_value, row_new, rows_fetch
+from runs.definitions import definition_publish
+from runs.models import Run, StepRun, StepStatus
+from runs.services import run_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def run():
+    tenant = Tenant.objects.create(slug="tenant_rows", name="Rows")
+    definition_publish(tenant=tenant, name="pair", actor="user:priya",
+                       steps=[{"id": "a", "type": "external"},
+                              {"id": "b", "type": "noop", "after": ["a"],
+                               "retry": {"max_attempts": 2, "backoff": 1, "max_backoff": 2}}])
+    created, _ = run_create(tenant=tenant, workflow="pair", input={"amount": 5},
+                            actor="user:olivia")
+    return created
+
+
+def fetched_steps(run) -> list[StepRun]:
+    return rows_fetch(StepRun, "run_id = %s", [db_value(Run, "run_id", run.pk)],
+                      order_by='"index"')
+
+
+def test_fetched_rows_are_the_instances_the_orm_builds(run):
+    fetched, orm = fetched_steps(run), list(StepRun.objects.filter(run=run).order_by("index"))
+    names = [f.attname for f in StepRun._meta.concrete_fields]
+    assert [[getattr(s, n) for n in names] for s in fetched] == \
+        [[getattr(s, n) for n in names] for s in orm]
+    assert fetched[0].status == StepStatus.RUNNING and fetched[0].input == {"amount": 5}
+    assert all(not s._state.adding and s._state.db == "default" for s in fetched)
+    # They behave as ORM instances: related objects, FSM transitions, save.
+    step = fetched[0]
+    assert step.run == Run.objects.get(pk=run.pk)
+    step.succeed()
+    step.save(update_fields=["status"])
+    assert StepRun.objects.get(pk=step.pk).status == StepStatus.SUCCEEDED
+
+
+def test_new_instances_hold_every_value_and_are_unsaved(run):
+    stream = AuditStream.objects.get(name=run.stream_name)
+    values = dict(stream_id=stream.id, tenant_id=run.tenant_id, seq=99, code="FC-TEST-1",
+                  actor="user:olivia", at="2026-11-21T00:00:00.000000Z",
+                  occurred_at=timezone.now(), data={"k": 1}, prev_hash="0" * 64,
+                  hash="f" * 64)
+    built, orm = row_new(AuditEvent, **values), AuditEvent(**values)
+    names = [f.attname for f in AuditEvent._meta.concrete_fields]
+    assert [getattr(built, n) for n in names] == [getattr(orm, n) for n in names]
+    assert built.pk is None and built._state.adding and built._state.db is None
+    assert built.stream == stream
+
+
+def test_new_instances_refuse_missing_and_unknown_fields():
+    with pytest.raises(TypeError, match=r"missing \['tenant_id'\], unknown \['tenant'\]"):
+        row_new(AuditStream, tenant=1, name="x", head_seq=0, head_hash="",
+                created_at=None, updated_at=None)
+
+
+def test_a_model_with_init_receivers_is_built_the_ordinary_way(run):
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append(instance.step_id)
+
+    post_init.connect(receiver, sender=StepRun)
+    try:
+        fetched = fetched_steps(run)
+    finally:
+        post_init.disconnect(receiver, sender=StepRun)
+    assert seen == [s.step_id for s in fetched] == ["a", "b"]
