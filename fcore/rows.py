@@ -126,7 +126,8 @@ def _built(model, names: list, values, alias: str | None):
     pass each through `setattr`, whose field descriptors (ForeignKey, FileField, django-fsm's
     FSMField without state proxies) store it there too on a new instance. A model with
     `pre_init`/`post_init` receivers is built the ordinary way."""
-    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+    if (pre_init.receivers or post_init.receivers) and (
+            pre_init.has_listeners(model) or post_init.has_listeners(model)):
         if alias is None:
             return model(**dict(zip(names, values, strict=True)))
         return model.from_db(alias, names, values)
