@@ -121,11 +121,12 @@ def _attnames(model) -> list:
 
 def _built(model, names: list, values, alias: str | None):
     """An instance holding `values` (attnames `names`, every concrete field), as
-    `Model.from_db` (alias given) or `Model(**values)` (None) would build it, at a tenth of
-    the cost: the values go straight into the instance's `__dict__` where `__init__` would
-    pass each through `setattr`, whose field descriptors (ForeignKey, FileField, django-fsm's
-    FSMField without state proxies) store it there too on a new instance. A model with
-    `pre_init`/`post_init` receivers is built the ordinary way."""
+    `Model.from_db` (alias given) or `Model(**values)` (None) would build it, in a third of
+    the time (a StepRun: 5 µs instead of 14 here): the values go straight into the
+    instance's `__dict__` where `__init__` would pass each through `setattr`, whose field
+    descriptors (ForeignKey, FileField, django-fsm's FSMField without state proxies) store
+    it there too on a new instance. A model with `pre_init`/`post_init` receivers is built
+    the ordinary way."""
     if (pre_init.receivers or post_init.receivers) and (
             pre_init.has_listeners(model) or post_init.has_listeners(model)):
         if alias is None:
