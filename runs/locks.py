@@ -112,7 +112,8 @@ def run_memo():
         _memo.active, _memo.kept = False, None
 
 
-_MOVED = "(SELECT head_hash FROM audit_auditstream WHERE name = %s) IS DISTINCT FROM %s"
+# COALESCE, not IS DISTINCT FROM: SQLite has that only since 3.39.
+_MOVED = "COALESCE((SELECT head_hash FROM audit_auditstream WHERE name = %s), '') <> %s"
 
 
 def _fetch_locked(run_uuid: uuid.UUID, tenant, memo: tuple | None) -> tuple:
