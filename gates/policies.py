@@ -68,10 +68,16 @@ def policy_save(*, tenant, name: str, rules, actor: str, tier: int = 1, applies_
     return policy, True
 
 
+# The rows `policies_enabled` reads (with the parameter True), in `Meta.ordering`; the run
+# lock reads the same ones with the run (`runs.locks`).
+ENABLED_WHERE = "enabled = %s AND version > 0"
+ENABLED_ORDER = "tier DESC, name"
+
+
 def policies_enabled(tenant) -> list[PolicySnapshot]:
     """The tenant's enabled policies, current versions, as evaluation snapshots."""
-    enabled = rows_fetch(Policy, "tenant_id = %s AND enabled = %s AND version > 0",
-                         [tenant.id, True], order_by="tier DESC, name")  # Meta.ordering
+    enabled = rows_fetch(Policy, f"tenant_id = %s AND {ENABLED_WHERE}", [tenant.id, True],
+                         order_by=ENABLED_ORDER)
     return policy_snapshots(enabled)
 
 

@@ -18,6 +18,7 @@ from fcore.errors import NotFound
 from fcore.models import Tenant
 from fcore.rows import db_value, quote, rows_fetch_together, writes_batched
 from gates.models import Policy
+from gates.policies import ENABLED_ORDER, ENABLED_WHERE
 
 from .models import Run, StepRun, WorkflowDefinition
 
@@ -134,8 +135,8 @@ def _fetch_locked(run_uuid: uuid.UUID, tenant, memo: tuple | None) -> tuple:
     runs, streams, policies, *steps = rows_fetch_together(
         (Run, where, params, "", True),
         (AuditStream, stream_where, stream_params, "", False),
-        (Policy, "tenant_id = (SELECT tenant_id FROM runs_run WHERE run_id = %s) "
-                 "AND enabled = %s AND version > 0", [run_id, True], "tier DESC, name", False),
+        (Policy, f"tenant_id = (SELECT tenant_id FROM runs_run WHERE run_id = %s) "
+                 f"AND {ENABLED_WHERE}", [run_id, True], ENABLED_ORDER, False),
         *([steps_query] if memo is None else []))
     if memo is None:
         steps = steps[0]
