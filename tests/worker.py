@@ -9,10 +9,30 @@ import time
 from pathlib import Path
 
 import dj_database_url
+import pytest
 from django.conf import settings
 from django.db import connection
 
+from fcore import celery_app
+from tests.conftest import service_missing
+
 CELERY = os.path.join(os.path.dirname(sys.executable), "celery")
+
+
+def require_worker_mode() -> None:
+    """Worker tests need this process's Celery settings for real workers, not eager."""
+    if celery_app.conf.task_always_eager:
+        pytest.fail("worker tests run with FCORE_TEST_WORKER=1 (make test does)")
+
+
+def require_broker() -> None:
+    """The configured broker answers; else a missing service (a failure under
+    FCORE_REQUIRE_SERVICES=1)."""
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:  # noqa: BLE001 - any broker failure means "not available"
+        service_missing(f"the Celery broker {settings.CELERY_BROKER_URL} ({exc})")
 
 
 def test_database_url() -> str:

@@ -7,26 +7,20 @@ import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.core.management import call_command
 
 from fcore import celery_app
 from runs.models import Run
-from tests.conftest import ALL_SCOPES, load_bundle, service_missing
-from tests.worker import Worker
+from tests.conftest import ALL_SCOPES, load_bundle
+from tests.worker import Worker, require_broker, require_worker_mode
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def worker(tmp_path):
-    if celery_app.conf.task_always_eager:
-        pytest.fail("worker tests run with FCORE_TEST_WORKER=1 (make test does)")
-    try:
-        with celery_app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1)
-    except Exception as exc:  # noqa: BLE001 - any broker failure means "not available"
-        service_missing(f"the Celery broker {settings.CELERY_BROKER_URL} ({exc})")
+    require_worker_mode()
+    require_broker()
     celery_app.control.purge()
     proc = Worker(log_path=tmp_path / "worker.log")
     try:

@@ -26,8 +26,7 @@ from audit.verify import audit_verify
 from fcore import celery_app
 from runs.models import Run, StepRun
 from runs.verification import run_receipts_verify
-from tests.conftest import service_missing
-from tests.worker import Beat, Worker
+from tests.worker import Beat, Worker, require_broker, require_worker_mode
 
 from .handlers import JOURNAL_ENV, SLOW
 
@@ -83,16 +82,11 @@ def require_postgres_and_redis() -> None:
     PostgreSQL worker pass and skip on the embedded one (SQLite, file-system broker). A
     configured but unreachable broker is a missing service (a failure under
     FCORE_REQUIRE_SERVICES=1)."""
-    if celery_app.conf.task_always_eager:
-        pytest.fail("worker tests run with FCORE_TEST_WORKER=1 (make test does)")
+    require_worker_mode()
     if connection.vendor != "postgresql" or not settings.CELERY_BROKER_URL.startswith(
             "redis://"):
         pytest.skip("fault tests run on PostgreSQL + Redis (make test-postgres)")
-    try:
-        with celery_app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1)
-    except Exception as exc:  # noqa: BLE001 - any broker failure means "not available"
-        service_missing(f"the Celery broker {settings.CELERY_BROKER_URL} ({exc})")
+    require_broker()
 
 
 def free_port() -> int:
