@@ -43,7 +43,7 @@ from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.db.backends.base.base import BaseDatabaseWrapper  # noqa: E402
 
-from bench.workload import STEPS, setup  # noqa: E402
+from bench.workload import STEPS, setup, worker_argv  # noqa: E402
 from fcore.celery import app  # noqa: E402
 from fcore.models import Tenant  # noqa: E402
 from runs.models import Run  # noqa: E402
@@ -73,11 +73,10 @@ def start_workers(count: int, pool: str, concurrency: int) -> list[subprocess.Po
     procs = []
     for n in range(count):
         log = open(ROOT / "var" / f"bench-worker-{n}.log", "w")
-        procs.append(subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "engine_worker.py"), "worker", "-P", pool,
-             "-c", str(concurrency), "-l", os.environ.get("BENCH_WORKER_LOG", "warning"),
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"bench{n}@%h"],
-            env=os.environ, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
+        argv = worker_argv(f"bench{n}", pool=pool, concurrency=concurrency,
+                           loglevel=os.environ.get("BENCH_WORKER_LOG", "warning"))
+        procs.append(subprocess.Popen(argv, env=os.environ, stdout=log,
+                                      stderr=subprocess.STDOUT, cwd=ROOT))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # ready when each answers a ping
         replies = app.control.ping(timeout=0.5) or []

@@ -42,7 +42,7 @@ import redis  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from bench.workload import STEPS, setup  # noqa: E402
+from bench.workload import STEPS, setup, worker_argv  # noqa: E402
 from fcore.celery import app  # noqa: E402
 from runs.models import Run  # noqa: E402
 from runs.services import run_create  # noqa: E402
@@ -74,10 +74,8 @@ def main() -> None:
     log = open(out / "worker.log", "w")
     worker = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-         f"--callgrind-out-file={out / 'callgrind.out'}", sys.executable,
-         str(ROOT / "bench" / "engine_worker.py"), "worker", "-P", "solo", "-c", "1",
-         "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat",
-         "-n", "instr@%h"], cwd=ROOT, env=os.environ, stdout=log, stderr=subprocess.STDOUT)
+         f"--callgrind-out-file={out / 'callgrind.out'}", *worker_argv("instr")],
+        cwd=ROOT, env=os.environ, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 300
         while not (app.control.ping(timeout=1) or []):

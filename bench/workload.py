@@ -1,5 +1,8 @@
 """The workload bench/spine.py and bench/engine.py push: a five-step `noop` workflow under two
-CEL policies (import after `django.setup()`)."""
+CEL policies (import after `django.setup()`), and the worker command the benchmarks start."""
+
+import sys
+from pathlib import Path
 
 from django.core.management import call_command
 
@@ -26,3 +29,11 @@ def setup(slug: str) -> Tenant:
         ],
     }, actor="system:bench")
     return Tenant.objects.get(slug=slug)
+
+
+def worker_argv(name: str, *, pool: str = "solo", concurrency: int = 1,
+                loglevel: str = "warning") -> list[str]:
+    """The command of one bench worker (bench/engine_worker.py), Celery node `name`."""
+    return [sys.executable, str(Path(__file__).resolve().parent / "engine_worker.py"),
+            "worker", "-P", pool, "-c", str(concurrency), "-l", loglevel, "--without-gossip",
+            "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h"]
