@@ -22,7 +22,7 @@ import threading
 from contextlib import contextmanager
 from functools import cache
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 
@@ -210,10 +210,13 @@ class RowChanged(RuntimeError):
     """A guarded `row_update` found the row no longer as expected."""
 
 
-def row_update(obj, fields: tuple, *, expect: tuple[str, object] | None = None) -> None:
+def row_update(obj, fields: tuple, *, expect: tuple[str, object] | None = None,
+               enforced_by: str = "") -> None:
     """Save `fields` of `obj` (an `auto_now` field among them is set to now). With
     `expect=(field, value)` the row is updated only if that column still holds `value`,
-    else `RowChanged` (a compare-and-set)."""
+    else `RowChanged` (a compare-and-set). `enforced_by` names a database constraint that
+    already fails the transaction when the row is not as expected: the row count is then
+    not read, so the write may travel with the COMMIT (`atomic_batched`)."""
     db = _db()
     sql, targets, preparers = _update_sql(type(obj), tuple(fields), db.vendor)
     params = _prepared(preparers, [f.pre_save(obj, add=False) for f in targets], db)
@@ -222,7 +225,8 @@ def row_update(obj, fields: tuple, *, expect: tuple[str, object] | None = None) 
         field = obj._meta.get_field(expect[0])
         sql += f" AND {quote(field.column)} = %s"
         params.append(field.get_db_prep_value(expect[1], db))
-    check = f"{obj._meta.label} {obj.pk}: {expect[0]} changed" if expect else None
+    check = f"{obj._meta.label} {obj.pk}: {expect[0]} changed" \
+        if expect and not enforced_by else None
     _write(db, sql, params, check)
 
 
@@ -286,15 +290,19 @@ def _flush_first(execute, sql, params, many, context):
     return execute(sql, params, many, context)
 
 
-def writes_flush(*, read_last: bool = False):
+def writes_flush(*, read_last: bool = False, commit: bool = False):
     """Send the batched writes now, in one round trip (`read_last`: return the rows of the
-    last one). Statements share a cursor, but for those whose row count or rows are read."""
+    last one; `commit`: end the transaction with them, unless a row count is to be read
+    or the transaction is to roll back). Statements share a cursor, but for those whose
+    row count or rows are read."""
     writes, _batch.writes = _batch.writes, []
     if not writes:
         return None
     db = _db()
     shared = _cursor(db)  # connects if needed, before the pipeline starts
     own = []
+    commit = commit and not read_last and not db.needs_rollback \
+        and not any(check for _sql, _params, check in writes)
     _batch.flushing = True
     try:
         with db.wrap_database_errors, db.connection.pipeline():
@@ -304,6 +312,8 @@ def writes_flush(*, read_last: bool = False):
                     own[-1][0].execute(sql, params)
                 else:
                     shared.execute(sql, params)
+            if commit:  # on the psycopg cursor: a COMMIT is neither counted nor prepared
+                shared.cursor.execute("COMMIT", prepare=False)
         for cursor, check in own:
             if check and cursor.rowcount != 1:
                 raise RowChanged(check)
@@ -315,11 +325,12 @@ def writes_flush(*, read_last: bool = False):
 
 
 @contextmanager
-def writes_batched():
+def writes_batched(*, commit: bool = False):
     """Inside a transaction on PostgreSQL: `row_update` and `rows_insert` are held and sent
     together in one round trip (a psycopg pipeline) just before the next other statement
-    (so every read sees them) and when the block ends. Elsewhere, or nested, it does
-    nothing. Errors of a held write surface at that moment, inside the transaction."""
+    (so every read sees them) and when the block ends (`commit`: with the COMMIT, see
+    `atomic_batched`). Elsewhere, or nested, it does nothing. Errors of a held write
+    surface at that moment, inside the transaction."""
     db = _db()
     if db.vendor != "postgresql" or _batch.writes is not None:
         yield
@@ -328,7 +339,21 @@ def writes_batched():
     db.execute_wrappers.append(_flush_first)
     try:
         yield
-        writes_flush()
+        writes_flush(commit=commit)
     finally:
         db.execute_wrappers.remove(_flush_first)
         _batch.writes = None
+
+
+@contextmanager
+def atomic_batched():
+    """`transaction.atomic()` around `writes_batched()`. As the outermost block on
+    PostgreSQL, its last writes and the COMMIT go in one round trip: Django's commit then
+    finds the transaction ended and runs the `on_commit` callbacks as usual. It does not
+    when a held write's row count is still to be read (`row_update(expect=…)`), so nothing
+    commits before its check; a failed write fails the COMMIT with it."""
+    with transaction.atomic():
+        db = _db()
+        outermost = db.vendor == "postgresql" and len(db.atomic_blocks) == 1
+        with writes_batched(commit=outermost):
+            yield

@@ -16,7 +16,7 @@ from audit.models import AuditStream
 from audit.services import run_stream_name, stream_writer
 from fcore.errors import NotFound
 from fcore.models import Tenant
-from fcore.rows import db_value, quote, rows_fetch_together, writes_batched
+from fcore.rows import atomic_batched, db_value, quote, rows_fetch_together
 from gates.models import Policy
 from gates.policies import ENABLED_ORDER, ENABLED_WHERE
 
@@ -153,12 +153,13 @@ def run_lock(run_id, *, tenant=None):
     Its steps and enabled policies are read with it (`run.prefetched`, taken once by
     `steps_of` and `run_policies`); audit events appended to the run's stream inside are
     written together at the end, and on PostgreSQL every write is sent in one round trip
-    (`writes_batched`). Every writer of a run's stream holds this lock, so the stream's
-    head is read, not locked, and moved with a compare-and-set. Inside `run_memo()`, what
-    a committed lock leaves is kept for the next lock of the same run (`_Memo`)."""
+    with the COMMIT (`atomic_batched`). Every writer of a run's stream holds this lock, so
+    the stream's head is read, not locked, and moved with a compare-and-set. Inside
+    `run_memo()`, what a committed lock leaves is kept for the next lock of the same run
+    (`_Memo`)."""
     run_uuid = parse_run_id(run_id)
     memo = _memo.take(run_uuid)
-    with transaction.atomic(), writes_batched():
+    with atomic_batched():
         run, steps, stream, policies = _fetch_locked(run_uuid, tenant, memo)
         if run is None:
             raise NotFound("No such run.")

@@ -5,7 +5,7 @@ the lock, changes state, records the audit events, and enqueues follow-up work o
 Where a gate's resolution moves a run, it happens here (lock order: run → gate → stream).
 """
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.utils import timezone
 
 from audit.hashing import jcs_problem, json_hash
@@ -13,7 +13,7 @@ from audit.models import AuditStream
 from audit.services import audit_append, stream_writer
 from fcore.actors import SCHEDULER
 from fcore.errors import BadRequest, Conflict, Forbidden, InvalidTransition, NotFound
-from fcore.rows import rows_insert, writes_batched
+from fcore.rows import atomic_batched, rows_insert
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 from gates.models import Gate, GateStatus
 from gates.notify.links import LinkClaim, link_consume
@@ -59,7 +59,7 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
         if existing:
             return existing, False
     try:
-        with transaction.atomic(), writes_batched():
+        with atomic_batched():
             run = Run(tenant=tenant, definition=definition, input=input,
                       metadata=metadata or {}, created_by=actor,
                       idempotency_key=idempotency_key or None, request_hash=request_hash)

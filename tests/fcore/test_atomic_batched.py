@@ -1,0 +1,126 @@
+"""`fcore.rows.atomic_batched`: as the outermost transaction on PostgreSQL, its last writes
+and the COMMIT go in one round trip. Nothing may commit that should not: a failed write, a
+row count still to be read, an enclosing transaction. These tests commit for real."""
+
+import psycopg
+import pytest
+from django.db import IntegrityError, connection, transaction
+from psycopg import pq
+
+from audit.models import AuditEvent, AuditStream
+from audit.services import audit_append, stream_writer
+from audit.verify import audit_verify
+from fcore.models import Tenant
+from fcore.rows import RowChanged, atomic_batched, row_update, rows_fetch, rows_insert
+from runs.definitions import definition_publish
+from runs.models import RunStatus
+from runs.services import run_create
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _needs_postgres():
+    if connection.vendor != "postgresql":
+        pytest.fail("needs PostgreSQL (run with DATABASE_URL=postgres://…)")
+
+
+@pytest.fixture
+def tenant():
+    return Tenant.objects.create(slug="tenant_batched", name="Batched")
+
+
+@pytest.fixture
+def commits(monkeypatch):
+    """The transaction status psycopg finds at each commit Django asks for."""
+    seen, commit = [], psycopg.Connection.commit
+
+    def spy(self):
+        seen.append(pq.TransactionStatus(self.pgconn.transaction_status).name)
+        return commit(self)
+
+    monkeypatch.setattr(psycopg.Connection, "commit", spy)
+    return seen
+
+
+def stream(tenant, name) -> AuditStream:
+    return AuditStream(tenant_id=tenant.id, name=name)
+
+
+def names(tenant) -> list[str]:
+    return sorted(AuditStream.objects.filter(tenant=tenant).values_list("name", flat=True))
+
+
+def test_the_last_writes_go_with_the_commit(tenant, commits):
+    done = []
+    with atomic_batched():
+        rows_insert(AuditStream, [stream(tenant, "s/1")], returning=True)
+        row = rows_fetch(AuditStream, "name = %s", ["s/1"])[0]
+        row.head_seq = 7
+        row_update(row, ("head_seq", "updated_at"))
+        transaction.on_commit(lambda: done.append("hook"))
+    # Django's commit found the transaction already committed, and ran its hooks.
+    assert commits == ["IDLE"] and done == ["hook"]
+    assert AuditStream.objects.get(name="s/1").head_seq == 7
+
+
+def test_every_transaction_of_a_run_commits_with_its_writes(tenant, commits):
+    definition_publish(tenant=tenant, name="line", actor="user:priya",
+                       steps=[{"id": "a", "type": "noop"}, {"id": "b", "type": "noop"}])
+    commits.clear()
+    run, _ = run_create(tenant=tenant, workflow="line", input={}, actor="user:olivia")
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    # created and a started; a done and b started; b done and the run sealed
+    assert commits == ["IDLE"] * 3
+
+
+def test_a_failing_write_commits_nothing_of_the_transaction(tenant, commits):
+    AuditStream.objects.create(tenant=tenant, name="s/taken")
+    done = []
+    with pytest.raises(IntegrityError), atomic_batched():
+        rows_insert(AuditStream, [stream(tenant, "s/new")])
+        rows_insert(AuditStream, [stream(tenant, "s/taken")])  # unique name
+        transaction.on_commit(lambda: done.append("hook"))
+    assert names(tenant) == ["s/taken"] and done == [] and commits == []
+    assert AuditStream.objects.count() == 1  # the connection is usable again
+
+
+def test_a_row_count_still_to_be_read_is_checked_before_the_commit(tenant, commits):
+    row = AuditStream.objects.create(tenant=tenant, name="s/cas", head_seq=3)
+    with pytest.raises(RowChanged), atomic_batched():
+        rows_insert(AuditStream, [stream(tenant, "s/new")])
+        row.head_seq = 4
+        row_update(row, ("head_seq",), expect=("head_seq", 2))  # it holds 3
+    assert names(tenant) == ["s/cas"] and commits == []
+    assert AuditStream.objects.get(name="s/cas").head_seq == 3
+
+
+def test_inside_an_enclosing_transaction_nothing_commits_early(tenant, commits):
+    with pytest.raises(ZeroDivisionError), transaction.atomic():
+        with atomic_batched():
+            rows_insert(AuditStream, [stream(tenant, "s/inner")])
+        assert names(tenant) == ["s/inner"]
+        raise ZeroDivisionError
+    assert names(tenant) == [] and commits == []
+
+
+def append(tenant, row: AuditStream | None, actor: str) -> None:
+    with atomic_batched(), stream_writer(tenant_id=tenant.id, stream="run/x", row=row):
+        audit_append(tenant_id=tenant.id, stream="run/x", code="FC-RUN-002", actor=actor,
+                     data={})
+
+
+def test_a_stale_stream_head_fails_on_the_unique_seq(tenant):
+    """The run lock's writer moves a head it read, not locked, with a compare-and-set
+    whose row count is not read: a writer that moved the head since inserted the same
+    seq, so the unique (stream, seq) fails the transaction."""
+    append(tenant, None, "user:olivia")
+    read_by_first, read_by_second = (AuditStream.objects.get(name="run/x") for _ in "ab")
+    append(tenant, read_by_first, "engine")
+    with pytest.raises(IntegrityError, match="uniq_stream_seq"):
+        append(tenant, read_by_second, "user:mallory")
+    events = list(AuditEvent.objects.filter(stream__name="run/x").values_list("seq", "actor"))
+    assert events == [(1, "user:olivia"), (2, "engine")]
+    assert AuditStream.objects.get(name="run/x").head_seq == 2
+    assert audit_verify(stream="run/x", checkpoints=False).ok
