@@ -219,8 +219,11 @@ def test_postgres_refuses_connections_for_a_moment(tenant, tmp_path, capsys):
         # 1. in the middle of steps
         first = create_runs(tenant, MIX)
         run_ids += first
-        wait_until(lambda: steps_running(first, 2), timeout=30,
-                   what=lambda: f"steps to run\n{cluster.logs()}")
+        # (and every worker process to hold a connection: one that has had no task yet
+        # would have nothing to lose)
+        wait_until(lambda: steps_running(first, 2)
+                   and _backends(admin, name, own_pid) >= WORKERS, timeout=30,
+                   what=lambda: f"steps to run on every worker\n{cluster.logs()}")
         counts["in_step"] = StepRun.objects.filter(run__in=first, status="running").count()
         _refuse_for_a_moment(admin, name, own_pid, counts)
         timings["mid_step"] = wait_until(lambda: live_runs(first) == 0,
