@@ -20,7 +20,7 @@ Only for simple single-table statements; everything else stays on the ORM.
 
 import threading
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, partial
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.db.models.base import ModelState
@@ -178,18 +178,20 @@ def rows_fetch(model, where: str, params, *, order_by: str = "", for_update: boo
 
 def rows_fetch_together(*queries: tuple) -> list[list]:
     """Several `rows_fetch` at once, each query a tuple (model, where, params, order_by,
-    for_update), executed in order; on PostgreSQL in one round trip (a psycopg pipeline),
-    so a query after a `FOR UPDATE` one reads what the lock protects."""
+    for_update[, limit]), executed in order; on PostgreSQL in one round trip (a psycopg
+    pipeline), so a query after a `FOR UPDATE` one reads what the lock protects."""
     db = _db()
+    queries = [(*q, 0) if len(q) == 5 else q for q in queries]
     if db.vendor != "postgresql":
-        return [rows_fetch(m, w, p, order_by=o, for_update=f) for m, w, p, o, f in queries]
+        return [rows_fetch(m, w, p, order_by=o, for_update=f, limit=n)
+                for m, w, p, o, f, n in queries]
     cursors = [_cursor(db) for _ in queries]  # connects if needed, before the pipeline
     try:
         with db.wrap_database_errors, db.connection.pipeline():
-            for cursor, (model, where, params, order_by, for_update) in zip(
+            for cursor, (model, where, params, order_by, for_update, limit) in zip(
                     cursors, queries, strict=True):
-                cursor.execute(_fetch_sql(model, where, order_by, for_update, 0, db.vendor),
-                               params)
+                cursor.execute(_fetch_sql(model, where, order_by, for_update, limit,
+                                          db.vendor), params)
         return [_instances(q[0], c.fetchall(), db)
                 for q, c in zip(queries, cursors, strict=True)]
     finally:
@@ -241,25 +243,39 @@ def _insert_sql(model, vendor: str) -> tuple:
         _preparers(fields, vendor)
 
 
-def rows_insert(model, objs: list, *, returning: bool = False) -> None:
-    """Insert `objs` in one statement. With `returning` their auto-increment ids are read
-    back (`RETURNING`; batched writes go with it in the same round trip); else not."""
+# psycopg keeps the parsing of a statement of at most this many parameters (psycopg._queries).
+_CACHED_PARAMS = 50
+
+
+def rows_insert(model, objs: list, *, returning: bool = False, now: bool = True) -> None:
+    """Insert `objs`, as many rows per statement as keep it within psycopg's parse cache.
+    With `returning` their auto-increment ids are read back (`RETURNING`), at once (batched
+    writes go with it in the same round trip) or, with `now=False`, when the batch is next
+    sent (`writes_batched`)."""
     if not objs:
         return
     db = _db()
     head, row, fields, preparers = _insert_sql(model, db.vendor)
-    values = []
-    for obj in objs:
-        values.extend(_prepared(preparers, [f.pre_save(obj, add=True) for f in fields], db))
-    sql = head + ", ".join([row] * len(objs))
-    if not returning:
-        _write(db, sql, values, None)
-        return
-    pk = model._meta.pk
-    ids = _write(db, f"{sql} RETURNING {quote(pk.column)}", values, None, read=True)
-    for obj, (value,) in zip(objs, ids, strict=True):
+    per_statement = max(1, _CACHED_PARAMS // len(fields))
+    for start in range(0, len(objs), per_statement):
+        chunk = objs[start:start + per_statement]
+        values = []
+        for obj in chunk:
+            values.extend(_prepared(preparers, [f.pre_save(obj, add=True) for f in fields], db))
+        sql = head + ", ".join([row] * len(chunk))
+        if not returning:
+            _write(db, sql, values, None)
+            continue
+        pk = model._meta.pk
+        _write(db, f"{sql} RETURNING {quote(pk.column)}", values, None,
+               on_rows=partial(_ids_set, chunk, db.alias),
+               now=now and start + per_statement >= len(objs))
+
+
+def _ids_set(objs: list, alias: str, rows: list) -> None:
+    for obj, (value,) in zip(objs, rows, strict=True):
         obj.pk = value
-        obj._state.adding, obj._state.db = False, db.alias
+        obj._state.adding, obj._state.db = False, alias
 
 
 # --- batched writes ------------------------------------------------------------------------
@@ -272,16 +288,21 @@ class _Batch(threading.local):
 _batch = _Batch()
 
 
-def _write(db, sql: str, params: list, check: str | None, *, read: bool = False):
-    """Run (or hold, when batching) one write; `read`: run it now and return its rows."""
+def _write(db, sql: str, params: list, check: str | None, *, on_rows=None,
+           now: bool = False) -> None:
+    """Run (or hold, when batching) one write; `on_rows` receives its rows; `now`: send the
+    batch at once."""
     if _batch.writes is not None:
-        _batch.writes.append((sql, params, check))
-        return writes_flush(read_last=True) if read else None
+        _batch.writes.append((sql, params, check, on_rows))
+        if now:
+            writes_flush()
+        return
     with _cursor(db) as cursor:
         cursor.execute(sql, params)
         if check and cursor.rowcount != 1:
             raise RowChanged(check)
-        return cursor.fetchall() if read else None
+        if on_rows is not None:
+            on_rows(cursor.fetchall())
 
 
 def _flush_first(execute, sql, params, many, context):
@@ -290,37 +311,37 @@ def _flush_first(execute, sql, params, many, context):
     return execute(sql, params, many, context)
 
 
-def writes_flush(*, read_last: bool = False, commit: bool = False):
-    """Send the batched writes now, in one round trip (`read_last`: return the rows of the
-    last one; `commit`: end the transaction with them, unless a row count is to be read
-    or the transaction is to roll back). Statements share a cursor, but for those whose
-    row count or rows are read."""
+def writes_flush(*, commit: bool = False) -> None:
+    """Send the batched writes now, in one round trip (`commit`: end the transaction with
+    them, unless a row count or rows are to be read, or the transaction is to roll back).
+    Statements share a cursor, but for those whose row count or rows are read."""
     writes, _batch.writes = _batch.writes, []
     if not writes:
-        return None
+        return
     db = _db()
     shared = _cursor(db)  # connects if needed, before the pipeline starts
     own = []
-    commit = commit and not read_last and not db.needs_rollback \
-        and not any(check for _sql, _params, check in writes)
+    commit = commit and not db.needs_rollback \
+        and not any(check or on_rows for _sql, _params, check, on_rows in writes)
     _batch.flushing = True
     try:
         with db.wrap_database_errors, db.connection.pipeline():
-            for n, (sql, params, check) in enumerate(writes):
-                if check or (read_last and n == len(writes) - 1):
-                    own.append((_cursor(db), check))
+            for sql, params, check, on_rows in writes:
+                if check or on_rows:
+                    own.append((_cursor(db), check, on_rows))
                     own[-1][0].execute(sql, params)
                 else:
                     shared.execute(sql, params)
             if commit:  # on the psycopg cursor: a COMMIT is neither counted nor prepared
                 shared.cursor.execute("COMMIT", prepare=False)
-        for cursor, check in own:
+        for cursor, check, on_rows in own:
             if check and cursor.rowcount != 1:
                 raise RowChanged(check)
-        return own[-1][0].fetchall() if read_last else None
+            if on_rows is not None:
+                on_rows(cursor.fetchall())
     finally:
         _batch.flushing = False
-        for cursor in [shared, *(c for c, _check in own)]:
+        for cursor in [shared, *(c for c, _check, _on_rows in own)]:
             cursor.close()
 
 

@@ -74,11 +74,16 @@ ENABLED_WHERE = "enabled = %s AND version > 0"
 ENABLED_ORDER = "tier DESC, name"
 
 
+def policies_enabled_query(tenant) -> tuple:
+    """The query of the tenant's enabled policy rows, for `fcore.rows.rows_fetch_together`."""
+    return (Policy, f"tenant_id = %s AND {ENABLED_WHERE}", [tenant.id, True], ENABLED_ORDER,
+            False)
+
+
 def policies_enabled(tenant) -> list[PolicySnapshot]:
     """The tenant's enabled policies, current versions, as evaluation snapshots."""
-    enabled = rows_fetch(Policy, f"tenant_id = %s AND {ENABLED_WHERE}", [tenant.id, True],
-                         order_by=ENABLED_ORDER)
-    return policy_snapshots(enabled)
+    model, where, params, order_by, _for_update = policies_enabled_query(tenant)
+    return policy_snapshots(rows_fetch(model, where, params, order_by=order_by))
 
 
 def policy_snapshots(policies: list[Policy]) -> list[PolicySnapshot]:

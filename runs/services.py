@@ -13,10 +13,11 @@ from audit.models import AuditStream
 from audit.services import audit_append, stream_writer
 from fcore.actors import SCHEDULER
 from fcore.errors import BadRequest, Conflict, Forbidden, InvalidTransition, NotFound
-from fcore.rows import atomic_batched, rows_insert
+from fcore.rows import atomic_batched, rows_fetch_together, rows_insert
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 from gates.models import Gate, GateStatus
 from gates.notify.links import LinkClaim, link_consume
+from gates.policies import policies_enabled_query
 from gates.services import (
     Voter,
     gate_escalate,
@@ -27,7 +28,7 @@ from gates.services import (
 )
 
 from . import engine
-from .definitions import definition_current, step_config
+from .definitions import definition_found, definition_query, step_config
 from .locks import parse_gate_id, run_lock
 from .models import Run, RunStatus, StepRun, StepStatus
 
@@ -51,7 +52,9 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
     if not isinstance(input, dict) or problem:
         raise BadRequest("The run input must be a JSON object that can be hashed.",
                          code="invalid", errors={"input": [problem or "must be an object"]})
-    definition = definition_current(tenant, workflow, version)
+    found, policies = rows_fetch_together(definition_query(tenant, workflow, version),
+                                          policies_enabled_query(tenant))
+    definition = definition_found(found, workflow, version)
     request_hash = json_hash({"workflow": workflow, "version": version, "input": input,
                               "metadata": metadata or {}})
     if idempotency_key:
@@ -63,13 +66,14 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
             run = Run(tenant=tenant, definition=definition, input=input,
                       metadata=metadata or {}, created_by=actor,
                       idempotency_key=idempotency_key or None, request_hash=request_hash)
+            run.prefetched = {"policies": policies}  # read with the definition
             rows_insert(Run, [run])
             stream = AuditStream(tenant_id=tenant.id, name=run.stream_name)
-            rows_insert(AuditStream, [stream], returning=True)
+            rows_insert(AuditStream, [stream], returning=True, now=False)
             steps = [StepRun(run=run, step_id=s["id"], step_type=s["type"], index=i,
                              after=s["after"], config=step_config(s))
                      for i, s in enumerate(definition.steps)]
-            rows_insert(StepRun, steps, returning=True)
+            rows_insert(StepRun, steps, returning=True)  # the ids of both, one round trip
             with stream_writer(tenant_id=tenant.id, stream=run.stream_name, row=stream):
                 audit_append(
                     tenant_id=tenant.id, stream=run.stream_name, code="FC-RUN-001",

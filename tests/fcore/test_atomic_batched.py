@@ -64,6 +64,17 @@ def test_the_last_writes_go_with_the_commit(tenant, commits):
     assert AuditStream.objects.get(name="s/1").head_seq == 7
 
 
+def test_ids_read_later_arrive_with_the_next_round_trip(tenant):
+    first, second = stream(tenant, "s/a"), stream(tenant, "s/b")
+    with atomic_batched():
+        rows_insert(AuditStream, [first], returning=True, now=False)
+        assert first.pk is None  # held
+        rows_insert(AuditStream, [second], returning=True)
+        assert (first.pk, second.pk) == tuple(
+            AuditStream.objects.filter(name__in=["s/a", "s/b"]).order_by("name")
+            .values_list("id", flat=True))
+
+
 def test_every_transaction_of_a_run_commits_with_its_writes(tenant, commits):
     definition_publish(tenant=tenant, name="line", actor="user:priya",
                        steps=[{"id": "a", "type": "noop"}, {"id": "b", "type": "noop"}])

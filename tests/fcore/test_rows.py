@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent, AuditStream
 from fcore.models import Tenant
-from fcore.rows import db_value, row_new, rows_fetch
+from fcore.rows import _CACHED_PARAMS, db_value, row_new, rows_fetch, rows_insert
 from runs.definitions import definition_publish
 from runs.models import Run, StepRun, StepStatus
 from runs.services import run_create
@@ -78,3 +78,14 @@ def test_a_model_with_init_receivers_is_built_the_ordinary_way(run):
     finally:
         post_init.disconnect(receiver, sender=StepRun)
     assert seen == [s.step_id for s in fetched] == ["a", "b"]
+
+
+def test_many_rows_go_in_statements_psycopg_can_cache_with_their_ids(django_assert_num_queries):
+    tenant = Tenant.objects.create(slug="tenant_many", name="Many")
+    streams = [AuditStream(tenant_id=tenant.id, name=f"s/{n}") for n in range(20)]
+    per_statement = _CACHED_PARAMS // 6  # an AuditStream row has six columns to insert
+    with django_assert_num_queries(-(-20 // per_statement)):
+        rows_insert(AuditStream, streams, returning=True)
+    stored = dict(AuditStream.objects.filter(tenant=tenant).values_list("name", "id"))
+    assert [s.id for s in streams] == [stored[f"s/{n}"] for n in range(20)]
+    assert all(not s._state.adding for s in streams)
