@@ -218,9 +218,18 @@ def row_update(obj, fields: tuple, *, expect: tuple[str, object] | None = None,
     `expect=(field, value)` the row is updated only if that column still holds `value`,
     else `RowChanged` (a compare-and-set). `enforced_by` names a database constraint that
     already fails the transaction when the row is not as expected: the row count is then
-    not read, so the write may travel with the COMMIT (`atomic_batched`)."""
+    not read, so the write may travel with the COMMIT (`atomic_batched`). While writes are
+    held (`writes_batched`), an update of a row already held for `obj` replaces it with one
+    of both field lists, with the values `obj` holds now: the same end, one statement."""
     db = _db()
-    sql, targets, preparers = _update_sql(type(obj), tuple(fields), db.vendor)
+    fields = tuple(fields)
+    if expect is None and _batch.writes:
+        for n, held in enumerate(_batch.writes):
+            if held[4] is not None and held[4][0] is obj:
+                del _batch.writes[n]
+                fields = held[4][1] + tuple(f for f in fields if f not in held[4][1])
+                break
+    sql, targets, preparers = _update_sql(type(obj), fields, db.vendor)
     params = _prepared(preparers, [f.pre_save(obj, add=False) for f in targets], db)
     params.append(obj._meta.pk.get_db_prep_value(obj.pk, db))
     if expect is not None:
@@ -229,7 +238,7 @@ def row_update(obj, fields: tuple, *, expect: tuple[str, object] | None = None,
         params.append(field.get_db_prep_value(expect[1], db))
     check = f"{obj._meta.label} {obj.pk}: {expect[0]} changed" \
         if expect and not enforced_by else None
-    _write(db, sql, params, check)
+    _write(db, sql, params, check, row=None if expect else (obj, fields))
 
 
 @cache
@@ -289,11 +298,12 @@ _batch = _Batch()
 
 
 def _write(db, sql: str, params: list, check: str | None, *, on_rows=None,
-           now: bool = False) -> None:
+           now: bool = False, row: tuple | None = None) -> None:
     """Run (or hold, when batching) one write; `on_rows` receives its rows; `now`: send the
-    batch at once."""
+    batch at once; `row`: (instance, fields) of a plain update, which a later update of the
+    same instance may take over (`row_update`)."""
     if _batch.writes is not None:
-        _batch.writes.append((sql, params, check, on_rows))
+        _batch.writes.append((sql, params, check, on_rows, row))
         if now:
             writes_flush()
         return
@@ -322,11 +332,11 @@ def writes_flush(*, commit: bool = False) -> None:
     shared = _cursor(db)  # connects if needed, before the pipeline starts
     own = []
     commit = commit and not db.needs_rollback \
-        and not any(check or on_rows for _sql, _params, check, on_rows in writes)
+        and not any(check or on_rows for _sql, _params, check, on_rows, _row in writes)
     _batch.flushing = True
     try:
         with db.wrap_database_errors, db.connection.pipeline():
-            for sql, params, check, on_rows in writes:
+            for sql, params, check, on_rows, _row in writes:
                 if check or on_rows:
                     own.append((_cursor(db), check, on_rows))
                     own[-1][0].execute(sql, params)

@@ -5,6 +5,7 @@ row count still to be read, an enclosing transaction. These tests commit for rea
 import psycopg
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from psycopg import pq
 
 from audit.models import AuditEvent, AuditStream
@@ -73,6 +74,24 @@ def test_ids_read_later_arrive_with_the_next_round_trip(tenant):
         assert (first.pk, second.pk) == tuple(
             AuditStream.objects.filter(name__in=["s/a", "s/b"]).order_by("name")
             .values_list("id", flat=True))
+
+
+def test_held_updates_of_one_row_go_as_one_statement(tenant):
+    row = AuditStream.objects.create(tenant=tenant, name="s/one")
+    other = AuditStream.objects.create(tenant=tenant, name="s/two")
+    with CaptureQueriesContext(connection) as sent, atomic_batched():
+        row.head_seq = 1
+        row_update(row, ("head_seq",))
+        other.head_seq = 5
+        row_update(other, ("head_seq",))
+        row.head_seq, row.head_hash = 2, "a" * 64
+        row_update(row, ("head_hash", "head_seq"))
+    assert [q["sql"].split(" WHERE")[0] for q in sent if q["sql"].startswith("UPDATE")] == [
+        'UPDATE "audit_auditstream" SET "head_seq" = $1',
+        'UPDATE "audit_auditstream" SET "head_seq" = $1, "head_hash" = $2']
+    assert sorted(AuditStream.objects.filter(tenant=tenant)
+                  .values_list("name", "head_seq", "head_hash")) == [
+        ("s/one", 2, "a" * 64), ("s/two", 5, "0" * 64)]
 
 
 def test_every_transaction_of_a_run_commits_with_its_writes(tenant, commits):
