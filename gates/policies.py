@@ -4,7 +4,7 @@ from django.db import transaction
 
 from audit.hashing import json_hash
 from audit.services import admin_stream_name, audit_append
-from fcore.rows import rows_fetch
+from fcore.rows import rows_fetch_together
 
 from .models import Policy, PolicyVersion
 from .policy import (
@@ -68,22 +68,18 @@ def policy_save(*, tenant, name: str, rules, actor: str, tier: int = 1, applies_
     return policy, True
 
 
-# The rows `policies_enabled` reads (with the parameter True), in `Meta.ordering`; the run
-# lock reads the same ones with the run (`runs.locks`).
-ENABLED_WHERE = "enabled = %s AND version > 0"
-ENABLED_ORDER = "tier DESC, name"
-
-
-def policies_enabled_query(tenant) -> tuple:
-    """The query of the tenant's enabled policy rows, for `fcore.rows.rows_fetch_together`."""
-    return (Policy, f"tenant_id = %s AND {ENABLED_WHERE}", [tenant.id, True], ENABLED_ORDER,
-            False)
+def policies_enabled_query(tenant_id_sql: str, params: list) -> tuple:
+    """The query of a tenant's enabled policy rows, current versions, in `Meta.ordering`,
+    for `fcore.rows.rows_fetch_together`. `tenant_id_sql` is the tenant's id in SQL with
+    its `params`: `%s` and the id, or a subquery (the run lock reads the policies with the
+    run, before it knows the tenant)."""
+    return (Policy, f"tenant_id = {tenant_id_sql} AND enabled = %s AND version > 0",
+            [*params, True], "tier DESC, name", False)
 
 
 def policies_enabled(tenant) -> list[PolicySnapshot]:
     """The tenant's enabled policies, current versions, as evaluation snapshots."""
-    model, where, params, order_by, _for_update = policies_enabled_query(tenant)
-    return policy_snapshots(rows_fetch(model, where, params, order_by=order_by))
+    return policy_snapshots(rows_fetch_together(policies_enabled_query("%s", [tenant.id]))[0])
 
 
 def policy_snapshots(policies: list[Policy]) -> list[PolicySnapshot]:

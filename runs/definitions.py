@@ -10,7 +10,7 @@ from django.db import transaction
 from audit.hashing import jcs_problem, json_hash
 from audit.services import admin_stream_name, audit_append
 from fcore.errors import BadRequest
-from fcore.rows import rows_fetch
+from fcore.rows import rows_fetch_together
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 
 from .models import WorkflowDefinition
@@ -229,9 +229,7 @@ def definition_current(tenant, workflow: str, version: int | None = None
                        ) -> WorkflowDefinition:
     """The tenant's definition `workflow` at `version`, or its newest; a 400
     `unknown_workflow` when there is none."""
-    model, where, params, order_by, _for_update, limit = definition_query(
-        tenant, workflow, version)
-    return definition_found(rows_fetch(model, where, params, order_by=order_by, limit=limit),
+    return definition_found(rows_fetch_together(definition_query(tenant, workflow, version))[0],
                             workflow, version)
 
 

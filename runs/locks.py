@@ -17,8 +17,7 @@ from audit.services import run_stream_name, stream_writer
 from fcore.errors import NotFound
 from fcore.models import Tenant
 from fcore.rows import atomic_batched, db_value, quote, rows_fetch_together
-from gates.models import Policy
-from gates.policies import ENABLED_ORDER, ENABLED_WHERE
+from gates.policies import policies_enabled_query
 
 from .models import Run, StepRun, WorkflowDefinition
 
@@ -135,8 +134,7 @@ def _fetch_locked(run_uuid: uuid.UUID, tenant, memo: tuple | None) -> tuple:
     runs, streams, policies, *steps = rows_fetch_together(
         (Run, where, params, "", True),
         (AuditStream, stream_where, stream_params, "", False),
-        (Policy, f"tenant_id = (SELECT tenant_id FROM runs_run WHERE run_id = %s) "
-                 f"AND {ENABLED_WHERE}", [run_id, True], ENABLED_ORDER, False),
+        policies_enabled_query("(SELECT tenant_id FROM runs_run WHERE run_id = %s)", [run_id]),
         *([steps_query] if memo is None else []))
     if memo is None:
         steps = steps[0]

@@ -53,7 +53,7 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
         raise BadRequest("The run input must be a JSON object that can be hashed.",
                          code="invalid", errors={"input": [problem or "must be an object"]})
     found, policies = rows_fetch_together(definition_query(tenant, workflow, version),
-                                          policies_enabled_query(tenant))
+                                          policies_enabled_query("%s", [tenant.id]))
     definition = definition_found(found, workflow, version)
     request_hash = json_hash({"workflow": workflow, "version": version, "input": input,
                               "metadata": metadata or {}})
