@@ -19,8 +19,10 @@ Only for simple single-table statements; everything else stays on the ORM.
 """
 
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from functools import cache, partial
+from typing import NamedTuple
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.db.models.base import ModelState
@@ -225,9 +227,9 @@ def row_update(obj, fields: tuple, *, expect: tuple[str, object] | None = None,
     fields = tuple(fields)
     if expect is None and _batch.writes:
         for n, held in enumerate(_batch.writes):
-            if held[4] is not None and held[4][0] is obj:
+            if held.row is not None and held.row[0] is obj:
                 del _batch.writes[n]
-                fields = held[4][1] + tuple(f for f in fields if f not in held[4][1])
+                fields = held.row[1] + tuple(f for f in fields if f not in held.row[1])
                 break
     sql, targets, preparers = _update_sql(type(obj), fields, db.vendor)
     params = _prepared(preparers, [f.pre_save(obj, add=False) for f in targets], db)
@@ -289,8 +291,17 @@ def _ids_set(objs: list, alias: str, rows: list) -> None:
 
 # --- batched writes ------------------------------------------------------------------------
 
+class _Held(NamedTuple):
+    """A write held by `writes_batched`."""
+    sql: str
+    params: list
+    check: str | None  # RowChanged's message if its row count is not 1
+    on_rows: Callable | None  # receives its rows
+    row: tuple | None  # (instance, fields) of a plain update (`row_update`)
+
+
 class _Batch(threading.local):
-    writes: list | None = None
+    writes: list[_Held] | None = None
     flushing = False
 
 
@@ -303,7 +314,7 @@ def _write(db, sql: str, params: list, check: str | None, *, on_rows=None,
     batch at once; `row`: (instance, fields) of a plain update, which a later update of the
     same instance may take over (`row_update`)."""
     if _batch.writes is not None:
-        _batch.writes.append((sql, params, check, on_rows, row))
+        _batch.writes.append(_Held(sql, params, check, on_rows, row))
         if now:
             writes_flush()
         return
@@ -332,16 +343,16 @@ def writes_flush(*, commit: bool = False) -> None:
     shared = _cursor(db)  # connects if needed, before the pipeline starts
     own = []
     commit = commit and not db.needs_rollback \
-        and not any(check or on_rows for _sql, _params, check, on_rows, _row in writes)
+        and not any(held.check or held.on_rows for held in writes)
     _batch.flushing = True
     try:
         with db.wrap_database_errors, db.connection.pipeline():
-            for sql, params, check, on_rows, _row in writes:
-                if check or on_rows:
-                    own.append((_cursor(db), check, on_rows))
-                    own[-1][0].execute(sql, params)
+            for held in writes:
+                if held.check or held.on_rows:
+                    own.append((_cursor(db), held.check, held.on_rows))
+                    own[-1][0].execute(held.sql, held.params)
                 else:
-                    shared.execute(sql, params)
+                    shared.execute(held.sql, held.params)
             if commit:  # on the psycopg cursor: a COMMIT is neither counted nor prepared
                 shared.cursor.execute("COMMIT", prepare=False)
         for cursor, check, on_rows in own:
