@@ -19,17 +19,22 @@ class ImmutableEventError(Exception):
 
 
 class AuditStream(models.Model):
-    """One hash chain: `run/<run_id>` or `tenant/<slug>/admin`."""
+    """One hash chain: `run/<run_id>` or `tenant/<slug>/admin`.
+
+    Its head row is updated by every append, so it keeps no index on a column that changes
+    (`updated_at`, `head_*`): PostgreSQL then updates it in place (HOT), without new index
+    entries. The name is unique through a constraint, without the LIKE index that a unique
+    field brings on PostgreSQL (streams are found by exact name)."""
 
     tenant = models.ForeignKey("fcore.Tenant", on_delete=models.PROTECT, related_name="+")
-    name = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=200)
     head_seq = models.PositiveBigIntegerField(default=0)
     head_hash = models.CharField(max_length=64, default="0" * 64)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["tenant", "updated_at"])]
+        constraints = [models.UniqueConstraint(fields=["name"], name="uniq_stream_name")]
 
     def __str__(self) -> str:
         return self.name
@@ -47,7 +52,9 @@ class AuditEvent(models.Model):
     """One link of a chain. Append-only."""
 
     # Indexes: every write of the engine inserts events, so no index is kept that another
-    # one already covers (stream by (stream, seq), tenant by (tenant, code)).
+    # one already covers (stream by (stream, seq), tenant by (tenant, code)), nor one that
+    # no query reads: `hash` is not unique-indexed, since (stream, seq) is unique and each
+    # hash covers its stream and seq (audit_verify checks every link).
     stream = models.ForeignKey(AuditStream, on_delete=models.PROTECT, related_name="events",
                                db_index=False)
     tenant = models.ForeignKey("fcore.Tenant", on_delete=models.PROTECT, related_name="+",
@@ -67,7 +74,6 @@ class AuditEvent(models.Model):
         ordering = ["stream_id", "seq"]
         constraints = [
             models.UniqueConstraint(fields=["stream", "seq"], name="uniq_stream_seq"),
-            models.UniqueConstraint(fields=["hash"], name="uniq_event_hash"),
         ]
         indexes = [
             models.Index(fields=["tenant", "code"]),

@@ -68,11 +68,12 @@ class Run(FSMModelMixin, models.Model):
     """One execution of a pinned workflow definition version."""
 
     run_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    tenant = models.ForeignKey("fcore.Tenant", on_delete=models.PROTECT, related_name="+")
+    # tenant: (tenant, status, -created_at) and (tenant, idempotency_key) cover it
+    tenant = models.ForeignKey("fcore.Tenant", on_delete=models.PROTECT, related_name="+",
+                               db_index=False)
     definition = models.ForeignKey(WorkflowDefinition, on_delete=models.PROTECT,
                                    related_name="runs")
-    status = FSMField(default=RunStatus.PENDING, choices=RunStatus.choices, protected=True,
-                      db_index=True)
+    status = FSMField(default=RunStatus.PENDING, choices=RunStatus.choices, protected=True)
     status_reason = models.CharField(max_length=500, blank=True)
     current_step = models.CharField(max_length=200, blank=True)
     step_index = models.IntegerField(default=0)
@@ -96,7 +97,10 @@ class Run(FSMModelMixin, models.Model):
             models.UniqueConstraint(fields=["tenant", "idempotency_key"],
                                     name="uniq_run_idempotency"),
         ]
-        indexes = [models.Index(fields=["tenant", "status", "-created_at"])]
+        indexes = [  # status by an index of its own: no LIKE index, which a db_index brings
+            models.Index(fields=["tenant", "status", "-created_at"]),
+            models.Index(fields=["status"], name="run_status"),
+        ]
 
     def __str__(self) -> str:
         return str(self.run_id)
