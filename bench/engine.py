@@ -17,9 +17,7 @@ Redis database first.
 """
 
 import argparse
-import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -31,8 +29,6 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fcore.settings")
 os.environ.setdefault("FCORE_LOG_LEVEL", "WARNING")
 os.environ["FCORE_CELERY_EAGER"] = "0"
-COUNTS_DIR = ROOT / "var" / "bench-counts"
-os.environ["FCORE_BENCH_COUNTS_DIR"] = str(COUNTS_DIR)
 
 import django  # noqa: E402
 
@@ -69,7 +65,6 @@ def _counted_commit(self):
 
 
 def start_workers(count: int, pool: str, concurrency: int) -> list[subprocess.Popen]:
-    shutil.rmtree(COUNTS_DIR, ignore_errors=True)
     procs = []
     for n in range(count):
         log = open(ROOT / "var" / f"bench-worker-{n}.log", "w")
@@ -99,11 +94,16 @@ def machine_busy_s() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def worker_counts() -> dict:
+def worker_counts(workers: int) -> dict:
+    """The workers' counters summed (bench/engine_worker.py answers `bench_counts`)."""
+    replies = app.control.broadcast("bench_counts", reply=True, timeout=2, limit=workers)
+    if len(replies) < workers:
+        raise SystemExit(f"{len(replies)} of {workers} workers sent their counters")
     totals = {"queries": 0, "commits": 0, "tasks": 0, "connections": 0, "cpu_s": 0.0}
-    for path in COUNTS_DIR.glob("*.json"):
-        for key, value in json.loads(path.read_text()).items():
-            totals[key] += value
+    for reply in replies:
+        for counts in reply.values():
+            for key in totals:
+                totals[key] += counts[key]
     return totals
 
 
@@ -120,6 +120,9 @@ def _client(tenant: Tenant, numbers: range, counted: bool) -> None:
 
 
 def governed(tenant: Tenant, runs: int, clients: int = 1, counted: bool = False) -> float:
+    """Seconds from the first run created to the last of `runs` new runs completed."""
+    completed = Run.objects.filter(tenant=tenant, status="completed")
+    before = completed.count()  # the warm-up's runs are in the same tenant
     started = time.perf_counter()
     threads = [threading.Thread(target=_client, args=(tenant, range(n, runs, clients), counted))
                for n in range(clients)]
@@ -129,7 +132,7 @@ def governed(tenant: Tenant, runs: int, clients: int = 1, counted: bool = False)
         thread.join()
     LOCAL["created_s"] = time.perf_counter() - started
     while True:
-        done = Run.objects.filter(tenant=tenant, status="completed").count()
+        done = completed.count() - before
         failed = Run.objects.filter(tenant=tenant).exclude(
             status__in=["completed", "running", "pending"]).count()
         if failed:
@@ -177,16 +180,18 @@ def main() -> None:
     try:
         governed(tenant, 20)  # warm-up: compiled rules, connections
         time.sleep(0.5)
-        before = worker_counts()
+        before = worker_counts(args.workers)
         busy, own_cpu = machine_busy_s(), time.process_time()
         BaseDatabaseWrapper.commit = _counted_commit
         elapsed = governed(tenant, args.runs, args.clients, counted=True)
         busy, own_cpu = machine_busy_s() - busy, time.process_time() - own_cpu
         BaseDatabaseWrapper.commit = _commit
-        time.sleep(1)  # the workers write their counters every 0.25 s
-        after = worker_counts()
+        after = worker_counts(args.workers)
         steps = args.runs * STEPS
+        bare_busy, bare_own = machine_busy_s(), time.process_time()
         bare_elapsed = bare(steps, args.clients)
+        bare_busy, bare_own = machine_busy_s() - bare_busy, time.process_time() - bare_own
+        bare_workers = worker_counts(args.workers)["cpu_s"] - after["cpu_s"]
     finally:
         stop_workers(procs)
     queries = after["queries"] - before["queries"] + LOCAL["queries"]
@@ -205,9 +210,17 @@ def main() -> None:
     workers_cpu = after["cpu_s"] - before["cpu_s"]
     print(f"runs created         {args.runs / LOCAL['created_s']:,.0f}/s by {args.clients} "
           f"client thread(s) ({LOCAL['created_s']:.1f} s)")
-    print(f"CPU ms per step      {busy * 1000 / steps:.2f} machine: client "
-          f"{own_cpu * 1000 / steps:.2f}, workers {workers_cpu * 1000 / steps:.2f}, "
-          f"rest (PostgreSQL, Redis, other) {(busy - own_cpu - workers_cpu) * 1000 / steps:.2f}")
+    print(f"CPU ms per step      {_split(busy, own_cpu, workers_cpu, steps)}")
+    print(f"CPU ms per bare task {_split(bare_busy, bare_own, bare_workers, steps)}")
+    cores = os.cpu_count()
+    print(f"machine busy         governed {busy / (elapsed * cores):.0%}, "
+          f"bare {bare_busy / (bare_elapsed * cores):.0%} of {cores} cores")
+
+
+def _split(busy: float, client: float, workers: float, count: int) -> str:
+    ms = 1000 / count
+    return (f"{busy * ms:.2f} machine: client {client * ms:.2f}, workers {workers * ms:.2f}, "
+            f"rest (PostgreSQL, Redis, other) {(busy - client - workers) * ms:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """A Celery worker for bench/engine.py: the product's worker (`celery -A fcore worker`) plus
 two things only the benchmark needs: a bare no-op task for the baseline, and counters of
-SQL statements and commits that the benchmark reads from FCORE_BENCH_COUNTS_DIR.
+SQL statements, commits, tasks and CPU time that the benchmark asks for between its phases
+(a remote-control command, `bench_counts`).
 With BENCH_PROFILE=DIR each worker writes a cProfile of its life to DIR/worker-PID.prof.
 
     python bench/engine_worker.py worker -P solo -c 1 …   (started by bench/engine.py)
 """
 
-import json
 import os
 import sys
 import time
@@ -20,14 +20,13 @@ import django  # noqa: E402
 django.setup()
 
 from celery.signals import task_postrun  # noqa: E402
+from celery.worker.control import inspect_command  # noqa: E402
 from django.db.backends.base.base import BaseDatabaseWrapper  # noqa: E402
 from django.db.backends.signals import connection_created  # noqa: E402
 
 from fcore.celery import app  # noqa: E402
 
-COUNTS = {"queries": 0, "commits": 0, "tasks": 0, "connections": 0, "cpu_s": 0.0}
-_OUT = Path(os.environ.get("FCORE_BENCH_COUNTS_DIR", "var/bench-counts"))
-_last_write = [0.0]
+COUNTS = {"queries": 0, "commits": 0, "tasks": 0, "connections": 0}
 
 
 def _count_query(execute, sql, params, many, context):
@@ -54,14 +53,14 @@ BaseDatabaseWrapper.commit = _counted_commit
 
 
 @task_postrun.connect
-def _write_counts(**kwargs):
+def _count_task(**kwargs):
     COUNTS["tasks"] += 1
-    COUNTS["cpu_s"] = time.process_time()
-    now = time.monotonic()
-    if now - _last_write[0] > 0.25:
-        _last_write[0] = now
-        _OUT.mkdir(parents=True, exist_ok=True)
-        (_OUT / f"{os.getpid()}.json").write_text(json.dumps(COUNTS))
+
+
+@inspect_command()
+def bench_counts(state):
+    """The counters so far, and the CPU time this worker process has used."""
+    return dict(COUNTS, cpu_s=time.process_time())
 
 
 @app.task(name="bench.noop")
