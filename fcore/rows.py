@@ -181,10 +181,11 @@ def rows_fetch(model, where: str, params, *, order_by: str = "", for_update: boo
 def rows_fetch_together(*queries: tuple) -> list[list]:
     """Several `rows_fetch` at once, each query a tuple (model, where, params, order_by,
     for_update[, limit]), executed in order; on PostgreSQL in one round trip (a psycopg
-    pipeline), so a query after a `FOR UPDATE` one reads what the lock protects."""
+    pipeline), so a query after a `FOR UPDATE` one reads what the lock protects. A single
+    query is simply run (a pipeline of one would only add its own overhead)."""
     db = _db()
     queries = [(*q, 0) if len(q) == 5 else q for q in queries]
-    if db.vendor != "postgresql":
+    if db.vendor != "postgresql" or len(queries) == 1:
         return [rows_fetch(m, w, p, order_by=o, for_update=f, limit=n)
                 for m, w, p, o, f, n in queries]
     cursors = [_cursor(db) for _ in queries]  # connects if needed, before the pipeline
