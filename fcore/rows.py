@@ -269,6 +269,7 @@ def rows_insert(model, objs: list, *, returning: bool = False, now: bool = True)
     db = _db()
     head, row, fields, preparers = _insert_sql(model, db.vendor)
     per_statement = max(1, _CACHED_PARAMS // len(fields))
+    pk = model._meta.pk
     for start in range(0, len(objs), per_statement):
         chunk = objs[start:start + per_statement]
         values = []
@@ -278,7 +279,6 @@ def rows_insert(model, objs: list, *, returning: bool = False, now: bool = True)
         if not returning:
             _write(db, sql, values, None)
             continue
-        pk = model._meta.pk
         _write(db, f"{sql} RETURNING {quote(pk.column)}", values, None,
                on_rows=partial(_ids_set, chunk, db.alias),
                now=now and start + per_statement >= len(objs))
