@@ -170,13 +170,14 @@ CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cook
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-# Content security policy (django-csp): only this origin's scripts, no inline script.
-# Inline style attributes are allowed (Django admin uses a few); styles cannot run code.
+# Content security policy (django-csp): only this origin's scripts and stylesheets, nothing
+# inline (no <script>, <style> or style attribute). Its one exception (/api/docs/) and the
+# CSRF failure page that replaces Django's: fcore/csp.py.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'"],
-        "style-src": ["'self'", "'unsafe-inline'"],
+        "style-src": ["'self'"],
         "img-src": ["'self'", "data:"],
         "font-src": ["'self'"],
         "connect-src": ["'self'"],
@@ -186,6 +187,7 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
     },
 }
+CSRF_FAILURE_VIEW = "fcore.csp.csrf_failure"  # Django's own page has an inline <style>
 
 # Caches hold throttling counters; with several web processes point them at Redis.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

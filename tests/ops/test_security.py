@@ -1,16 +1,23 @@
-"""Web security and authentication attacks: headers, deploy check, lockouts, token replay,
-skew and rotation."""
+"""Web security and authentication attacks: headers and the Content Security Policy per
+path, deploy check, lockouts, token replay, skew and rotation."""
 
+import base64
+import hashlib
 import os
+import re
 import secrets
 import subprocess
 import sys
 import time
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
 
 from fcore.clients import api_client_create, api_client_revoke
+from fcore.csp import SWAGGER_UI_STYLE_HASH
 from fcore.members import member_set
+from gates.models import Policy
 
 pytestmark = pytest.mark.django_db
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -63,9 +70,70 @@ def test_pages_carry_security_headers(client, path):
     csp = response["Content-Security-Policy"]
     assert "default-src 'self'" in csp and "script-src 'self'" in csp
     assert "frame-ancestors 'none'" in csp and "unsafe-eval" not in csp
+    assert "unsafe-inline" not in csp and "unsafe-hashes" not in csp
     assert response["X-Frame-Options"] == "DENY"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert "<script>" not in response.content.decode()  # no inline script anywhere
+
+
+def csp_directives(response) -> dict[str, list[str]]:
+    """The Content-Security-Policy header as {directive: [sources]}."""
+    return {name: sources for name, *sources in
+            (part.split() for part in response["Content-Security-Policy"].split(";")
+             if part.strip())}
+
+
+@pytest.fixture
+def superuser_member(pt004, client):
+    """A signed-in superuser who is also an approver and operator of the demo tenant."""
+    member_set(tenant=pt004, username="sam", groups=["approvers", "operators"])
+    get_user_model().objects.filter(username="sam").update(is_superuser=True, is_staff=True)
+    client.force_login(get_user_model().objects.get(username="sam"))
+    return client
+
+
+@pytest.mark.parametrize("path", [
+    "/console/", "/console/runs/", "/console/audit/", "/admin/", "/admin/gates/gate/",
+    "/admin/gates/policy/add/", "/admin/gates/policy/{policy}/change/",
+    "/admin/gates/policy/{policy}/versions/",
+])
+def test_console_and_admin_pages_allow_no_inline_style(superuser_member, pt004, path):
+    policy = Policy.objects.filter(tenant=pt004).first()
+    response = superuser_member.get(path.format(policy=policy.pk))
+    assert response.status_code == 200
+    assert csp_directives(response)["style-src"] == ["'self'"]
+    body = response.content.decode()
+    assert "<style" not in body and " style=" not in body
+
+
+def test_the_api_allows_no_inline_style(api):
+    for response in (api.get("/workflows/runs"), api.http.get("/api/schema/")):
+        assert response.status_code == 200
+        policy = csp_directives(response)
+        assert policy["style-src"] == ["'self'"] and policy["script-src"] == ["'self'"]
+
+
+def test_swagger_ui_allows_exactly_its_one_style_element_by_hash(client):
+    response = client.get("/api/docs/")
+    policy = csp_directives(response)
+    assert policy["style-src"] == ["'self'", SWAGGER_UI_STYLE_HASH]
+    assert policy["script-src"] == ["'self'"]
+    body = response.content.decode()
+    hashes = ["'sha256-{}'".format(base64.b64encode(hashlib.sha256(text.encode()).digest())
+                                   .decode()) for text in re.findall(r"<style>(.*?)</style>",
+                                                                     body, re.S)]
+    # fails when drf-spectacular changes its page: update SWAGGER_UI_STYLE_HASH (fcore/csp.py)
+    assert hashes == [SWAGGER_UI_STYLE_HASH]
+    assert " style=" not in body
+
+
+def test_a_csrf_failure_shows_our_page_without_inline_style():
+    response = Client(enforce_csrf_checks=True).post(
+        "/console/login/", {"username": "adam", "password": "x"})
+    assert response.status_code == 403
+    body = response.content.decode()
+    assert "CSRF check failed" in body and "<style" not in body
+    assert csp_directives(response)["style-src"] == ["'self'"]
 
 
 @pytest.mark.login_lockout

@@ -1,0 +1,31 @@
+"""Content Security Policy: one strict policy for every page, and what the others need.
+
+The policy (settings.CONTENT_SECURITY_POLICY) allows scripts and stylesheets from this
+origin only and nothing inline: no `<script>` or `<style>` element, no `style` attribute.
+Styles set from JavaScript (element.style) are not inline markup and stay allowed. Our own
+pages never need more; what third-party pages need is decided here, per path:
+
+- `/api/docs/`: drf-spectacular's Swagger UI page carries one `<style>` element. It is
+  allowed by its hash (`swagger_ui_csp`), which allows that exact text and nothing else;
+  the test suite recomputes the hash from the served page, so an upgrade that changes the
+  element fails a test instead of silently losing the style.
+- Django's CSRF failure page carries a `<style>` element; `csrf_failure` replaces it with
+  our own error page (settings.CSRF_FAILURE_VIEW).
+"""
+
+from csp.decorators import csp_update
+
+from .errors import json_error_view
+
+SWAGGER_UI_STYLE_HASH = "'sha256-MMpT0iDxyjALd9PdfepImGX3DBfJPXZ4IlDWdPAgtn0='"
+
+swagger_ui_csp = csp_update({"style-src": [SWAGGER_UI_STYLE_HASH]})
+
+_csrf_failure_page = json_error_view(
+    403, "csrf_failed",
+    "The form was out of date (CSRF check failed). Go back, reload the page and try again.")
+
+
+def csrf_failure(request, reason=""):
+    """A refused CSRF check: our plain error page (the middleware has logged the reason)."""
+    return _csrf_failure_page(request)
