@@ -22,6 +22,7 @@ TITLES = {
     "FC-ADM-001": "Policy '{policy}' changed to version {version}",
     "FC-ADM-002": "Workflow definition '{workflow}' version {version} published",
     "FC-ADM-003": "API client '{name}' {action}",
+    "FC-ADM-004": "Webhook endpoint '{name}' {action}",
     "FC-AUD-001": "Checkpoint sealed",
 }
 

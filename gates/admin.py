@@ -4,14 +4,17 @@ here; their deliveries and the gate emails are a read-only log."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 
 from audit.admin import ReadOnlyAdmin
 from fcore.actors import user_actor
 
 from . import policy_admin  # noqa: F401  (registers PolicyAdmin)
 from .models import EmailNotification, Gate, PolicyDecision, WebhookDelivery, WebhookEndpoint
-from .notify.webhooks import (
+from .webhook_endpoints import (
     webhook_endpoint_create,
+    webhook_endpoint_delete,
+    webhook_endpoint_update,
     webhook_events_problem,
     webhook_url_problem,
 )
@@ -60,25 +63,46 @@ class WebhookEndpointForm(forms.ModelForm):
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
-    """Creating an endpoint shows its signing secret once; it is never displayed again."""
+    """Creating an endpoint shows its signing secret once; it is never displayed again.
+    Every save and delete, one by one or from the list, goes through the services in
+    `gates.webhook_endpoints`, so it is audited (`FC-ADM-004`) in the change's transaction."""
 
     form = WebhookEndpointForm
     list_display = ("name", "tenant", "url", "events", "active", "created_by", "created_at")
     list_filter = ("tenant", "active")
     readonly_fields = ("created_by", "created_at")
 
+    def get_readonly_fields(self, request, obj=None):
+        # an endpoint never moves to another tenant (its secret and log stay where they were)
+        return ("tenant", *self.readonly_fields) if obj else self.readonly_fields
+
     def save_model(self, request, obj, form, change):
+        data, actor = form.cleaned_data, user_actor(request.user)
         if change:
-            super().save_model(request, obj, form, change)
+            _, changed = webhook_endpoint_update(
+                endpoint=obj, name=data["name"], url=data["url"], events=data["events"],
+                active=data["active"], actor=actor)
+            obj.refresh_from_db()
+            if not changed:
+                messages.info(request, "Nothing changed: nothing recorded.")
             return
         endpoint, secret = webhook_endpoint_create(
-            tenant=obj.tenant, name=obj.name, url=obj.url, events=obj.events,
-            actor=user_actor(request.user))
-        obj.pk, obj.secret, obj.created_at = endpoint.pk, endpoint.secret, endpoint.created_at
-        if not obj.active:
-            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(active=False)
+            tenant=data["tenant"], name=data["name"], url=data["url"], events=data["events"],
+            active=data["active"], actor=actor)
+        obj.pk = endpoint.pk
+        obj.refresh_from_db()
         messages.warning(request, f"Endpoint {endpoint.name} created. Its signing secret, "
                                   f"shown only now: {secret}")
+
+    def delete_model(self, request, obj):
+        webhook_endpoint_delete(endpoint=obj, actor=user_actor(request.user))
+
+    def delete_queryset(self, request, queryset):
+        """The list's bulk delete: one audited delete per endpoint, all or none."""
+        actor = user_actor(request.user)
+        with transaction.atomic():
+            for endpoint in queryset:
+                webhook_endpoint_delete(endpoint=endpoint, actor=actor)
 
 
 @admin.register(WebhookDelivery)

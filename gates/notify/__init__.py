@@ -7,7 +7,8 @@ take row ids and are safe to deliver twice: a webhook attempt first claims its r
 (compare-and-set), an email is sent under its row lock and only while pending. The beat
 task `gates.notify.sweep` re-enqueues rows whose task was lost.
 
-Modules: `webhooks` (endpoints, signing, attempts), `email` (recipients, rendering, sending),
+Modules: `webhooks` (signing, outbox rows, attempts; the endpoints themselves are in
+`gates.webhook_endpoints`), `email` (recipients, rendering, sending),
 `links` (one-click review links), `tasks` (the Celery interface).
 """
 

@@ -1,4 +1,5 @@
-"""Signed webhooks: endpoints, the outbox rows, signing, and one delivery attempt.
+"""Signed webhooks: the outbox rows, signing, and one delivery attempt. Endpoints (what one
+may be, and the audited services that change them) are in `gates.webhook_endpoints`.
 
 Every delivery is a POST of the JSON payload (RFC 8785 bytes) with headers
 
@@ -19,11 +20,9 @@ with exponential backoff up to `FCORE_WEBHOOK_MAX_ATTEMPTS`. Every attempt is lo
 import hashlib
 import hmac
 import logging
-import secrets
 import time
 import uuid
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -31,9 +30,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.hashing import canonical
-from fcore.errors import BadRequest
 
-from ..models import NOTIFY_EVENTS, DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from ..models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from ..webhook_endpoints import webhook_url_problem
 
 log = logging.getLogger("fcore.webhooks")
 
@@ -63,50 +62,6 @@ def webhook_signature_verify(*, secret: str, body: bytes, timestamp: str, signat
         return False
     expected = webhook_signature(secret, sent, body)
     return hmac.compare_digest(expected.encode(), (signature or "").encode())
-
-
-# --- endpoints ----------------------------------------------------------------------------
-
-def webhook_url_problem(url: str) -> str | None:
-    """Why a URL may not receive webhooks (None when it may)."""
-    parts = urlsplit(url or "")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "an http or https URL"
-    if parts.username or parts.password:
-        return "no credentials in the URL; verify the signature instead"
-    if parts.hostname.lower() not in settings.FCORE_WEBHOOK_ALLOWED_HOSTS:
-        return (f"host {parts.hostname!r} is not in FCORE_WEBHOOK_ALLOWED_HOSTS "
-                f"({', '.join(settings.FCORE_WEBHOOK_ALLOWED_HOSTS) or 'empty'})")
-    return None
-
-
-def webhook_events_problem(events) -> str | None:
-    """Why an events list is not valid (None when it is)."""
-    if not isinstance(events, list) or not events or not all(
-            isinstance(e, str) and e in NOTIFY_EVENTS for e in events):
-        return f"a non-empty list of {', '.join(NOTIFY_EVENTS)}"
-    return None
-
-
-def webhook_secret_new() -> str:
-    return f"whsec_{secrets.token_urlsafe(32)}"
-
-
-def webhook_endpoint_create(*, tenant, name: str, url: str, events: list[str] | None = None,
-                            actor: str) -> tuple[WebhookEndpoint, str]:
-    """Create an endpoint; returns it with its signing secret (show it once)."""
-    events = list(NOTIFY_EVENTS) if events is None else events
-    errors = {field: [problem] for field, problem in
-              (("url", webhook_url_problem(url)), ("events", webhook_events_problem(events)))
-              if problem}
-    if not name.strip():
-        errors["name"] = ["a name"]
-    if errors:
-        raise BadRequest("Invalid webhook endpoint.", code="invalid", errors=errors)
-    secret = webhook_secret_new()
-    endpoint = WebhookEndpoint.objects.create(tenant=tenant, name=name.strip(), url=url,
-                                              secret=secret, events=events, created_by=actor)
-    return endpoint, secret
 
 
 # --- outbox -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from fcore.members import member_set
 from fcore.models import Tenant
 from gates.models import DeliveryStatus, EmailNotification, WebhookDelivery
-from gates.notify.webhooks import webhook_endpoint_create
+from gates.webhook_endpoints import webhook_endpoint_create
 from runs.services import run_create
 from tests.api.test_worker_e2e import credentials, worker  # noqa: F401  (fixtures)
 

@@ -20,12 +20,12 @@ from gates.notify.tasks import sweep
 from gates.notify.webhooks import (
     backoff_s,
     webhook_attempt,
-    webhook_endpoint_create,
     webhook_signature,
     webhook_signature_verify,
     webhooks_due,
 )
 from gates.services import Voter
+from gates.webhook_endpoints import webhook_endpoint_create
 from runs.services import (
     gates_expire_due,
     run_create,

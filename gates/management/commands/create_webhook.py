@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from fcore.errors import BadRequest
 from fcore.models import Tenant
 from gates.models import NOTIFY_EVENTS
-from gates.notify.webhooks import webhook_endpoint_create
+from gates.webhook_endpoints import webhook_endpoint_create
 
 
 class Command(BaseCommand):
