@@ -19,6 +19,7 @@ TITLES = {
     "FC-GATE-003": "Gate resolved: {status}",
     "FC-GATE-004": "Gate expired",  # or "Gate escalated to …" (see event_message)
     "FC-GATE-005": "Gate overridden (break-glass)",
+    "FC-GATE-006": "Override of gate {gate_id} reviewed",
     "FC-ADM-001": "Policy '{policy}' changed to version {version}",
     "FC-ADM-002": "Workflow definition '{workflow}' version {version} published",
     "FC-ADM-003": "API client '{name}' {action}",

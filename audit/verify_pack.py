@@ -13,7 +13,8 @@ the pack (`events[7].hash: does not match its content`), exiting 1:
    `FC-STEP-002/003` event), each step's input and output against its hashes, the
    `workflow_hash` recomputed from the last receipt, status and stream head;
 4. every decision against an `FC-POL-001` event, every gate against its `FC-GATE-001`
-   event and every vote (approver identity, decision, comment) against an `FC-GATE-002`;
+   event, every vote (approver identity, decision, comment) against an `FC-GATE-002`,
+   and the review of a break-glass override against its `FC-GATE-006`;
 5. the checkpoint: hash, Ed25519 signature (with `--public-key` if given, else the key in
    the pack — the output says which), and the Merkle inclusion proof of the last event;
 6. the attestation: its signature and the digest of every other field of the pack.
@@ -214,6 +215,10 @@ def check_decisions_and_gates(pack: dict, events: list[dict]) -> None:
             if recorded is None:
                 raise Failure(f"gates[{g}].approvals[{a}]",
                               "no FC-GATE-002 event records this vote")
+        if gate.get("reviewed_by") and _find(
+                events, "FC-GATE-006", gate_id=gate["gate_id"], actor=gate["reviewed_by"],
+                note=gate.get("review_note"))[1] is None:
+            raise Failure(f"gates[{g}]", "no FC-GATE-006 event records this override review")
 
 
 def _trusted(pinned: list[bytes], key_id: str, pack_key, path: str) -> tuple[bytes, str]:

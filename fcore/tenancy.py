@@ -3,6 +3,11 @@
 `request_principal(request)` gives a `Principal` for a token client (set by
 `fcore.auth.TokenAuthentication`) or a signed-in person (their tenant membership and the
 groups they hold there). Selectors take `principal.tenant`; nothing else filters by tenant.
+
+A person may be a member of several tenants: they work in one at a time, the one chosen
+for their session (`tenant_choose`, the console's tenant switch), else the first they
+joined. What each action needs is named here once and read by the API and the console
+alike (`RUN_STATUS_SCOPE`).
 """
 
 from dataclasses import dataclass
@@ -18,6 +23,11 @@ GROUP_SCOPES = {
 }
 
 
+# Pausing, resuming, cancelling or failing a run (API `PATCH …/status`, console "Cancel").
+RUN_STATUS_SCOPE = "runs:write"
+SESSION_TENANT_KEY = "fc_tenant"
+
+
 @dataclass(frozen=True)
 class Principal:
     tenant: Tenant
@@ -25,21 +35,34 @@ class Principal:
     scopes: frozenset
     groups: frozenset | None  # None for a machine client
     is_machine: bool
+    # a person's tenants as (slug, name), in the order they joined; () for a machine client
+    tenants: tuple = ()
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
 
 
-def membership_for(user) -> Membership | None:
-    """The person's tenant membership (the first one when they have several)."""
+def memberships_of(user) -> list[Membership]:
+    """A person's tenant memberships, oldest first, with tenant and groups (two queries)."""
     if not user or not user.is_authenticated:
-        return None
-    return (Membership.objects.filter(user=user).select_related("tenant")
-            .prefetch_related("groups").order_by("id").first())
+        return []
+    return list(Membership.objects.filter(user=user).select_related("tenant")
+                .prefetch_related("groups").order_by("id"))
 
 
-def principal_for_user(user) -> Principal | None:
-    membership = membership_for(user)
+def _chosen(memberships: list[Membership], tenant_slug: str | None) -> Membership | None:
+    """The membership of `tenant_slug` when the person holds one there, else their first."""
+    for membership in memberships:
+        if membership.tenant.slug == tenant_slug:
+            return membership
+    return memberships[0] if memberships else None
+
+
+def principal_for_user(user, tenant_slug: str | None = None) -> Principal | None:
+    """A person working in tenant `tenant_slug` (else in their first), or None when they
+    are not signed in or belong to no tenant."""
+    memberships = memberships_of(user)
+    membership = _chosen(memberships, tenant_slug)
     if membership is None:
         return None
     groups = frozenset(g.name for g in membership.groups.all())
@@ -47,7 +70,8 @@ def principal_for_user(user) -> Principal | None:
     for group in groups:
         scopes |= GROUP_SCOPES.get(group, set())
     return Principal(tenant=membership.tenant, actor=user_actor(user), scopes=frozenset(scopes),
-                     groups=groups, is_machine=False)
+                     groups=groups, is_machine=False,
+                     tenants=tuple((m.tenant.slug, m.tenant.name) for m in memberships))
 
 
 def principal_for_client(client, sub: str, scopes: set[str]) -> Principal:
@@ -58,6 +82,19 @@ def principal_for_client(client, sub: str, scopes: set[str]) -> Principal:
 def request_principal(request) -> Principal | None:
     principal = getattr(request, "_fc_principal", None)
     if principal is None:
-        principal = principal_for_user(getattr(request, "user", None))
+        session = getattr(request, "session", None)
+        principal = principal_for_user(getattr(request, "user", None),
+                                       session.get(SESSION_TENANT_KEY) if session else None)
         request._fc_principal = principal
+    return principal
+
+
+def tenant_choose(request, slug: str) -> Principal | None:
+    """Work in tenant `slug` for the rest of this session; None (nothing changed) unless
+    the signed-in person is a member of it."""
+    principal = principal_for_user(getattr(request, "user", None), slug)
+    if principal is None or principal.tenant.slug != slug:
+        return None
+    request.session[SESSION_TENANT_KEY] = slug
+    request._fc_principal = principal
     return principal

@@ -129,8 +129,12 @@ class Gate(FSMModelMixin, models.Model):
     input_schema = models.JSONField(null=True, blank=True)
     resolution = models.JSONField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
-    # Set by a break-glass override: the console shows it until someone reviews it.
+    # Set by a break-glass override: the console shows it until someone else reviews it
+    # (`gates.services.gate_override_review`), who leaves their name, the time and a note.
     needs_review = models.BooleanField(default=False)
+    reviewed_by = models.CharField(max_length=200, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_note = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -138,6 +142,7 @@ class Gate(FSMModelMixin, models.Model):
         indexes = [models.Index(fields=["tenant", "status", "-created_at"])]
         permissions = [
             ("override_gate", "Can force-resolve an open gate (break-glass)"),
+            ("review_override", "Can mark a break-glass override as reviewed"),
         ]
 
     def __str__(self) -> str:

@@ -24,7 +24,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from fcore.actors import user_actor
-from fcore.tenancy import principal_for_user
+from fcore.tenancy import request_principal
 
 from .models import Policy, PolicyVersion
 from .policies import policy_restore, policy_save
@@ -41,13 +41,14 @@ MAX_TIER = 100  # what policy_save accepts
 def _is_policy_admin(request) -> bool:
     if request.user.is_superuser:
         return True
-    principal = principal_for_user(request.user)
+    principal = request_principal(request)
     return bool(principal and "policy-admins" in principal.groups)
 
 
 def _own_tenant(request):
-    """The tenant a person who is not a superuser works in (None: no membership)."""
-    principal = principal_for_user(request.user)
+    """The tenant a person who is not a superuser works in: the one chosen for the session
+    in the console (None: no membership)."""
+    principal = request_principal(request)
     return principal.tenant if principal else None
 
 

@@ -1,4 +1,5 @@
-"""Gate services: opening a gate, recording votes, expiry, escalation and break-glass.
+"""Gate services: opening a gate, recording votes, expiry, escalation, break-glass and its
+review.
 
 These run inside a transaction in which the caller (a service in `runs`) already holds the
 run's row lock; they lock the gate row next (lock order run → gate → audit stream head).
@@ -219,4 +220,39 @@ def gate_override(*, gate: Gate, run, actor: str, justification: str) -> Gate:
               "required_approvals": gate.required_approvals, "needs_review": True},
     )
     gate_notify(gate=gate, run=run, event=EVENT_RESOLVED, audit_event=event)
+    return gate
+
+
+REVIEW_NOTE_MAX = 4000
+
+
+def gate_override_review(*, gate: Gate, run, actor: str, note: str) -> Gate:
+    """Someone other than the person who forced it through marks a locked overridden gate
+    reviewed, with a note (`FC-GATE-006`); the console stops listing it. Its status and
+    resolution stay as the override left them."""
+    note = (note or "").strip()
+    if not note:
+        raise BadRequest("A note is required to mark an override reviewed.", code="invalid",
+                         errors={"note": ["required"]})
+    if len(note) > REVIEW_NOTE_MAX:
+        raise BadRequest(f"The note is longer than {REVIEW_NOTE_MAX} characters.",
+                         code="invalid", errors={"note": [f"at most {REVIEW_NOTE_MAX}"]})
+    if gate.status != GateStatus.OVERRIDDEN:
+        raise Conflict(f"Gate {gate.id} was not overridden: it is {gate.status}.",
+                       code="not_overridden", current=gate.status)
+    if not gate.needs_review:
+        raise Conflict(f"Gate {gate.id} was already reviewed by {gate.reviewed_by}.",
+                       code="already_reviewed", current=gate.status,
+                       reviewed_by=gate.reviewed_by)
+    overridden_by = (gate.resolution or {}).get("by", "")
+    if actor == overridden_by:
+        raise FourEyes("The person who overrode a gate cannot review the override.")
+    gate.needs_review = False
+    gate.reviewed_by, gate.reviewed_at, gate.review_note = actor, timezone.now(), note
+    gate.save(update_fields=["needs_review", "reviewed_by", "reviewed_at", "review_note"])
+    audit_append(
+        tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-006", actor=actor,
+        data={"gate_id": gate.id, "status": gate.status, "overridden_by": overridden_by,
+              "note": note},
+    )
     return gate

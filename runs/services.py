@@ -24,6 +24,7 @@ from gates.services import (
     gate_expire,
     gate_open,
     gate_override,
+    gate_override_review,
     gate_vote,
 )
 
@@ -226,6 +227,18 @@ def run_gate_override(*, tenant, run_id, gate_id, actor: str, justification: str
         gate_override(gate=gate, run=run, actor=actor, justification=justification)
         _after_gate(run, gate, actor=actor)
     return gate
+
+
+def run_gate_override_review(*, tenant, run_id, gate_id, actor: str, note: str,
+                             allowed: bool) -> Gate:
+    """Mark a break-glass override reviewed (`FC-GATE-006`, on the run's stream even after
+    the run ended). `allowed` is the caller's check of the `gates.review_override`
+    permission (people only); the one who overrode the gate cannot review it."""
+    if not allowed:
+        raise Forbidden("Reviewing an override needs the gates.review_override permission.")
+    with run_lock(run_id, tenant=tenant) as run:
+        gate = _locked_gate(run, gate_id)
+        return gate_override_review(gate=gate, run=run, actor=actor, note=note)
 
 
 def _locked_gate(run: Run, gate_id) -> Gate:

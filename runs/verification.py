@@ -19,11 +19,15 @@ def receipt_fields(step: StepRun) -> dict:
             "prev_receipt_hash": step.prev_receipt_hash, "receipt_hash": step.receipt_hash}
 
 
-def run_receipts_verify(run) -> dict:
-    """`{verified, workflow_hash, receipts[], failures[]}`, every hash recomputed."""
+def run_receipts_verify(run, *, steps=None, events=None) -> dict:
+    """`{verified, workflow_hash, receipts[], failures[]}`, every hash recomputed. A caller
+    that has already read the run's steps or its events passes them."""
     failures, receipts = [], []
     prev = GENESIS_HASH
-    steps = StepRun.objects.filter(run=run).exclude(receipt_hash="").order_by("receipt_seq")
+    if steps is None:
+        steps = StepRun.objects.filter(run=run).exclude(receipt_hash="").order_by("receipt_seq")
+    else:
+        steps = sorted((s for s in steps if s.receipt_hash), key=lambda s: s.receipt_seq)
     for step in steps:
         receipts.append(receipt_fields(step))
         where = {"step_id": step.step_id, "attempt": step.attempt}
@@ -40,8 +44,12 @@ def run_receipts_verify(run) -> dict:
         if recomputed != step.receipt_hash:
             failures.append({**where, "problem": "receipt_hash does not match its fields"})
         prev = step.receipt_hash
-    seal = (AuditEvent.objects.filter(stream__name=run.stream_name, code="FC-RUN-003")
-            .order_by("-seq").first())
+    if events is None:
+        seal = (AuditEvent.objects.filter(stream__name=run.stream_name, code="FC-RUN-003")
+                .order_by("-seq").first())
+    else:
+        seal = max((e for e in events if e.code == "FC-RUN-003"), key=lambda e: e.seq,
+                   default=None)
     if run.workflow_hash or seal:
         if seal is None:
             failures.append({"problem": "run has a workflow_hash but no FC-RUN-003 event"})

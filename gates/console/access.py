@@ -15,13 +15,13 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django_htmx.http import HttpResponseClientRedirect
 
 from fcore.errors import FCError
-from fcore.tenancy import Principal, request_principal
+from fcore.tenancy import RUN_STATUS_SCOPE, Principal, request_principal
 from gates.models import Gate, GateStatus, Vote
 from gates.services import Voter
 
 FOUR_EYES_TEXT = "You requested this run; another approver must decide."
 OVERRIDE_PERMISSION = "gates.override_gate"
-CANCEL_GROUPS = {"operators"}
+REVIEW_PERMISSION = "gates.review_override"
 
 
 def console_view(view=None, *, scope: str | None = None):
@@ -76,9 +76,16 @@ def override_allowed(user, tenant) -> bool:
             and user.has_perm(OVERRIDE_PERMISSION))
 
 
-def cancel_allowed(user, principal: Principal) -> bool:
-    """Operators (and Django superusers who are tenant members) may cancel runs."""
-    return bool(user.is_superuser or (principal.groups or set()) & CANCEL_GROUPS)
+def review_allowed(user) -> bool:
+    """Whether the console offers this person to mark overrides reviewed (never their own:
+    the service refuses that, and the templates do not offer it)."""
+    return user.has_perm(REVIEW_PERMISSION)
+
+
+def cancel_allowed(principal: Principal) -> bool:
+    """Who may cancel a run: the scope the API asks for on `PATCH …/status`
+    (`fcore.tenancy.RUN_STATUS_SCOPE`; operators hold it)."""
+    return principal.has_scope(RUN_STATUS_SCOPE)
 
 
 def next_url(request, default: str = "console:queue") -> str:

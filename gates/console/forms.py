@@ -117,3 +117,14 @@ class CancelRunForm(forms.Form):
 
     def error_text(self) -> str:
         return " ".join(str(e) for errors in self.errors.values() for e in errors)
+
+
+class OverrideReviewForm(forms.Form):
+    """Marking a break-glass override reviewed asks for a note."""
+
+    note = forms.CharField(max_length=4000, strip=True,
+                           error_messages={"required": "A note is required to mark an "
+                                                       "override reviewed."})
+
+    def error_text(self) -> str:
+        return " ".join(str(e) for errors in self.errors.values() for e in errors)

@@ -2,6 +2,9 @@
 
 - `gate_override` (POST): a person with the `gates.override_gate` permission forces an open
   gate through with a justification (`runs.services.run_gate_override`).
+- `gate_override_review` (POST): a person with the `gates.review_override` permission, not
+  the one who overrode it, marks the override reviewed with a note
+  (`runs.services.run_gate_override_review`).
 - `gate_review` (GET, POST): the page an email link opens. The link's token must be valid,
   unexpired, unused and bound to the signed-in person. GET only shows the gate and the
   decision form and never writes anything; the POST votes through
@@ -18,7 +21,7 @@ from fcore.errors import FCError, NotFound
 from gates.models import GateStatus
 from gates.notify.links import LinkRefused, link_token_read
 from runs import selectors
-from runs.services import run_gate_override, run_gate_vote
+from runs.services import run_gate_override, run_gate_override_review, run_gate_vote
 
 from .access import (
     FOUR_EYES_TEXT,
@@ -27,38 +30,63 @@ from .access import (
     next_url,
     not_found,
     override_allowed,
+    review_allowed,
     vote_message,
     voter_for,
 )
-from .forms import GateDecisionForm, GateOverrideForm
+from .forms import GateDecisionForm, GateOverrideForm, OverrideReviewForm
 from .rows import gate_row
 
 LINK_STATUS = {"link_invalid": 400, "link_wrong_user": 403, "link_expired": 410,
                "link_used": 410}
 
 
-@require_POST
-@console_view
-def gate_override(request, principal, gate_id: int):
-    """Break-glass from the run page; back to the page with a message either way."""
-    form = GateOverrideForm(request.POST)
+def _gate_form_posted(request, principal, gate_id: int, form, act):
+    """A form posted about one gate: the same 404 for an unknown or another tenant's gate;
+    otherwise the form's or the service's refusal, or the message `act(gate, cleaned_data)`
+    returns as (level, text); then back to the page it came from."""
     try:
         gate = selectors.gate_get(principal.tenant, gate_id)
-    except NotFound:  # unknown, or another tenant's: the same 404
+    except NotFound:
         return not_found(request, principal, "gate")
     try:
         if not form.is_valid():
             messages.error(request, form.error_text())
         else:
-            gate = run_gate_override(
-                tenant=principal.tenant, run_id=gate.run_id, gate_id=gate.id,
-                actor=principal.actor, justification=form.cleaned_data["justification"],
-                allowed=override_allowed(request.user, principal.tenant))
-            messages.warning(request, f"Gate {gate.id} overridden (break-glass): the run "
-                                      "continues, and the override is marked for review.")
+            messages.add_message(request, *act(gate, form.cleaned_data))
     except FCError as exc:
         messages.error(request, exc.detail)
     return redirect(next_url(request))
+
+
+@require_POST
+@console_view
+def gate_override(request, principal, gate_id: int):
+    """Break-glass from the run page; back to the page with a message either way."""
+
+    def act(gate, data):
+        gate = run_gate_override(
+            tenant=principal.tenant, run_id=gate.run_id, gate_id=gate.id,
+            actor=principal.actor, justification=data["justification"],
+            allowed=override_allowed(request.user, principal.tenant))
+        return messages.WARNING, (f"Gate {gate.id} overridden (break-glass): the run "
+                                  "continues, and the override is marked for review.")
+
+    return _gate_form_posted(request, principal, gate_id, GateOverrideForm(request.POST), act)
+
+
+@require_POST
+@console_view
+def gate_override_review(request, principal, gate_id: int):
+    """Mark an override reviewed from the queue or the run page; back there with a message."""
+
+    def act(gate, data):
+        gate = run_gate_override_review(
+            tenant=principal.tenant, run_id=gate.run_id, gate_id=gate.id,
+            actor=principal.actor, note=data["note"], allowed=review_allowed(request.user))
+        return messages.SUCCESS, f"Override of gate {gate.id} marked reviewed."
+
+    return _gate_form_posted(request, principal, gate_id, OverrideReviewForm(request.POST), act)
 
 
 @require_http_methods(["GET", "HEAD", "POST"])

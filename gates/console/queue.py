@@ -27,6 +27,7 @@ from .access import (
     console_view,
     error_text,
     not_found,
+    review_allowed,
     vote_message,
     voter_for,
     wants_partial,
@@ -51,6 +52,7 @@ def render_queue(request, principal: Principal, data: QueryDict, *, partial: boo
         "filtered": page.matching != page.total,
         "here": f"{queue_url}?{full_query}" if full_query else queue_url,
         "review_rows": review_rows(principal, request.user),
+        "can_review": review_allowed(request.user),
         "four_eyes_text": FOUR_EYES_TEXT, "in_queue": True,
     }
     template = "console/queue.html#queue-response" if partial else "console/queue.html"

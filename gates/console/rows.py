@@ -20,7 +20,7 @@ from fcore.tenancy import Principal
 from gates.models import Gate, GateStatus, PolicyDecision, Vote
 from runs import selectors
 
-from .access import OVERRIDE_PERMISSION, voter_for
+from .access import OVERRIDE_PERMISSION, review_allowed, voter_for
 from .inputs import schema_fields
 
 LARGE_INPUT_CHARS = 400
@@ -123,6 +123,19 @@ def with_decisions(gates):
         queryset=PolicyDecision.objects.order_by("evaluated_at", "id")))
 
 
+def gates_with_decisions(gates, decisions: list[PolicyDecision]) -> list[Gate]:
+    """The gates with each gate step's decisions (oldest first) as `console_decisions`,
+    taken from the run's decisions the caller has read already."""
+    by_step: dict[int, list[PolicyDecision]] = {}
+    for decision in sorted(decisions, key=lambda d: (d.evaluated_at, d.id)):
+        by_step.setdefault(decision.step_run_id, []).append(decision)
+    gates = list(gates)
+    for gate in gates:
+        if gate.step_run is not None:
+            gate.step_run.console_decisions = by_step.get(gate.step_run_id, [])
+    return gates
+
+
 def decidable(gates, principal: Principal):
     """Narrow gates to those the person's groups may decide (escalation included)."""
     groups = principal.groups
@@ -175,8 +188,8 @@ def queue_page(principal: Principal, params: dict) -> QueuePage:
 
 def review_rows(principal: Principal, user, limit: int = 20) -> list[GateRow]:
     """Overridden gates still marked for review that this person's groups could have
-    decided (everyone with the override permission sees them all)."""
+    decided (everyone with the override or the review permission sees them all)."""
     gates = selectors.gates_needing_review(principal.tenant)
-    if not user.has_perm(OVERRIDE_PERMISSION):
+    if not (user.has_perm(OVERRIDE_PERMISSION) or review_allowed(user)):
         gates = decidable(gates, principal)
     return [gate_row(g, principal) for g in gates[:limit]]

@@ -28,12 +28,13 @@ from .access import (
     console_view,
     not_found,
     override_allowed,
+    review_allowed,
     wants_partial,
 )
 from .filters import RunFilterForm, query_string, read_filters
 from .forms import CancelRunForm
 from .graph import duration_text, step_duration, step_graph_svg, timeline_svg
-from .rows import gate_row, with_decisions
+from .rows import gate_row, gates_with_decisions
 
 POLL_SECONDS = 2
 
@@ -66,22 +67,27 @@ def run_list(request, principal):
 
 
 def run_context(request, principal, run) -> dict:
-    """Everything the run page shows, read fresh (also for every poll)."""
+    """Everything the run page shows, read fresh (also for every poll): each of the run's
+    steps, decisions, gates and events once, whatever uses them."""
     steps = list(selectors.run_steps(run))
+    events = list(selectors.run_events(run))
+    decisions = list(selectors.run_decisions(run))
     now = timezone.now()
-    gates = [gate_row(g, principal, run=run) for g in with_decisions(selectors.run_gates(run))]
+    gates = [gate_row(g, principal, run=run)
+             for g in gates_with_decisions(selectors.run_gates(run), decisions)]
     done = sum(1 for s in steps if s.status in STEP_DONE)
     return {
         "principal": principal, "run": run, "steps": steps,
         "timeline": [(s, duration_text(step_duration(s, now))) for s in steps],
         "graph_svg": step_graph_svg(steps), "timeline_svg": timeline_svg(steps, now),
         "done": done, "total": len(steps),
-        "decisions": selectors.run_decisions(run), "gates": gates,
-        "events": selectors.run_events(run), "receipts": run_receipts_verify(run),
+        "decisions": decisions, "gates": gates, "events": events,
+        "receipts": run_receipts_verify(run, steps=steps, events=events),
         "live": run.status not in RUN_TERMINAL, "poll_seconds": POLL_SECONDS,
         "four_eyes_text": FOUR_EYES_TEXT,
         "can_override": override_allowed(request.user, principal.tenant),
-        "can_cancel": cancel_allowed(request.user, principal)
+        "can_review": review_allowed(request.user),
+        "can_cancel": cancel_allowed(principal)
         and run.status not in RUN_TERMINAL,
     }
 
@@ -109,8 +115,8 @@ def run_cancel(request, principal, run_id: str):
     except NotFound:
         return not_found(request, principal, "run")
     url = reverse("console:run", kwargs={"run_id": run.run_id})
-    if not cancel_allowed(request.user, principal):
-        messages.error(request, "Only operators may cancel a run.")
+    if not cancel_allowed(principal):
+        messages.error(request, "Only operators may cancel a run (it needs the runs:write scope).")
         return redirect(url)
     form = CancelRunForm(request.POST)
     if not form.is_valid():

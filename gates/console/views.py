@@ -4,7 +4,8 @@
 - `bulk`: one decision for several selected gates;
 - `runs`: the run list with progress, the live run page, cancelling a run;
 - `audit_browser`: the audit trail with chain verification;
-- `gate_views`: break-glass overrides and one-click email links; `evidence`: the pack.
+- `gate_views`: break-glass overrides, their review and one-click email links;
+  `evidence`: the pack; `tenants`: the tenant switch for members of several tenants.
 
 Views are interfaces only: reads go through `runs.selectors` (tenant-scoped there), writes
 through `runs.services`. The shared door (`console_view`) and helpers are in `access`.

@@ -1,8 +1,9 @@
-"""Break-glass override of a gate through the API (PT-005 item 7).
+"""Break-glass override of a gate through the API (PT-005 item 7), and its review.
 
 Only people may override: a session user holding the `gates.override_gate` permission and
 a membership of the run's tenant. Machine clients never override (403), whatever scopes
-their token carries.
+their token carries. Reviewing an override is the same kind of act: people holding
+`gates.review_override`, never the one who overrode the gate.
 """
 
 from drf_spectacular.utils import extend_schema
@@ -16,10 +17,32 @@ from runs import selectors, services
 from . import serializers as s
 
 OVERRIDE_PERMISSION = "gates.override_gate"
+REVIEW_PERMISSION = "gates.review_override"
 
 
 class GateOverrideIn(serializers.Serializer):
     justification = serializers.CharField(max_length=4000, allow_blank=True)
+
+
+class GateOverrideReviewIn(serializers.Serializer):
+    note = serializers.CharField(max_length=4000, allow_blank=True)
+
+
+def _person_acts_on_gate(request, run_id, act: str, payload: type[serializers.Serializer],
+                         service) -> Response:
+    """People only (403 for a machine client, whatever its scopes); the body checked by
+    `payload`; then `service(tenant, run_id, actor, data, user)` on the tenant's run, and the
+    gate as it is now."""
+    principal = request.principal
+    if principal.is_machine:
+        raise Forbidden(f"Machine clients cannot {act}; that is for people with the "
+                        "permission.")
+    serializer = payload(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    run = selectors.run_get(principal.tenant, run_id)
+    gate = service(principal.tenant, run.run_id, principal.actor, serializer.validated_data,
+                   request.user)
+    return Response(s.GateOut(selectors.gate_get(principal.tenant, gate.id)).data)
 
 
 class GateOverride(APIView):
@@ -31,15 +54,26 @@ class GateOverride(APIView):
         """Force an open gate through (break-glass) with a justification; `FC-GATE-005`.
 
         The run moves as after an approval; the gate is marked `needs_review`."""
-        principal = request.principal
-        if principal.is_machine:
-            raise Forbidden("Machine clients cannot override gates; break-glass is for "
-                            "people with the override permission.")
-        serializer = GateOverrideIn(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        run = selectors.run_get(principal.tenant, run_id)
-        gate = services.run_gate_override(
-            tenant=principal.tenant, run_id=run.run_id, gate_id=gate_id,
-            actor=principal.actor, justification=serializer.validated_data["justification"],
-            allowed=request.user.has_perm(OVERRIDE_PERMISSION))
-        return Response(s.GateOut(selectors.gate_get(principal.tenant, gate.id)).data)
+        return _person_acts_on_gate(
+            request, run_id, "override gates", GateOverrideIn,
+            lambda tenant, run_id, actor, data, user: services.run_gate_override(
+                tenant=tenant, run_id=run_id, gate_id=gate_id, actor=actor,
+                justification=data["justification"],
+                allowed=user.has_perm(OVERRIDE_PERMISSION)))
+
+
+class GateOverrideReview(APIView):
+    required_scopes: dict = {}  # a permission, not a scope, decides (see below)
+
+    @extend_schema(request=GateOverrideReviewIn,
+                   responses={200: s.GateOut, **s.ERROR_RESPONSES})
+    def post(self, request, run_id, gate_id):
+        """Mark a break-glass override reviewed with a note; `FC-GATE-006`.
+
+        409 `not_overridden` or `already_reviewed`; 403 `four_eyes` for the one who
+        overrode it."""
+        return _person_acts_on_gate(
+            request, run_id, "review overrides", GateOverrideReviewIn,
+            lambda tenant, run_id, actor, data, user: services.run_gate_override_review(
+                tenant=tenant, run_id=run_id, gate_id=gate_id, actor=actor,
+                note=data["note"], allowed=user.has_perm(REVIEW_PERMISSION)))

@@ -141,7 +141,8 @@ class GateOut(serializers.ModelSerializer):
         fields = ["gate_id", "run_id", "step_id", "status", "source", "reason",
                   "required_approvals", "approvals", "requested_by", "approver_group",
                   "expires_at", "on_timeout", "escalate_to", "input_schema", "resolution",
-                  "needs_review", "created_at", "resolved_at"]
+                  "needs_review", "reviewed_by", "reviewed_at", "review_note", "created_at",
+                  "resolved_at"]
 
 
 class EventOut(serializers.ModelSerializer):

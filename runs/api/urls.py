@@ -8,6 +8,8 @@ run_patterns = [
     path("runs/<str:run_id>/gates", views.RunGates.as_view()),
     path("runs/<str:run_id>/gates/<str:gate_id>", views.GateDetail.as_view()),
     path("runs/<str:run_id>/gates/<str:gate_id>/override", gate_views.GateOverride.as_view()),
+    path("runs/<str:run_id>/gates/<str:gate_id>/override/review",
+         gate_views.GateOverrideReview.as_view()),
     path("runs/<str:run_id>/receipt", views.RunReceipt.as_view()),
     path("runs/<str:run_id>/evidence", views.RunEvidence.as_view()),
 ]

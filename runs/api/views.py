@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.verify import audit_verify
+from fcore.tenancy import RUN_STATUS_SCOPE
 from gates.services import Voter
 from runs import selectors, services
 from runs.evidence import evidence_pack
@@ -90,7 +91,7 @@ class RunListCreate(APIView):
 
 
 class RunDetail(APIView):
-    required_scopes = {"GET": "runs:read", "PATCH": "runs:write"}
+    required_scopes = {"GET": "runs:read", "PATCH": RUN_STATUS_SCOPE}
 
     @extend_schema(parameters=[OpenApiParameter("include_logs", bool)],
                    responses={200: s.RunOut, **ERRORS})
@@ -101,7 +102,7 @@ class RunDetail(APIView):
 
 
 class RunStatusUpdate(APIView):
-    required_scopes = {"PATCH": "runs:write"}
+    required_scopes = {"PATCH": RUN_STATUS_SCOPE}  # the console's cancel asks for the same
 
     @extend_schema(request=s.RunStatusIn, responses={200: s.RunOut, **ERRORS})
     def patch(self, request, run_id):

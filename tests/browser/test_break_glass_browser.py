@@ -1,6 +1,7 @@
 """Break-glass and email links in a real browser (Playwright + Chromium): a person with the
-override permission forces a gate through from the run page, the badge shows, and an
-approver follows an emailed link, signs in, and decides with a POST."""
+override permission forces a gate through from the run page, the badge shows, someone else
+marks the override reviewed from the queue while it polls, and an approver follows an
+emailed link, signs in, and decides with a POST."""
 
 import re
 
@@ -45,6 +46,22 @@ def test_break_glass_from_the_run_page(live_server, browser, people):  # noqa: F
     assert gate.status == GateStatus.OVERRIDDEN and gate.needs_review
     assert Run.objects.get(pk=run.pk).status == "running"
     assert "INC-7: payment run closes at 17:00" in card.inner_text()
+
+    member_set(tenant=people, username="rita", groups=["auditors"], password=PASSWORD)
+    rita = get_user_model().objects.get(username="rita")
+    rita.user_permissions.add(Permission.objects.get(codename="review_override"))
+    reviewer = browser.new_page()
+    sign_in(reviewer, live_server.url, "rita")
+    row = reviewer.locator(f"#review-gate-{gate.id}")
+    row.get_by_text("Mark reviewed").click()
+    row.get_by_label("Review note").fill("confirmed with treasury")
+    reviewer.wait_for_timeout(3_500)  # a queue poll swaps the list; the open form stays
+    row.get_by_role("button", name=f"Mark override of gate {gate.id} reviewed").click()
+    reviewer.get_by_text(f"Override of gate {gate.id} marked reviewed.").wait_for()
+    assert reviewer.locator(f"#review-gate-{gate.id}").count() == 0
+    gate.refresh_from_db()
+    assert not gate.needs_review and gate.reviewed_by == "user:rita"
+    assert gate.review_note == "confirmed with treasury"
 
 
 def test_an_emailed_link_asks_for_sign_in_and_decides_only_on_post(

@@ -116,6 +116,22 @@ def test_run_list_partial_history_restore_and_constant_queries(tenant, make_run,
 
 # --- run page ----------------------------------------------------------------------------------
 
+def test_run_page_reads_each_of_the_runs_tables_once(tenant, make_run):
+    """Steps, events, decisions, gates and votes are each read once per page (the receipt
+    check and the gate rows use what the page read), for a paused run with a gate."""
+    run = make_run(tenant)
+    client = login("olivia")
+    client.get(f"/console/runs/{run.run_id}/")
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(f"/console/runs/{run.run_id}/")
+    assert response.status_code == 200 and "Gate " in response.content.decode()
+    tables = ["runs_run", "runs_steprun", "audit_auditevent", "gates_policydecision",
+              "gates_gate", "gates_approval"]
+    reads = {table: sum(1 for q in ctx.captured_queries
+                        if q["sql"].startswith("SELECT") and f'FROM "{table}"' in q["sql"])
+             for table in tables}
+    assert reads == dict.fromkeys(tables, 1)
+
 def test_run_page_shows_graph_timeline_and_verified_receipts(nightly):
     body = login("olivia").get(f"/console/runs/{nightly.run_id}/").content.decode()
     assert '<svg class="step-graph"' in body
@@ -189,7 +205,7 @@ def test_only_operators_may_cancel(tenant, make_run):
     url = f"/console/runs/{run.run_id}/"
     assert f"{url}cancel" not in login("adam").get(url).content.decode()
     response = login("adam").post(f"{url}cancel", {"reason": "mine now"})
-    assert flash(response) == ["Only operators may cancel a run."]
+    assert flash(response) == ["Only operators may cancel a run (it needs the runs:write scope)."]
     assert Run.objects.get(pk=run.pk).status == RunStatus.PAUSED
     assert login("olivia").get(f"{url}cancel").status_code == 405
 

@@ -301,7 +301,11 @@ def test_demo_seed_is_idempotent(db):
              "memberships": Membership.objects.count()}
     assert state["runs"] == 5
     assert groups_of("adam") == ["approvers"] and groups_of("otto") == ["approvers", "operators"]
-    assert get_user_model().objects.get(username="admin").is_superuser
+    users = get_user_model().objects
+    assert users.get(username="admin").is_superuser
+    assert users.get(username="otto").has_perm("gates.override_gate")
+    assert users.get(username="priya").has_perm("gates.review_override")
+    assert not users.get(username="priya").has_perm("gates.override_gate")
     run_command("demo_seed")
     assert {**counts(), "runs": Run.objects.count(), "users": get_user_model().objects.count(),
             "memberships": Membership.objects.count()} == state

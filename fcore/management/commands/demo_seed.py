@@ -3,7 +3,7 @@
 Idempotent: people and bundles are set, not duplicated; demo runs are only created when
 the tenant has none. Demo people have addresses under example.invalid, so gate emails show
 up in the worker's output (the console email backend); `admin` (a superuser) and `otto`
-may override gates (break-glass).
+may override gates (break-glass), `admin` and `priya` may mark overrides reviewed.
 """
 
 from pathlib import Path
@@ -28,7 +28,8 @@ PEOPLE = [
     ("otto", ["operators", "approvers"]),
 ]
 BUNDLES = ("docs/examples/pt004.yaml", "docs/examples/demo.yaml")
-BREAK_GLASS = ("otto",)  # admin is a superuser: it holds every permission
+# admin is a superuser: it holds every permission
+PERMISSIONS = {"override_gate": ("otto",), "review_override": ("priya",)}
 
 
 class Command(BaseCommand):
@@ -49,10 +50,11 @@ class Command(BaseCommand):
             member_set(tenant=tenant, username=username, groups=groups, password=DEMO_PASSWORD,
                        email=email)
             User.objects.filter(username=username, email="").update(email=email)
-        override = Permission.objects.get(codename="override_gate",
-                                          content_type__app_label="gates")
-        for user in User.objects.filter(username__in=BREAK_GLASS):
-            user.user_permissions.add(override)
+        for codename, usernames in PERMISSIONS.items():
+            permission = Permission.objects.get(codename=codename,
+                                                content_type__app_label="gates")
+            for user in User.objects.filter(username__in=usernames):
+                user.user_permissions.add(permission)
         if not User.objects.filter(username="admin").exists():
             User.objects.create_superuser("admin", "admin@example.invalid", DEMO_PASSWORD)
         member_set(tenant=tenant, username="admin",
