@@ -13,7 +13,8 @@ each one after five uses (`prepare_threshold`, set in settings: Django leaves it
 the server stops parsing and planning them: measured here, a third less PostgreSQL CPU per
 step. Reads of one moment and the writes of a transaction travel in psycopg pipelines
 (`rows_fetch_together`, `writes_batched`). A pooler in transaction mode that does not keep
-prepared statements, such as older PgBouncer, needs `prepare_threshold=None`.
+prepared statements, such as older PgBouncer, needs them off:
+`FCORE_DB_PREPARED_STATEMENTS=0` (docs/operations.md).
 
 Only for simple single-table statements; everything else stays on the ORM.
 """

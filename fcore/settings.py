@@ -109,6 +109,17 @@ TEMPLATES = [
     },
 ]
 
+
+def _prepare_threshold() -> int | None:
+    """psycopg's `prepare_threshold` on PostgreSQL: the engine's statements (fcore.rows,
+    server-side binding) are prepared on the server after 5 uses; Django's own queries bind
+    client-side and are never prepared, and Django turns preparation off unless this is
+    set. FCORE_DB_PREPARED_STATEMENTS=0 gives None (never prepare), for a pooler in
+    transaction mode that does not keep prepared statements (PgBouncer before 1.21, or
+    without `max_prepared_statements`)."""
+    return 5 if _env_bool("FCORE_DB_PREPARED_STATEMENTS", True) else None
+
+
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'fcore.sqlite3'}"
 _db = dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
 if _db["ENGINE"] == "django.db.backends.sqlite3":
@@ -123,11 +134,7 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db["TEST"] = {"NAME": os.environ.get("FCORE_TEST_SQLITE_NAME") or None}
 else:
     _db["TEST"] = {"NAME": os.environ.get("FCORE_TEST_DB_NAME", "test_fcore")}
-    # The engine's statements (fcore.rows, server-side binding) are prepared on the server
-    # after 5 uses; Django's own queries bind client-side and are never prepared. Django
-    # turns preparation off unless this is set. A pooler in transaction mode that does not
-    # keep prepared statements needs None here.
-    _db.setdefault("OPTIONS", {})["prepare_threshold"] = 5
+    _db.setdefault("OPTIONS", {})["prepare_threshold"] = _prepare_threshold()
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -10,6 +10,7 @@ With FCORE_REQUIRE_SERVICES=1 a missing PostgreSQL, Redis or Chromium is a failu
 skip.
 """
 
+import asyncio
 import json
 import os
 
@@ -54,6 +55,31 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Before the test's fixtures are torn down: close the connections it opened while an
+    asyncio loop was running in this thread."""
+    _close_loop_context_connections()
+    return (yield)
+
+
+def _close_loop_context_connections() -> None:
+    """Playwright's sync API (the browser tests) keeps an asyncio loop running in this
+    thread while a browser is open. Django then keeps this thread's connections in a
+    second, context-local set (asgiref's thread-critical Local), which Django's test
+    teardown never sees: it runs after the browser fixture has stopped the loop. Left
+    open, such a connection lives to the end of the session and PostgreSQL refuses to drop
+    the test database ("being accessed by other users"). Closed here while the loop still
+    runs, i.e. while that set is still the one `connections` answers with."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and not conn.in_atomic_block:
+            conn.close()
 
 
 @pytest.fixture(autouse=True)
