@@ -4,10 +4,15 @@
 1. locks the tenant's admin stream head (`tenant/<slug>/admin`): two seals of one tenant
    serialise there, and no other stream is locked, so appends never wait on a seal;
 2. reads the committed head `{stream, seq, hash}` of every stream of the tenant whose head
-   moved past its `CheckpointCursor.seen_seq`, sorted by stream name (code-point order);
+   moved past its `CheckpointCursor.seen_seq`, sorted by stream name (code-point order).
+   Only streams marked `unsealed` are read (a partial index holds them): every append
+   marks its stream, so the work follows what changed, not how many streams there are;
 3. builds the RFC 6962 tree (`audit.merkle`), links to the previous checkpoint's hash,
    signs JCS(body) with the configured Ed25519 key (`audit.keys`), stores the checkpoint;
-4. appends `FC-AUD-001` to the admin stream and moves the cursors.
+4. appends `FC-AUD-001` to the admin stream, moves the cursors and clears `unsealed` on
+   the streams it read whose head is still the one it saw. An append that commits
+   meanwhile moved the head, so its mark stays (on PostgreSQL the clearing UPDATE waits for
+   an uncommitted append's row lock and then re-checks the head).
 
 Nothing changed → nothing sealed (returns None). The admin stream's `FC-AUD-001` event
 itself does not count as a change, so an idle tenant gets no checkpoint every minute; it is
@@ -19,7 +24,7 @@ and `checkpoint_proof` gives the inclusion proof of that head (both for evidence
 
 from django.apps import apps
 from django.db import transaction
-from django.db.models import F, OuterRef, Subquery, Value
+from django.db.models import OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -33,27 +38,45 @@ from .services import _locked_stream, admin_stream_name, audit_append
 SEAL_ACTOR = "system:checkpoint"
 
 
-def _changed_heads(tenant_id: int) -> list[dict]:
+def _unsealed_heads(tenant_id: int) -> tuple[list[dict], list[tuple[str, int]]]:
+    """(heads that moved past their cursor, sorted by stream name; every unsealed stream
+    read, as (name, head_seq)). Marked streams whose head did not move (the admin stream
+    after its own `FC-AUD-001`) are read but not sealed."""
     seen = CheckpointCursor.objects.filter(stream=OuterRef("name")).values("seen_seq")[:1]
-    rows = (AuditStream.objects.filter(tenant_id=tenant_id)
+    rows = (AuditStream.objects.filter(tenant_id=tenant_id, unsealed=True)
             .annotate(seen=Coalesce(Subquery(seen), Value(0)))
-            .filter(head_seq__gt=F("seen"))
-            .values_list("name", "head_seq", "head_hash"))
-    heads = [{"stream": name, "seq": seq, "hash": digest} for name, seq, digest in rows]
+            .values_list("name", "head_seq", "head_hash", "seen"))
+    heads, read = [], []
+    for name, seq, digest, seen_seq in rows:
+        read.append((name, seq))
+        if seq > seen_seq:
+            heads.append({"stream": name, "seq": seq, "hash": digest})
     heads.sort(key=lambda head: head["stream"])
-    return heads
+    return heads, read
+
+
+def _marks_clear(read: list[tuple[str, int]], *, chunk: int = 400) -> None:
+    """Clear `unsealed` on the streams read, where the head is still the one read."""
+    for start in range(0, len(read), chunk):
+        unmoved = Q()
+        for name, seq in read[start:start + chunk]:
+            unmoved |= Q(name=name, head_seq=seq)
+        AuditStream.objects.filter(unmoved, unsealed=True).update(unsealed=False)
 
 
 def checkpoint_seal(*, tenant, actor: str = SEAL_ACTOR) -> Checkpoint | None:
     """Seal a checkpoint of the tenant's changed streams; None when nothing changed."""
-    if not _changed_heads(tenant.id):
+    heads, read = _unsealed_heads(tenant.id)
+    if not heads:
+        _marks_clear(read)  # e.g. the admin stream after the last seal's own event
         return None
     key = signing_key()
     admin = admin_stream_name(tenant.slug)
     with transaction.atomic():
         _locked_stream(tenant_id=tenant.id, stream=admin)  # serialises seals of the tenant
-        heads = _changed_heads(tenant.id)  # re-read under the lock
+        heads, read = _unsealed_heads(tenant.id)  # re-read under the lock
         if not heads:
+            _marks_clear(read)
             return None
         signing_key_register(key)
         last = Checkpoint.objects.filter(tenant_id=tenant.id).order_by("-seq").first()
@@ -72,6 +95,8 @@ def checkpoint_seal(*, tenant, actor: str = SEAL_ACTOR) -> Checkpoint | None:
                   "prev_hash": checkpoint.prev_hash, "root": checkpoint.root,
                   "tree_size": checkpoint.tree_size, "key_id": checkpoint.key_id})
         _cursors_move(tenant.id, checkpoint, heads, admin=admin, admin_seen=event.seq)
+        _marks_clear([(name, seq) for name, seq in read if name != admin]
+                     + [(admin, event.seq)])
     return checkpoint
 
 

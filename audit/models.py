@@ -24,7 +24,13 @@ class AuditStream(models.Model):
     Its head row is updated by every append, so it keeps no index on a column that changes
     (`updated_at`, `head_*`): PostgreSQL then updates it in place (HOT), without new index
     entries. The name is unique through a constraint, without the LIKE index that a unique
-    field brings on PostgreSQL (streams are found by exact name)."""
+    field brings on PostgreSQL (streams are found by exact name).
+
+    `unsealed`: the stream may hold events that no checkpoint covers yet. Every append sets
+    it (to the value it almost always has already, which keeps the update HOT); a checkpoint
+    clears it for the heads it sealed, only where the head has not moved since. The partial
+    index over unsealed streams lets a checkpoint find what changed without reading every
+    stream of the tenant (`audit.checkpoints`)."""
 
     tenant = models.ForeignKey("fcore.Tenant", on_delete=models.PROTECT, related_name="+")
     name = models.CharField(max_length=200)
@@ -32,9 +38,12 @@ class AuditStream(models.Model):
     head_hash = models.CharField(max_length=64, default="0" * 64)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    unsealed = models.BooleanField(default=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["name"], name="uniq_stream_name")]
+        indexes = [models.Index(fields=["tenant"], condition=models.Q(unsealed=True),
+                                name="stream_unsealed")]
 
     def __str__(self) -> str:
         return self.name

@@ -84,10 +84,11 @@ class StreamWriter:
         rows_insert(AuditEvent, self.pending)
         last = self.pending[-1]
         self.row.head_seq, self.row.head_hash = last.seq, last.hash
+        self.row.unsealed = True  # always written: a stale row read must not skip it
         # Compare-and-set of a head read, not locked: if another writer moved it, that
         # writer inserted seq base_seq + 1 too, and the unique (stream, seq) fails this
         # transaction (so the row count need not be read before the COMMIT).
-        row_update(self.row, ("head_seq", "head_hash", "updated_at"),
+        row_update(self.row, ("head_seq", "head_hash", "updated_at", "unsealed"),
                    expect=("head_seq", self.base_seq) if self.read_row else None,
                    enforced_by="uniq_stream_seq")
         self.base_seq = last.seq

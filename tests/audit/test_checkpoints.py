@@ -9,11 +9,12 @@ from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 
 from audit import signing
-from audit.checkpoints import checkpoint_seal
+from audit.checkpoints import _marks_clear, _unsealed_heads, checkpoint_seal
 from audit.hashing import GENESIS_HASH, checkpoint_body, checkpoint_hash
 from audit.jcs import canonical
 from audit.merkle import merkle_root
-from audit.models import AuditEvent, Checkpoint, SigningKey
+from audit.models import AuditEvent, AuditStream, Checkpoint, SigningKey
+from audit.services import audit_append
 from audit.tasks import seal_checkpoints
 
 pytestmark = pytest.mark.django_db
@@ -56,6 +57,41 @@ def test_nothing_changed_nothing_sealed_then_only_what_changed(api, pt004, compl
     second = checkpoint_seal(tenant=pt004)
     assert second.seq == 2 and second.prev_hash == first.hash
     assert [h["stream"] for h in second.heads] == [f"run/{run_id}"]
+
+
+def unsealed(tenant) -> set[str]:
+    return set(AuditStream.objects.filter(tenant=tenant, unsealed=True)
+               .values_list("name", flat=True))
+
+
+def test_a_seal_reads_only_the_streams_marked_since_the_last_one(api, pt004, completed_run):
+    """Every append marks its stream `unsealed`; a seal clears the marks of what it sealed,
+    so the next one reads the streams changed since, not every stream of the tenant."""
+    assert f"run/{completed_run}" in unsealed(pt004)
+    checkpoint_seal(tenant=pt004)
+    assert unsealed(pt004) <= {"tenant/tenant_omega/admin"}  # at most the seal's own event
+    assert checkpoint_seal(tenant=pt004) is None
+    assert unsealed(pt004) == set()
+    run_id = api.post("/workflows/runs", {"workflow": "pt004_execution_spine",
+                                          "input": {"amount": 5}}).json()["run_id"]
+    assert unsealed(pt004) == {f"run/{run_id}"}
+    api.patch(f"/workflows/runs/{completed_run}/status", {"status": "failed"})  # refused:
+    assert unsealed(pt004) == {f"run/{run_id}"}  # a terminal run gets no event, no mark
+    checkpoint = checkpoint_seal(tenant=pt004)
+    assert [h["stream"] for h in checkpoint.heads] == [f"run/{run_id}"]
+
+
+def test_a_stream_that_moves_during_a_seal_keeps_its_mark(api, pt004, completed_run):
+    heads, read = _unsealed_heads(pt004.id)
+    assert f"run/{completed_run}" in [h["stream"] for h in heads]
+    admin = "tenant/tenant_omega/admin"
+    audit_append(tenant_id=pt004.id, stream=admin, code="FC-ADM-003", actor="user:test",
+                 data={"name": "late", "action": "created"})  # after the read
+    _marks_clear(read)
+    assert unsealed(pt004) == {admin}  # the read head of it moved: still to be sealed
+    checkpoint = checkpoint_seal(tenant=pt004)
+    late = AuditEvent.objects.get(stream__name=admin, code="FC-ADM-003", actor="user:test")
+    assert {"stream": admin, "seq": late.seq, "hash": late.hash} in checkpoint.heads
 
 
 def test_chain_across_a_key_rotation(api, pt004, completed_run, settings):

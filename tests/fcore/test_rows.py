@@ -63,7 +63,7 @@ def test_new_instances_hold_every_value_and_are_unsaved(run):
 def test_new_instances_refuse_missing_and_unknown_fields():
     with pytest.raises(TypeError, match=r"missing \['tenant_id'\], unknown \['tenant'\]"):
         row_new(AuditStream, tenant=1, name="x", head_seq=0, head_hash="",
-                created_at=None, updated_at=None)
+                created_at=None, updated_at=None, unsealed=True)
 
 
 def test_a_model_with_init_receivers_is_built_the_ordinary_way(run):
