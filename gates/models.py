@@ -108,6 +108,11 @@ class GateStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
+# The Django permissions of Gate.Meta as `user.has_perm` names them (API and console).
+OVERRIDE_PERMISSION = "gates.override_gate"
+REVIEW_PERMISSION = "gates.review_override"
+
+
 class Gate(FSMModelMixin, models.Model):
     """An approval gate on a run (and usually one of its steps)."""
 

@@ -16,12 +16,10 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from fcore.errors import FCError
 from fcore.tenancy import RUN_STATUS_SCOPE, Principal, request_principal
-from gates.models import Gate, GateStatus, Vote
+from gates.models import OVERRIDE_PERMISSION, REVIEW_PERMISSION, Gate, GateStatus, Vote
 from gates.services import Voter
 
 FOUR_EYES_TEXT = "You requested this run; another approver must decide."
-OVERRIDE_PERMISSION = "gates.override_gate"
-REVIEW_PERMISSION = "gates.review_override"
 
 
 def console_view(view=None, *, scope: str | None = None):

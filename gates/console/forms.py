@@ -6,6 +6,7 @@ import json
 from django import forms
 
 from gates.models import Vote
+from gates.services import REVIEW_NOTE_MAX
 
 from .inputs import posted_input
 
@@ -122,7 +123,7 @@ class CancelRunForm(forms.Form):
 class OverrideReviewForm(forms.Form):
     """Marking a break-glass override reviewed asks for a note."""
 
-    note = forms.CharField(max_length=4000, strip=True,
+    note = forms.CharField(max_length=REVIEW_NOTE_MAX, strip=True,
                            error_messages={"required": "A note is required to mark an "
                                                        "override reviewed."})
 

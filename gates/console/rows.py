@@ -17,10 +17,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from fcore.tenancy import Principal
-from gates.models import Gate, GateStatus, PolicyDecision, Vote
+from gates.models import OVERRIDE_PERMISSION, Gate, GateStatus, PolicyDecision, Vote
 from runs import selectors
 
-from .access import OVERRIDE_PERMISSION, review_allowed, voter_for
+from .access import review_allowed, voter_for
 from .inputs import schema_fields
 
 LARGE_INPUT_CHARS = 400

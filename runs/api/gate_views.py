@@ -12,12 +12,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fcore.errors import Forbidden
+from gates.models import OVERRIDE_PERMISSION, REVIEW_PERMISSION
+from gates.services import REVIEW_NOTE_MAX
 from runs import selectors, services
 
 from . import serializers as s
-
-OVERRIDE_PERMISSION = "gates.override_gate"
-REVIEW_PERMISSION = "gates.review_override"
 
 
 class GateOverrideIn(serializers.Serializer):
@@ -25,7 +24,7 @@ class GateOverrideIn(serializers.Serializer):
 
 
 class GateOverrideReviewIn(serializers.Serializer):
-    note = serializers.CharField(max_length=4000, allow_blank=True)
+    note = serializers.CharField(max_length=REVIEW_NOTE_MAX, allow_blank=True)
 
 
 def _person_acts_on_gate(request, run_id, act: str, payload: type[serializers.Serializer],
