@@ -13,7 +13,15 @@ from .inputs import posted_input
 MAX_COMMENT = 2000
 
 
-class GateDecisionForm(forms.Form):
+class ConsoleForm(forms.Form):
+    """A console form: its refusals are shown as one flash message (`error_text`)."""
+
+    def error_text(self) -> str:
+        """All errors as one sentence-like string, for a flash message."""
+        return " ".join(str(e) for errors in self.errors.values() for e in errors)
+
+
+class GateDecisionForm(ConsoleForm):
     """One vote on a gate: approve or reject, with a comment (required to reject) and, for
     a gate that asks for structured input, a JSON object."""
 
@@ -47,21 +55,14 @@ class GateDecisionForm(forms.Form):
             cleaned["input"] = posted_input(self.data, self.schema)
         return cleaned
 
-    def error_text(self) -> str:
-        """All errors as one sentence-like string, for a flash message."""
-        return " ".join(str(e) for errors in self.errors.values() for e in errors)
 
-
-class GateOverrideForm(forms.Form):
+class GateOverrideForm(ConsoleForm):
     """Break-glass: a justification is required (the service checks it again)."""
 
     justification = forms.CharField(max_length=4000, strip=True,
                                     widget=forms.Textarea(attrs={"rows": 2}),
                                     error_messages={"required": "A justification is required "
                                                                 "to override a gate."})
-
-    def error_text(self) -> str:
-        return " ".join(str(e) for errors in self.errors.values() for e in errors)
 
 
 class IdListField(forms.Field):
@@ -81,7 +82,7 @@ class IdListField(forms.Field):
         return ids
 
 
-class BulkDecisionForm(forms.Form):
+class BulkDecisionForm(ConsoleForm):
     """One decision for several gates: approve or reject, one comment (required to
     reject)."""
 
@@ -105,27 +106,18 @@ class BulkDecisionForm(forms.Form):
             self.add_error("comment", "A comment is required to reject gates.")
         return cleaned
 
-    def error_text(self) -> str:
-        return " ".join(str(e) for errors in self.errors.values() for e in errors)
 
-
-class CancelRunForm(forms.Form):
+class CancelRunForm(ConsoleForm):
     """Cancelling a run asks why."""
 
     reason = forms.CharField(max_length=500, strip=True,
                              error_messages={"required": "A reason is required to cancel "
                                                          "a run."})
 
-    def error_text(self) -> str:
-        return " ".join(str(e) for errors in self.errors.values() for e in errors)
 
-
-class OverrideReviewForm(forms.Form):
+class OverrideReviewForm(ConsoleForm):
     """Marking a break-glass override reviewed asks for a note."""
 
     note = forms.CharField(max_length=REVIEW_NOTE_MAX, strip=True,
                            error_messages={"required": "A note is required to mark an "
                                                        "override reviewed."})
-
-    def error_text(self) -> str:
-        return " ".join(str(e) for errors in self.errors.values() for e in errors)
