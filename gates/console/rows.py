@@ -124,10 +124,11 @@ def with_decisions(gates):
 
 
 def gates_with_decisions(gates, decisions: list[PolicyDecision]) -> list[Gate]:
-    """The gates with each gate step's decisions (oldest first) as `console_decisions`,
-    taken from the run's decisions the caller has read already."""
+    """The gates with each gate step's decisions as `console_decisions`, taken from the
+    run's decisions the caller has read already (`runs.selectors.run_decisions`, oldest
+    first)."""
     by_step: dict[int, list[PolicyDecision]] = {}
-    for decision in sorted(decisions, key=lambda d: (d.evaluated_at, d.id)):
+    for decision in decisions:
         by_step.setdefault(decision.step_run_id, []).append(decision)
     gates = list(gates)
     for gate in gates:
