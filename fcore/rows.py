@@ -93,10 +93,16 @@ def _prepared(preparers: tuple, values, db) -> list:
 
 
 @cache
-def _select_sql(model, vendor: str) -> str:
-    cols = ", ".join(f"{quote(model._meta.db_table)}.{quote(f.column)}"
+def columns_sql(model, vendor: str) -> str:
+    """Every concrete column of `model`, table-qualified, in the order instances are built
+    from (`_instances`, `Joined`)."""
+    return ", ".join(f"{quote(model._meta.db_table)}.{quote(f.column)}"
                      for f in _columns(model))
-    return f"SELECT {cols} FROM {quote(model._meta.db_table)}"
+
+
+@cache
+def _select_sql(model, vendor: str) -> str:
+    return f"SELECT {columns_sql(model, vendor)} FROM {quote(model._meta.db_table)}"
 
 
 def db_value(model, name: str, value):
@@ -179,25 +185,59 @@ def rows_fetch(model, where: str, params, *, order_by: str = "", for_update: boo
         return _instances(model, cursor.fetchall(), db)
 
 
-def rows_fetch_together(*queries: tuple) -> list[list]:
+class Joined(NamedTuple):
+    """A query for `rows_fetch_together` over the columns of several models
+    (`columns_sql(model)` of each, in order) and then `extra` more values: each row comes
+    back as a tuple of one instance per model followed by the extra values."""
+
+    models: tuple
+    sql: str
+    params: list
+
+
+def _joined(query: Joined, rows: list, db) -> list[tuple]:
+    out, start = [[] for _ in rows], 0
+    for model in query.models:
+        end = start + len(_columns(model))
+        for found, built in zip(out, _instances(model, [r[start:end] for r in rows], db),
+                                strict=True):
+            found.append(built)
+        start = end
+    return [(*found, *row[start:]) for found, row in zip(out, rows, strict=True)]
+
+
+def _statement(query, db) -> tuple[str, list]:
+    if isinstance(query, Joined):
+        return query.sql, query.params
+    model, where, params, order_by, for_update, limit = query
+    return _fetch_sql(model, where, order_by, for_update, limit, db.vendor), params
+
+
+def _results(query, rows: list, db) -> list:
+    return _joined(query, rows, db) if isinstance(query, Joined) else \
+        _instances(query[0], rows, db)
+
+
+def rows_fetch_together(*queries) -> list[list]:
     """Several `rows_fetch` at once, each query a tuple (model, where, params, order_by,
-    for_update[, limit]), executed in order; on PostgreSQL in one round trip (a psycopg
-    pipeline), so a query after a `FOR UPDATE` one reads what the lock protects. A single
-    query is simply run (a pipeline of one would only add its own overhead)."""
+    for_update[, limit]) or a `Joined`, executed in order; on PostgreSQL in one round trip
+    (a psycopg pipeline), so a query after a `FOR UPDATE` one reads what the lock protects.
+    A single query is simply run (a pipeline of one would only add its own overhead)."""
     db = _db()
-    queries = [(*q, 0) if len(q) == 5 else q for q in queries]
+    queries = [(*q, 0) if len(q) == 5 and not isinstance(q, Joined) else q for q in queries]
     if db.vendor != "postgresql" or len(queries) == 1:
-        return [rows_fetch(m, w, p, order_by=o, for_update=f, limit=n)
-                for m, w, p, o, f, n in queries]
+        out = []
+        for query in queries:
+            with _cursor(db) as cursor:
+                cursor.execute(*_statement(query, db))
+                out.append(_results(query, cursor.fetchall(), db))
+        return out
     cursors = [_cursor(db) for _ in queries]  # connects if needed, before the pipeline
     try:
         with db.wrap_database_errors, db.connection.pipeline():
-            for cursor, (model, where, params, order_by, for_update, limit) in zip(
-                    cursors, queries, strict=True):
-                cursor.execute(_fetch_sql(model, where, order_by, for_update, limit,
-                                          db.vendor), params)
-        return [_instances(q[0], c.fetchall(), db)
-                for q, c in zip(queries, cursors, strict=True)]
+            for cursor, query in zip(cursors, queries, strict=True):
+                cursor.execute(*_statement(query, db))
+        return [_results(q, c.fetchall(), db) for q, c in zip(queries, cursors, strict=True)]
     finally:
         for cursor in cursors:
             cursor.close()

@@ -4,7 +4,7 @@ from django.db import transaction
 
 from audit.hashing import json_hash
 from audit.services import admin_stream_name, audit_append
-from fcore.rows import rows_fetch_together
+from fcore.rows import Joined, rows_fetch_together
 
 from .models import Policy, PolicyVersion
 from .policy import (
@@ -77,9 +77,55 @@ def policies_enabled_query(tenant_id_sql: str, params: list) -> tuple:
             [*params, True], "tier DESC, name", False)
 
 
+def policies_stamp_sql(tenant_id_sql: str) -> str:
+    """SQL of a value that changes whenever the enabled policies of a tenant may have:
+    the count of its policy rows, the sum of their versions and their latest `updated_at`.
+    Every change that evaluation sees goes through `policy_save`, which adds a row or raises
+    one row's version by one, and rows are never deleted (`Policy.tenant` and the versions
+    protect them; admin refuses it), so the sum alone moves with every change; the latest
+    save time also tells apart the rows of a test rolled back and reusing ids."""
+    table = Policy._meta.db_table
+    return (f"(SELECT CAST(COUNT(*) AS TEXT) || ':' || CAST(COALESCE(SUM(version), 0) AS TEXT)"
+            f" || ':' || COALESCE(CAST(MAX(updated_at) AS TEXT), '') FROM {table}"
+            f" WHERE tenant_id = {tenant_id_sql})")
+
+
+_enabled_at: dict[int, tuple[str, list[PolicySnapshot]]] = {}
+
+
+def policies_enabled_at(tenant_id: int, stamp: str) -> list[PolicySnapshot]:
+    """The tenant's enabled policies, current versions, as evaluation snapshots, given their
+    `policies_stamp_sql` read by the caller: kept per process and read again only when the
+    stamp moves. The rows are read after the stamp, so what is kept under a stamp is never
+    older than it; if it is newer, the next stamp differs and it is read again."""
+    kept = _enabled_at.get(tenant_id)
+    if kept is not None and kept[0] == stamp:
+        return kept[1]
+    snapshots = policies_enabled_of(tenant_id)
+    if len(_enabled_at) > 10_000:
+        _enabled_at.clear()
+    _enabled_at[tenant_id] = (stamp, snapshots)
+    return snapshots
+
+
+def policies_kept_clear() -> None:
+    """Forget the kept policies (tests: ids are reused after a rollback)."""
+    _enabled_at.clear()
+
+
 def policies_enabled(tenant) -> list[PolicySnapshot]:
     """The tenant's enabled policies, current versions, as evaluation snapshots."""
-    return policy_snapshots(rows_fetch_together(policies_enabled_query("%s", [tenant.id]))[0])
+    return policies_enabled_of(tenant.id)
+
+
+def policies_enabled_of(tenant_id: int) -> list[PolicySnapshot]:
+    """`policies_enabled` by the tenant's id."""
+    return policy_snapshots(rows_fetch_together(policies_enabled_query("%s", [tenant_id]))[0])
+
+
+def policies_stamp_query(tenant_id: int) -> Joined:
+    """The stamp of a tenant's policies alone, for `rows_fetch_together`."""
+    return Joined((), f"SELECT {policies_stamp_sql('%s')}", [tenant_id])
 
 
 def policy_snapshots(policies: list[Policy]) -> list[PolicySnapshot]:

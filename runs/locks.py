@@ -8,7 +8,7 @@ IMMEDIATE (settings), which serialises writers for the whole database.
 import threading
 import uuid
 from contextlib import contextmanager
-from functools import partial
+from functools import cache, partial
 
 from django.db import connection, transaction
 
@@ -16,8 +16,20 @@ from audit.models import AuditStream
 from audit.services import run_stream_name, stream_writer
 from fcore.errors import NotFound
 from fcore.models import Tenant
-from fcore.rows import atomic_batched, db_value, quote, rows_fetch_together
-from gates.policies import policies_enabled_query
+from fcore.rows import (
+    Joined,
+    atomic_batched,
+    columns_sql,
+    db_value,
+    quote,
+    rows_fetch_together,
+)
+from gates.policies import (
+    policies_enabled_at,
+    policies_enabled_of,
+    policies_kept_clear,
+    policies_stamp_sql,
+)
 
 from .models import Run, StepRun, WorkflowDefinition
 
@@ -51,6 +63,7 @@ def process_caches_clear() -> None:
     """Forget cached definitions and slugs (tests: ids are reused after a rollback)."""
     _definitions.clear()
     _slugs.clear()
+    policies_kept_clear()
 
 
 def definition_of(definition_id: int) -> WorkflowDefinition:
@@ -112,37 +125,61 @@ def run_memo():
         _memo.active, _memo.kept = False, None
 
 
-# COALESCE, not IS DISTINCT FROM: SQLite has that only since 3.39.
-_MOVED = "COALESCE((SELECT head_hash FROM audit_auditstream WHERE name = %s), '') <> %s"
+@cache
+def _lock_sql(with_tenant: bool, vendor: str) -> str:
+    """The run and its stream's head row, both locked, and the stamp of its tenant's
+    policies (`policies_stamp_sql`), in one statement."""
+    run, stream = quote(Run._meta.db_table), quote(AuditStream._meta.db_table)
+    stamp = policies_stamp_sql(f"{run}.{quote('tenant_id')}")
+    sql = (f"SELECT {columns_sql(Run, vendor)}, {columns_sql(AuditStream, vendor)}, {stamp}"
+           f" FROM {run} INNER JOIN {stream} ON {stream}.{quote('name')} = %s"
+           f" WHERE {run}.{quote('run_id')} = %s")
+    if with_tenant:
+        sql += f" AND {run}.{quote('tenant_id')} = %s"
+    if connection.features.has_select_for_update_of:
+        sql += f" FOR UPDATE OF {run}, {stream}"
+    elif connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    return sql
 
 
 def _fetch_locked(run_uuid: uuid.UUID, tenant, memo: tuple | None) -> tuple:
-    """The run, locked, and with it in one round trip what the engine reads next: its
-    steps, its audit stream's head row and its tenant's enabled policies. With `memo`
-    (see `_Memo`), the stream's head row is read only if the stream moved, and only then
-    the steps, in a second round trip."""
+    """The run, locked, and with it in one statement its audit stream's head row and the
+    stamp of its tenant's enabled policies; in the same round trip its steps, unless `memo`
+    (see `_Memo`) holds them and the stream has not moved since. The policies come from
+    `policies_enabled_at`, read only when their stamp has moved.
+
+    The stream's row is locked as well, though every writer of it holds the run lock: in
+    PostgreSQL's READ COMMITTED, a locked row found changed is read again at its newest
+    version, an unlocked joined one is not, so a head committed by the lock's previous
+    holder would otherwise be missed. A run without a stream row yet (or no such run) is
+    read without the join."""
     run_id = db_value(Run, "run_id", run_uuid)
-    stream_name = run_stream_name(run_uuid)
+    params = [run_stream_name(run_uuid), run_id] + ([tenant.id] if tenant is not None else [])
+    locked = Joined((Run, AuditStream), _lock_sql(tenant is not None, connection.vendor),
+                    params)
+    steps_query = (StepRun, "run_id = %s", [run_id], quote("index"), False)
+    found, *steps = rows_fetch_together(locked, *([steps_query] if memo is None else []))
+    if not found:
+        return _fetch_locked_unjoined(run_id, tenant, steps_query)
+    run, stream, stamp = found[0]
+    if memo is None:
+        steps = steps[0]
+    elif stream.head_hash == memo[2].head_hash:  # the stream has not moved: nor have the steps
+        steps = memo[1]
+    else:
+        steps = rows_fetch_together(steps_query)[0]
+    return run, steps, stream, policies_enabled_at(run.tenant_id, stamp)
+
+
+def _fetch_locked_unjoined(run_id, tenant, steps_query: tuple) -> tuple:
     where, params = "run_id = %s", [run_id]
     if tenant is not None:
         where, params = "run_id = %s AND tenant_id = %s", [run_id, tenant.id]
-    stream_where, stream_params = "name = %s", [stream_name]
-    if memo is not None:
-        stream_where, stream_params = f"name = %s AND {_MOVED}", [
-            stream_name, stream_name, memo[2].head_hash]
-    steps_query = (StepRun, "run_id = %s", [run_id], quote("index"), False)
-    runs, streams, policies, *steps = rows_fetch_together(
-        (Run, where, params, "", True),
-        (AuditStream, stream_where, stream_params, "", False),
-        policies_enabled_query("(SELECT tenant_id FROM runs_run WHERE run_id = %s)", [run_id]),
-        *([steps_query] if memo is None else []))
-    if memo is None:
-        steps = steps[0]
-    elif not streams:  # the stream has not moved: nor have the steps
-        steps, streams = memo[1], [memo[2]]
-    elif runs:
-        steps = rows_fetch_together(steps_query)[0]
-    return (runs[0] if runs else None), steps, (streams[0] if streams else None), policies
+    runs, steps = rows_fetch_together((Run, where, params, "", True), steps_query)
+    if not runs:
+        return None, [], None, []
+    return runs[0], steps, None, policies_enabled_of(runs[0].tenant_id)
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from fcore.rows import atomic_batched, rows_fetch_together, rows_insert
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 from gates.models import Gate, GateStatus
 from gates.notify.links import LinkClaim, link_consume
-from gates.policies import policies_enabled_query
+from gates.policies import policies_enabled_at, policies_stamp_query
 from gates.services import (
     Voter,
     gate_escalate,
@@ -53,9 +53,10 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
     if not isinstance(input, dict) or problem:
         raise BadRequest("The run input must be a JSON object that can be hashed.",
                          code="invalid", errors={"input": [problem or "must be an object"]})
-    found, policies = rows_fetch_together(definition_query(tenant, workflow, version),
-                                          policies_enabled_query("%s", [tenant.id]))
+    found, ((stamp,),) = rows_fetch_together(definition_query(tenant, workflow, version),
+                                             policies_stamp_query(tenant.id))
     definition = definition_found(found, workflow, version)
+    policies = policies_enabled_at(tenant.id, stamp)
     request_hash = json_hash({"workflow": workflow, "version": version, "input": input,
                               "metadata": metadata or {}})
     if idempotency_key:

@@ -17,7 +17,7 @@ from audit.hashing import GENESIS_HASH, json_hash
 from audit.services import audit_append
 from fcore.actors import ENGINE
 from fcore.rows import db_value, quote, row_update, rows_fetch
-from gates.policies import policies_enabled, policy_snapshots
+from gates.policies import policies_enabled
 from gates.policy import PolicySnapshot
 
 from .definitions import is_internal
@@ -40,9 +40,7 @@ def run_policies(run: Run) -> list[PolicySnapshot]:
     """The tenant's enabled policies for a locked run (the first call takes those read
     with the run)."""
     policies = _prefetched(run, "policies")
-    if policies is None:
-        return policies_enabled(run.tenant)
-    return policy_snapshots(policies)
+    return policies_enabled(run.tenant) if policies is None else policies
 
 
 def _prefetched(run: Run, what: str):
