@@ -12,17 +12,20 @@ On PostgreSQL the statements go through a server-side-binding cursor, so psycopg
 each one after five uses (`prepare_threshold`, set in settings: Django leaves it off) and
 the server stops parsing and planning them: measured here, a third less PostgreSQL CPU per
 step. Reads of one moment and the writes of a transaction travel in psycopg pipelines
-(`rows_fetch_together`, `writes_batched`). A pooler in transaction mode that does not keep
+(`rows_fetch_together`, `writes_batched`); writes held together whose order cannot matter
+go as one statement (`_groups`). A pooler in transaction mode that does not keep
 prepared statements, such as older PgBouncer, needs them off:
 `FCORE_DB_PREPARED_STATEMENTS=0` (docs/operations.md).
 
 Only for simple single-table statements; everything else stays on the ORM.
 """
 
+import itertools
+import re
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
-from functools import cache, partial
+from functools import cache, lru_cache, partial
 from typing import NamedTuple
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
@@ -47,6 +50,15 @@ def _cursor(db):
     db.ensure_connection()
     with db.wrap_database_errors:
         return db._prepare_cursor(psycopg.Cursor(db.connection))
+
+
+def _raw_cursor(db):
+    """As `_cursor`, over a psycopg cursor that takes PostgreSQL's own `$1` placeholders and
+    so never parses the statement for them (`_grouped_sql` writes those)."""
+    import psycopg
+
+    with db.wrap_database_errors:
+        return db._prepare_cursor(psycopg.RawCursor(db.connection))
 
 
 def quote(name: str) -> str:
@@ -282,7 +294,8 @@ def row_update(obj, fields: tuple, *, expect: tuple[str, object] | None = None,
         params.append(field.get_db_prep_value(expect[1], db))
     check = f"{obj._meta.label} {obj.pk}: {expect[0]} changed" \
         if expect and not enforced_by else None
-    _write(db, sql, params, check, row=None if expect else (obj, fields))
+    _write(db, sql, params, check, row=None if expect else (obj, fields),
+           target=(obj._meta.db_table, obj.pk))
 
 
 @cache
@@ -317,12 +330,13 @@ def rows_insert(model, objs: list, *, returning: bool = False, now: bool = True)
         for obj in chunk:
             values.extend(_prepared(preparers, [f.pre_save(obj, add=True) for f in fields], db))
         sql = head + ", ".join([row] * len(chunk))
+        target = (model._meta.db_table, None)
         if not returning:
-            _write(db, sql, values, None)
+            _write(db, sql, values, None, target=target)
             continue
         _write(db, f"{sql} RETURNING {quote(pk.column)}", values, None,
                on_rows=partial(_ids_set, chunk, db.alias),
-               now=now and start + per_statement >= len(objs))
+               now=now and start + per_statement >= len(objs), target=target)
 
 
 def _ids_set(objs: list, alias: str, rows: list) -> None:
@@ -340,6 +354,7 @@ class _Held(NamedTuple):
     check: str | None  # RowChanged's message if its row count is not 1
     on_rows: Callable | None  # receives its rows
     row: tuple | None  # (instance, fields) of a plain update (`row_update`)
+    target: tuple  # (table, primary key of the row updated), or (table, None): an insert
 
 
 class _Batch(threading.local):
@@ -350,13 +365,14 @@ class _Batch(threading.local):
 _batch = _Batch()
 
 
-def _write(db, sql: str, params: list, check: str | None, *, on_rows=None,
+def _write(db, sql: str, params: list, check: str | None, *, target: tuple, on_rows=None,
            now: bool = False, row: tuple | None = None) -> None:
-    """Run (or hold, when batching) one write; `on_rows` receives its rows; `now`: send the
-    batch at once; `row`: (instance, fields) of a plain update, which a later update of the
-    same instance may take over (`row_update`)."""
+    """Run (or hold, when batching) one write; `target`: (table, primary key) of an update,
+    (table, None) of an insert; `on_rows` receives its rows; `now`: send the batch at once;
+    `row`: (instance, fields) of a plain update, which a later update of the same instance
+    may take over (`row_update`)."""
     if _batch.writes is not None:
-        _batch.writes.append(_Held(sql, params, check, on_rows, row))
+        _batch.writes.append(_Held(sql, params, check, on_rows, row, target))
         if now:
             writes_flush()
         return
@@ -374,27 +390,78 @@ def _flush_first(execute, sql, params, many, context):
     return execute(sql, params, many, context)
 
 
+def _groups(writes: list[_Held]) -> list[list[_Held]]:
+    """The held writes in order, consecutive ones together where they may run as one
+    statement (`_grouped_sql`): the parts of such a statement all see the database as it
+    was before it, in no set order. So a group takes no write whose row count or rows are
+    read, and starts again at a write whose table it has written the other way (an update
+    after an insert might miss the inserted row) or whose row it has already updated. Rows
+    of one table inserted together, or distinct rows updated together, do not depend on
+    each other."""
+    groups, group, kinds, updated = [], [], {}, set()
+    for held in writes:
+        alone = bool(held.check or held.on_rows)
+        table, pk = held.target
+        kind = "insert" if pk is None else "update"
+        if group and (alone or kinds.get(table, kind) != kind or held.target in updated):
+            groups.append(group)
+            group, kinds, updated = [], {}, set()
+        if alone:
+            groups.append([held])
+            continue
+        group.append(held)
+        kinds[table] = kind
+        if pk is not None:
+            updated.add(held.target)
+    if group:
+        groups.append(group)
+    return groups
+
+
+_PLACEHOLDER = re.compile(r"%[s%]")
+
+
+@lru_cache(maxsize=512)
+def _grouped_sql(statements: tuple[str, ...]) -> str:
+    """One statement of several writes: all but the last as data-modifying `WITH` parts,
+    the last as the main statement; placeholders numbered (`$1` …) across them all, for
+    `_raw_cursor`."""
+    numbers = itertools.count(1)
+
+    def number(match) -> str:
+        return "%" if match.group() == "%%" else f"${next(numbers)}"
+
+    parts = [f"w{n} AS ({sql})" for n, sql in enumerate(statements[:-1])]
+    return _PLACEHOLDER.sub(number, f"WITH {', '.join(parts)} {statements[-1]}")
+
+
 def writes_flush(*, commit: bool = False) -> None:
     """Send the batched writes now, in one round trip (`commit`: end the transaction with
     them, unless a row count or rows are to be read, or the transaction is to roll back).
-    Statements share a cursor, but for those whose row count or rows are read."""
+    Writes that may go together are one statement (`_groups`); statements share a cursor,
+    but for those whose row count or rows are read."""
     writes, _batch.writes = _batch.writes, []
     if not writes:
         return
     db = _db()
     shared = _cursor(db)  # connects if needed, before the pipeline starts
+    grouped = _raw_cursor(db)
     own = []
     commit = commit and not db.needs_rollback \
         and not any(held.check or held.on_rows for held in writes)
     _batch.flushing = True
     try:
         with db.wrap_database_errors, db.connection.pipeline():
-            for held in writes:
+            for group in _groups(writes):
+                held = group[0]
                 if held.check or held.on_rows:
                     own.append((_cursor(db), held.check, held.on_rows))
                     own[-1][0].execute(held.sql, held.params)
-                else:
+                elif len(group) == 1:
                     shared.execute(held.sql, held.params)
+                else:
+                    grouped.execute(_grouped_sql(tuple(h.sql for h in group)),
+                                    [value for h in group for value in h.params])
             if commit:  # on the psycopg cursor: a COMMIT is neither counted nor prepared
                 shared.cursor.execute("COMMIT", prepare=False)
         for cursor, check, on_rows in own:
@@ -404,7 +471,7 @@ def writes_flush(*, commit: bool = False) -> None:
                 on_rows(cursor.fetchall())
     finally:
         _batch.flushing = False
-        for cursor in [shared, *(c for c, _check, _on_rows in own)]:
+        for cursor in [shared, grouped, *(c for c, _check, _on_rows in own)]:
             cursor.close()
 
 

@@ -14,7 +14,7 @@ from audit.verify import audit_verify
 from fcore.models import Tenant
 from fcore.rows import RowChanged, atomic_batched, row_update, rows_fetch, rows_insert
 from runs.definitions import definition_publish
-from runs.models import RunStatus
+from runs.models import Run, RunStatus
 from runs.services import run_create
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -76,7 +76,11 @@ def test_ids_read_later_arrive_with_the_next_round_trip(tenant):
             .values_list("id", flat=True))
 
 
-def test_held_updates_of_one_row_go_as_one_statement(tenant):
+def writes_sent(sent) -> list[str]:
+    return [q["sql"] for q in sent if q["sql"].startswith(("UPDATE", "INSERT", "WITH"))]
+
+
+def test_held_updates_of_one_row_go_as_one_update(tenant):
     row = AuditStream.objects.create(tenant=tenant, name="s/one")
     other = AuditStream.objects.create(tenant=tenant, name="s/two")
     with CaptureQueriesContext(connection) as sent, atomic_batched():
@@ -86,12 +90,69 @@ def test_held_updates_of_one_row_go_as_one_statement(tenant):
         row_update(other, ("head_seq",))
         row.head_seq, row.head_hash = 2, "a" * 64
         row_update(row, ("head_hash", "head_seq"))
-    assert [q["sql"].split(" WHERE")[0] for q in sent if q["sql"].startswith("UPDATE")] == [
-        'UPDATE "audit_auditstream" SET "head_seq" = $1',
-        'UPDATE "audit_auditstream" SET "head_seq" = $1, "head_hash" = $2']
+    # other's update, then row's two merged into one, both in one statement
+    assert [sql.replace(" WHERE", "|").split("|")[0] for sql in writes_sent(sent)] == [
+        'WITH w0 AS (UPDATE "audit_auditstream" SET "head_seq" = $1']
+    assert 'UPDATE "audit_auditstream" SET "head_seq" = $3, "head_hash" = $4' in \
+        writes_sent(sent)[0]
     assert sorted(AuditStream.objects.filter(tenant=tenant)
                   .values_list("name", "head_seq", "head_hash")) == [
         ("s/one", 2, "a" * 64), ("s/two", 5, "0" * 64)]
+
+
+def test_held_writes_that_do_not_depend_on_each_other_go_as_one_statement(tenant):
+    first = AuditStream.objects.create(tenant=tenant, name="s/first")
+    second = AuditStream.objects.create(tenant=tenant, name="s/second")
+    with CaptureQueriesContext(connection) as sent, atomic_batched():
+        first.head_seq, second.head_seq = 4, 5
+        row_update(first, ("head_seq",))
+        row_update(second, ("head_seq",))
+        rows_insert(Tenant, [Tenant(slug="tenant_batched_2", name="Two"),
+                             Tenant(slug="tenant_batched_3", name="Three")])
+    assert len(writes_sent(sent)) == 1 and writes_sent(sent)[0].startswith("WITH")
+    assert sorted(AuditStream.objects.filter(tenant=tenant).values_list("name", "head_seq")) \
+        == [("s/first", 4), ("s/second", 5)]
+    assert Tenant.objects.filter(slug__in=["tenant_batched_2", "tenant_batched_3"]).count() == 2
+
+
+def test_an_update_after_an_insert_into_its_table_is_a_statement_of_its_own(tenant):
+    """Parts of one statement all see the rows as they were before it: an update
+    grouped with the insert of its row would find no row."""
+    definition_publish(tenant=tenant, name="one", actor="user:priya",
+                       steps=[{"id": "a", "type": "external"}])
+    run = Run.objects.get(pk=run_create(tenant=tenant, workflow="one", input={},
+                                        actor="user:olivia")[0].pk)
+    copy = Run(tenant=tenant, definition_id=run.definition_id, input={}, metadata={},
+               created_by="user:olivia")
+    with CaptureQueriesContext(connection) as sent, atomic_batched():
+        rows_insert(Run, [copy])
+        copy.status_reason = "updated after its insert"
+        row_update(copy, ("status_reason",))
+    assert len(writes_sent(sent)) == 2
+    assert Run.objects.get(pk=copy.pk).status_reason == "updated after its insert"
+
+
+def test_a_row_updated_through_two_instances_is_updated_twice_in_order(tenant):
+    AuditStream.objects.create(tenant=tenant, name="s/twice")
+    one, two = (rows_fetch(AuditStream, "name = %s", ["s/twice"])[0] for _ in "ab")
+    with CaptureQueriesContext(connection) as sent, atomic_batched():
+        one.head_seq = 1
+        row_update(one, ("head_seq",))
+        two.head_seq = 2
+        row_update(two, ("head_seq",))
+    assert len(writes_sent(sent)) == 2
+    assert AuditStream.objects.get(name="s/twice").head_seq == 2
+
+
+def test_a_failing_part_of_a_grouped_statement_fails_the_transaction(tenant, commits):
+    AuditStream.objects.create(tenant=tenant, name="s/taken")
+    other = AuditStream.objects.create(tenant=tenant, name="s/other")
+    with pytest.raises(IntegrityError), atomic_batched():
+        other.head_seq = 9
+        row_update(other, ("head_seq",))
+        rows_insert(AuditStream, [stream(tenant, "s/taken")])  # unique name
+    assert names(tenant) == ["s/other", "s/taken"] and commits == []
+    assert AuditStream.objects.get(name="s/other").head_seq == 0
 
 
 def test_every_transaction_of_a_run_commits_with_its_writes(tenant, commits):

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent, AuditStream
 from fcore.models import Tenant
-from fcore.rows import _CACHED_PARAMS, db_value, row_new, rows_fetch, rows_insert
+from fcore.rows import _CACHED_PARAMS, _grouped_sql, db_value, row_new, rows_fetch, rows_insert
 from runs.definitions import definition_publish
 from runs.models import Run, StepRun, StepStatus
 from runs.services import run_create
@@ -89,3 +89,11 @@ def test_many_rows_go_in_statements_psycopg_can_cache_with_their_ids(django_asse
     stored = dict(AuditStream.objects.filter(tenant=tenant).values_list("name", "id"))
     assert [s.id for s in streams] == [stored[f"s/{n}"] for n in range(20)]
     assert all(not s._state.adding for s in streams)
+
+
+def test_grouped_writes_number_their_placeholders_across_the_statement():
+    sql = _grouped_sql(("UPDATE t SET a = %s WHERE id = %s", "UPDATE t SET b = '%%' WHERE id = %s",
+                        "INSERT INTO u (c, d) VALUES (%s, %s)"))
+    assert sql == ("WITH w0 AS (UPDATE t SET a = $1 WHERE id = $2), "
+                   "w1 AS (UPDATE t SET b = '%' WHERE id = $3) "
+                   "INSERT INTO u (c, d) VALUES ($4, $5)")
