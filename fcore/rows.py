@@ -40,8 +40,10 @@ def _db():
 
 
 def _cursor(db):
-    """A Django cursor (wrappers, error translation and query logging included) over a
-    server-side-binding psycopg cursor on PostgreSQL; the ordinary cursor elsewhere."""
+    """A Django cursor (wrappers, error translation and query logging included); on
+    PostgreSQL over a server-side-binding psycopg cursor that takes PostgreSQL's own `$1`
+    placeholders, so psycopg never parses the statement for them: statements go through
+    `_execute`, which numbers them."""
     if db.vendor != "postgresql":
         return db.cursor()
     import psycopg
@@ -49,16 +51,22 @@ def _cursor(db):
     db.close_if_health_check_failed()
     db.ensure_connection()
     with db.wrap_database_errors:
-        return db._prepare_cursor(psycopg.Cursor(db.connection))
-
-
-def _raw_cursor(db):
-    """As `_cursor`, over a psycopg cursor that takes PostgreSQL's own `$1` placeholders and
-    so never parses the statement for them (`_grouped_sql` writes those)."""
-    import psycopg
-
-    with db.wrap_database_errors:
         return db._prepare_cursor(psycopg.RawCursor(db.connection))
+
+
+_PLACEHOLDER = re.compile(r"%[s%]")
+
+
+@lru_cache(maxsize=4096)
+def _numbered(sql: str) -> str:
+    """`sql` with its `%s` placeholders numbered `$1`, `$2` … (and `%%` as `%`)."""
+    numbers = itertools.count(1)
+    return _PLACEHOLDER.sub(
+        lambda match: "%" if match.group() == "%%" else f"${next(numbers)}", sql)
+
+
+def _execute(cursor, db, sql: str, params) -> None:
+    cursor.execute(_numbered(sql) if db.vendor == "postgresql" else sql, params)
 
 
 def quote(name: str) -> str:
@@ -193,7 +201,8 @@ def rows_fetch(model, where: str, params, *, order_by: str = "", for_update: boo
     the table."""
     db = _db()
     with _cursor(db) as cursor:
-        cursor.execute(_fetch_sql(model, where, order_by, for_update, limit, db.vendor), params)
+        _execute(cursor, db, _fetch_sql(model, where, order_by, for_update, limit, db.vendor),
+                 params)
         return _instances(model, cursor.fetchall(), db)
 
 
@@ -241,14 +250,14 @@ def rows_fetch_together(*queries) -> list[list]:
         out = []
         for query in queries:
             with _cursor(db) as cursor:
-                cursor.execute(*_statement(query, db))
+                _execute(cursor, db, *_statement(query, db))
                 out.append(_results(query, cursor.fetchall(), db))
         return out
     cursors = [_cursor(db) for _ in queries]  # connects if needed, before the pipeline
     try:
         with db.wrap_database_errors, db.connection.pipeline():
             for cursor, query in zip(cursors, queries, strict=True):
-                cursor.execute(*_statement(query, db))
+                _execute(cursor, db, *_statement(query, db))
         return [_results(q, c.fetchall(), db) for q, c in zip(queries, cursors, strict=True)]
     finally:
         for cursor in cursors:
@@ -309,12 +318,15 @@ def _insert_sql(model, vendor: str) -> tuple:
         _preparers(fields, vendor)
 
 
-# psycopg keeps the parsing of a statement of at most this many parameters (psycopg._queries).
-_CACHED_PARAMS = 50
+def insert_params_max(vendor: str) -> int:
+    """Parameters per INSERT. PostgreSQL takes 65,535 and psycopg never parses a statement
+    numbered by `_numbered`; elsewhere Django converts the placeholders of every statement,
+    so they stay short."""
+    return 2000 if vendor == "postgresql" else 50
 
 
 def rows_insert(model, objs: list, *, returning: bool = False, now: bool = True) -> None:
-    """Insert `objs`, as many rows per statement as keep it within psycopg's parse cache.
+    """Insert `objs`, as many rows per statement as `insert_params_max` allows.
     With `returning` their auto-increment ids are read back (`RETURNING`), at once (batched
     writes go with it in the same round trip) or, with `now=False`, when the batch is next
     sent (`writes_batched`)."""
@@ -322,7 +334,7 @@ def rows_insert(model, objs: list, *, returning: bool = False, now: bool = True)
         return
     db = _db()
     head, row, fields, preparers = _insert_sql(model, db.vendor)
-    per_statement = max(1, _CACHED_PARAMS // len(fields))
+    per_statement = max(1, insert_params_max(db.vendor) // len(fields))
     pk = model._meta.pk
     for start in range(0, len(objs), per_statement):
         chunk = objs[start:start + per_statement]
@@ -377,7 +389,7 @@ def _write(db, sql: str, params: list, check: str | None, *, target: tuple, on_r
             writes_flush()
         return
     with _cursor(db) as cursor:
-        cursor.execute(sql, params)
+        _execute(cursor, db, sql, params)
         if check and cursor.rowcount != 1:
             raise RowChanged(check)
         if on_rows is not None:
@@ -418,21 +430,12 @@ def _groups(writes: list[_Held]) -> list[list[_Held]]:
     return groups
 
 
-_PLACEHOLDER = re.compile(r"%[s%]")
-
-
 @lru_cache(maxsize=512)
 def _grouped_sql(statements: tuple[str, ...]) -> str:
     """One statement of several writes: all but the last as data-modifying `WITH` parts,
-    the last as the main statement; placeholders numbered (`$1` …) across them all, for
-    `_raw_cursor`."""
-    numbers = itertools.count(1)
-
-    def number(match) -> str:
-        return "%" if match.group() == "%%" else f"${next(numbers)}"
-
+    the last as the main statement."""
     parts = [f"w{n} AS ({sql})" for n, sql in enumerate(statements[:-1])]
-    return _PLACEHOLDER.sub(number, f"WITH {', '.join(parts)} {statements[-1]}")
+    return f"WITH {', '.join(parts)} {statements[-1]}"
 
 
 def writes_flush(*, commit: bool = False) -> None:
@@ -445,7 +448,6 @@ def writes_flush(*, commit: bool = False) -> None:
         return
     db = _db()
     shared = _cursor(db)  # connects if needed, before the pipeline starts
-    grouped = _raw_cursor(db)
     own = []
     commit = commit and not db.needs_rollback \
         and not any(held.check or held.on_rows for held in writes)
@@ -456,12 +458,12 @@ def writes_flush(*, commit: bool = False) -> None:
                 held = group[0]
                 if held.check or held.on_rows:
                     own.append((_cursor(db), held.check, held.on_rows))
-                    own[-1][0].execute(held.sql, held.params)
+                    _execute(own[-1][0], db, held.sql, held.params)
                 elif len(group) == 1:
-                    shared.execute(held.sql, held.params)
+                    _execute(shared, db, held.sql, held.params)
                 else:
-                    grouped.execute(_grouped_sql(tuple(h.sql for h in group)),
-                                    [value for h in group for value in h.params])
+                    _execute(shared, db, _grouped_sql(tuple(h.sql for h in group)),
+                             [value for h in group for value in h.params])
             if commit:  # on the psycopg cursor: a COMMIT is neither counted nor prepared
                 shared.cursor.execute("COMMIT", prepare=False)
         for cursor, check, on_rows in own:
@@ -471,7 +473,7 @@ def writes_flush(*, commit: bool = False) -> None:
                 on_rows(cursor.fetchall())
     finally:
         _batch.flushing = False
-        for cursor in [shared, grouped, *(c for c, _check, _on_rows in own)]:
+        for cursor in [shared, *(c for c, _check, _on_rows in own)]:
             cursor.close()
 
 

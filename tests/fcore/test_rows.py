@@ -2,12 +2,21 @@
 instances the ORM would build."""
 
 import pytest
+from django.db import connection
 from django.db.models.signals import post_init
 from django.utils import timezone
 
 from audit.models import AuditEvent, AuditStream
 from fcore.models import Tenant
-from fcore.rows import _CACHED_PARAMS, _grouped_sql, db_value, row_new, rows_fetch, rows_insert
+from fcore.rows import (
+    _grouped_sql,
+    _numbered,
+    db_value,
+    insert_params_max,
+    row_new,
+    rows_fetch,
+    rows_insert,
+)
 from runs.definitions import definition_publish
 from runs.models import Run, StepRun, StepStatus
 from runs.services import run_create
@@ -80,20 +89,21 @@ def test_a_model_with_init_receivers_is_built_the_ordinary_way(run):
     assert seen == [s.step_id for s in fetched] == ["a", "b"]
 
 
-def test_many_rows_go_in_statements_psycopg_can_cache_with_their_ids(django_assert_num_queries):
+@pytest.mark.parametrize("count", [20, 700])
+def test_many_rows_go_in_few_statements_with_their_ids(count, django_assert_num_queries):
     tenant = Tenant.objects.create(slug="tenant_many", name="Many")
-    streams = [AuditStream(tenant_id=tenant.id, name=f"s/{n}") for n in range(20)]
-    per_statement = _CACHED_PARAMS // 6  # an AuditStream row has six columns to insert
-    with django_assert_num_queries(-(-20 // per_statement)):
+    streams = [AuditStream(tenant_id=tenant.id, name=f"s/{n}") for n in range(count)]
+    per_statement = insert_params_max(connection.vendor) // 7  # seven columns to insert
+    with django_assert_num_queries(-(-count // per_statement)):
         rows_insert(AuditStream, streams, returning=True)
     stored = dict(AuditStream.objects.filter(tenant=tenant).values_list("name", "id"))
-    assert [s.id for s in streams] == [stored[f"s/{n}"] for n in range(20)]
+    assert [s.id for s in streams] == [stored[f"s/{n}"] for n in range(count)]
     assert all(not s._state.adding for s in streams)
 
 
-def test_grouped_writes_number_their_placeholders_across_the_statement():
-    sql = _grouped_sql(("UPDATE t SET a = %s WHERE id = %s", "UPDATE t SET b = '%%' WHERE id = %s",
-                        "INSERT INTO u (c, d) VALUES (%s, %s)"))
-    assert sql == ("WITH w0 AS (UPDATE t SET a = $1 WHERE id = $2), "
-                   "w1 AS (UPDATE t SET b = '%' WHERE id = $3) "
-                   "INSERT INTO u (c, d) VALUES ($4, $5)")
+def test_statements_are_numbered_for_postgresql():
+    assert _numbered("UPDATE t SET a = %s, b = '%%' WHERE id = %s") == \
+        "UPDATE t SET a = $1, b = '%' WHERE id = $2"
+    sql = _grouped_sql(("UPDATE t SET a = %s WHERE id = %s", "INSERT INTO u (c) VALUES (%s)"))
+    assert _numbered(sql) == ("WITH w0 AS (UPDATE t SET a = $1 WHERE id = $2) "
+                              "INSERT INTO u (c) VALUES ($3)")
