@@ -25,6 +25,7 @@ import re
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
+from datetime import datetime
 from functools import cache, lru_cache, partial
 from typing import NamedTuple
 
@@ -89,26 +90,35 @@ def _converters(model, vendor: str) -> tuple:
     return tuple(out)
 
 
-def _plain_type(field):
-    """The Python type a field's value goes to the database as, unchanged; else None."""
+def _plain_type(field, vendor: str):
+    """The Python type a field's value goes to the database as, unchanged; else None. On
+    PostgreSQL an aware datetime goes as it is (`adapt_datetimefield_value` returns it;
+    a naive one still goes through the field, which makes it aware)."""
     if isinstance(field, models.ForeignKey):
         field = field.target_field
     if isinstance(field, models.CharField | models.TextField):
         return str
-    if isinstance(field, models.IntegerField) and not isinstance(field, models.BooleanField):
+    if isinstance(field, models.BooleanField):
+        return bool
+    if isinstance(field, models.IntegerField):
         return int
+    if isinstance(field, models.DateTimeField) and vendor == "postgresql":
+        return datetime
     return None
 
 
 @cache
 def _preparers(fields: tuple, vendor: str) -> tuple:
     """Per field: (the type passed through as it is, the field) — the field's own
-    `get_db_prep_save` for every other value, exactly as the ORM would."""
-    return tuple((_plain_type(f), f) for f in fields)
+    `get_db_prep_save` for every other value, exactly as the ORM would. None goes as it
+    is: every field prepares it as NULL."""
+    return tuple((_plain_type(f, vendor), f) for f in fields)
 
 
 def _prepared(preparers: tuple, values, db) -> list:
-    return [value if type(value) is plain else field.get_db_prep_save(value, db)
+    return [value if value is None or type(value) is plain and (
+                plain is not datetime or value.tzinfo is not None)
+            else field.get_db_prep_save(value, db)
             for (plain, field), value in zip(preparers, values, strict=True)]
 
 

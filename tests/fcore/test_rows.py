@@ -1,6 +1,8 @@
 """`fcore.rows` builds instances without `Model.__init__` (`_built`): they must be the
 instances the ORM would build."""
 
+import warnings
+
 import pytest
 from django.db import connection
 from django.db.models.signals import post_init
@@ -11,6 +13,8 @@ from fcore.models import Tenant
 from fcore.rows import (
     _grouped_sql,
     _numbered,
+    _prepared,
+    _preparers,
     db_value,
     insert_params_max,
     row_new,
@@ -107,3 +111,23 @@ def test_statements_are_numbered_for_postgresql():
     sql = _grouped_sql(("UPDATE t SET a = %s WHERE id = %s", "INSERT INTO u (c) VALUES (%s)"))
     assert _numbered(sql) == ("WITH w0 AS (UPDATE t SET a = $1 WHERE id = $2) "
                               "INSERT INTO u (c) VALUES ($3)")
+
+
+def test_values_go_to_the_database_as_the_orm_prepares_them():
+    """What `_prepared` passes through unchanged (None, str, int, bool, an aware datetime on
+    PostgreSQL) the fields would have prepared to the same; anything else goes through
+    the field (a naive datetime is made aware, with Django's warning)."""
+    now = timezone.now()
+    samples = {"started_at": [now, now.replace(tzinfo=None), None], "attempt": [3, None],
+               "status": ["running"], "output": [{"a": [1]}, None], "step_id": ["s1"]}
+    for name, values in samples.items():
+        field = StepRun._meta.get_field(name)
+        preparers = _preparers((field,), connection.vendor)
+        for value in values:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # the naive datetime
+                ours = _prepared(preparers, [value], connection)[0]
+                orm = field.get_db_prep_save(value, connection)
+            # (an int may come back from the field as psycopg's Int4: the same number)
+            assert getattr(ours, "obj", ours) == getattr(orm, "obj", orm), (name, value)
+            assert (ours is None) == (orm is None)
