@@ -217,9 +217,9 @@ def rows_fetch(model, where: str, params, *, order_by: str = "", for_update: boo
 
 
 class Joined(NamedTuple):
-    """A query for `rows_fetch_together` over the columns of several models
-    (`columns_sql(model)` of each, in order) and then `extra` more values: each row comes
-    back as a tuple of one instance per model followed by the extra values."""
+    """A query for `rows_fetch_together` whose SQL selects the columns of several models
+    (`columns_sql(model)` of each, in order), then any other values: each row comes back as
+    a tuple of one instance per model followed by those values."""
 
     models: tuple
     sql: str
