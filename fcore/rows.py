@@ -209,11 +209,7 @@ def rows_fetch(model, where: str, params, *, order_by: str = "", for_update: boo
     """Instances of `model` for `SELECT … FROM table WHERE {where} ORDER BY {order_by}
     LIMIT {limit}`, locked `FOR UPDATE` where the database has it; columns are named as in
     the table."""
-    db = _db()
-    with _cursor(db) as cursor:
-        _execute(cursor, db, _fetch_sql(model, where, order_by, for_update, limit, db.vendor),
-                 params)
-        return _instances(model, cursor.fetchall(), db)
+    return rows_fetch_together((model, where, params, order_by, for_update, limit))[0]
 
 
 class Joined(NamedTuple):
