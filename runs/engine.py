@@ -114,12 +114,16 @@ def enqueue_execute(step: StepRun) -> None:
 
 # --- runs --------------------------------------------------------------------------------
 
-_RUN_FIELDS = ("status", "status_reason", "started_at", "ended_at", "output", "current_step",
-               "step_index", "updated_at")
+_RUN_FIELDS = ("status", "status_reason", "paused_for_gate", "started_at", "ended_at",
+               "output", "current_step", "step_index", "updated_at")
 
 
-def run_transition(run: Run, name: str, *, actor: str, reason: str = "") -> None:
-    """Apply one FSM transition to a locked run, save it and record `FC-RUN-002`."""
+def run_transition(run: Run, name: str, *, actor: str, reason: str = "",
+                   for_gate: bool = False) -> None:
+    """Apply one FSM transition to a locked run, save it and record `FC-RUN-002`.
+
+    `for_gate` marks a pause made by a gate (`Run.paused_for_gate`); every other
+    transition clears the mark."""
     method = getattr(run, name)
     before = run.status
     if not can_proceed(method):
@@ -132,6 +136,7 @@ def run_transition(run: Run, name: str, *, actor: str, reason: str = "") -> None
     if run.status in RUN_TERMINAL:
         run.ended_at = now
     run.status_reason = reason[:500]
+    run.paused_for_gate = for_gate and run.status == RunStatus.PAUSED
     row_update(run, _RUN_FIELDS)
     audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code="FC-RUN-002",
                  actor=actor, data={"from": before, "to": run.status, "reason": reason})
@@ -204,12 +209,9 @@ def _gate_settings_for(step: StepRun, decision: Decision) -> dict:
     return gate_settings_clean(settings)
 
 
-GATE_PAUSE_PREFIX = "gate"
-
-
 def run_paused_for_gate(run: Run) -> bool:
     """Paused by a gate (not by an operator): the last gate's approval resumes it."""
-    return run.status == RunStatus.PAUSED and run.status_reason.startswith(GATE_PAUSE_PREFIX)
+    return run.status == RunStatus.PAUSED and run.paused_for_gate
 
 
 def _step_release(run: Run, steps: dict[str, StepRun], step: StepRun) -> None:
@@ -245,8 +247,8 @@ def _step_hold_at_gate(run: Run, step: StepRun, decision: Decision) -> None:
     gate_open(run=run, step_run=step, source=source, reason=reason, requested_by=ENGINE,
               settings=gate_settings)
     if run.status == RunStatus.RUNNING:
-        run_transition(run, "pause", actor=ENGINE,
-                       reason=f"{GATE_PAUSE_PREFIX} at {step.step_id}: {reason}")
+        run_transition(run, "pause", actor=ENGINE, for_gate=True,
+                       reason=f"gate at {step.step_id}: {reason}")
 
 
 # --- advancing ---------------------------------------------------------------------------

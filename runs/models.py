@@ -75,6 +75,10 @@ class Run(FSMModelMixin, models.Model):
                                    related_name="runs")
     status = FSMField(default=RunStatus.PENDING, choices=RunStatus.choices, protected=True)
     status_reason = models.CharField(max_length=500, blank=True)
+    # Paused by a gate rather than by an operator: only then does the last gate's approval
+    # resume the run. A field, not a reading of status_reason (an operator's "gateway
+    # down" is not a gate).
+    paused_for_gate = models.BooleanField(default=False)
     current_step = models.CharField(max_length=200, blank=True)
     step_index = models.IntegerField(default=0)
     input = models.JSONField(default=dict)

@@ -188,8 +188,8 @@ def run_request_gate(*, tenant, run_id, actor: str, reason: str, step_id: str | 
         gate = gate_open(run=run, step_run=step, source="api", reason=reason,
                          requested_by=actor, settings=clean)
         if run.status == RunStatus.RUNNING:
-            engine.run_transition(run, "pause", actor=actor,
-                                  reason=f"{engine.GATE_PAUSE_PREFIX} requested: {reason}")
+            engine.run_transition(run, "pause", actor=actor, for_gate=True,
+                                  reason=f"gate requested: {reason}")
     return gate
 
 

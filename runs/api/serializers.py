@@ -163,8 +163,8 @@ class RunSummaryOut(serializers.ModelSerializer):
     class Meta:
         model = Run
         fields = ["run_id", "tenant_id", "workflow", "workflow_version", "status",
-                  "status_reason", "current_step", "step_index", "input", "output",
-                  "metadata", "created_by", "idempotency_key", "created_at", "updated_at",
+                  "status_reason", "paused_for_gate", "current_step", "step_index", "input",
+                  "output", "metadata", "created_by", "idempotency_key", "created_at", "updated_at",
                   "started_at", "ended_at", "workflow_hash"]
 
 

@@ -56,9 +56,10 @@ def test_resume_is_recorded_before_the_released_step_starts(api, approver):
 def test_operator_pause_is_not_lifted_by_a_gate_approval(api, approver):
     run_id = new_run(api, 1)
     gate = api.post(f"/workflows/runs/{run_id}/gates", {"reason": "look"}).json()
-    api.patch(f"/workflows/runs/{run_id}/status", {"status": "paused", "reason": "x"})
-    # the run was already paused by the gate; an operator cannot pause twice
-    assert run_of(api, run_id)["status"] == "paused"
+    # the run is already paused by the gate; an operator cannot pause it twice
+    again = api.patch(f"/workflows/runs/{run_id}/status", {"status": "paused", "reason": "x"})
+    assert again.status_code == 409 and again.json()["current"] == "paused"
+    assert run_of(api, run_id)["paused_for_gate"] is True
     approver.patch(f"/workflows/runs/{run_id}/gates/{gate['gate_id']}", {"decision": "approve"})
     assert run_of(api, run_id)["status"] == "running"
     api.patch(f"/workflows/runs/{run_id}/status", {"status": "paused", "reason": "ops hold"})
@@ -66,3 +67,17 @@ def test_operator_pause_is_not_lifted_by_a_gate_approval(api, approver):
     approver.patch(f"/workflows/runs/{run_id}/gates/{gate2['gate_id']}", {"decision": "approve"})
     run = run_of(api, run_id)
     assert run["status"] == "paused" and run["status_reason"] == "ops hold"
+
+
+@pytest.mark.parametrize("reason", ["gateway down", "gate at step_9: by hand", "gate"])
+def test_operator_pause_whose_reason_starts_with_gate_stays_paused(api, approver, reason):
+    """The pause's cause is a field: an operator's reason that reads like a gate pause is
+    not lifted by a gate approval."""
+    run_id = new_run(api, 1)
+    assert api.patch(f"/workflows/runs/{run_id}/status",
+                     {"status": "paused", "reason": reason}).status_code == 200
+    gate = api.post(f"/workflows/runs/{run_id}/gates", {"reason": "look"}).json()
+    approver.patch(f"/workflows/runs/{run_id}/gates/{gate['gate_id']}", {"decision": "approve"})
+    run = run_of(api, run_id)
+    assert (run["status"], run["status_reason"]) == ("paused", reason)
+    assert run["paused_for_gate"] is False
