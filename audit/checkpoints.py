@@ -71,6 +71,7 @@ def checkpoint_seal(*, tenant, actor: str = SEAL_ACTOR) -> Checkpoint | None:
         _marks_clear(read)  # e.g. the admin stream after the last seal's own event
         return None
     key = signing_key()
+    signing_key_register(key)  # its own transaction: it locks every tenant's admin stream
     admin = admin_stream_name(tenant.slug)
     with transaction.atomic():
         _locked_stream(tenant_id=tenant.id, stream=admin)  # serialises seals of the tenant
@@ -78,7 +79,6 @@ def checkpoint_seal(*, tenant, actor: str = SEAL_ACTOR) -> Checkpoint | None:
         if not heads:
             _marks_clear(read)
             return None
-        signing_key_register(key)
         last = Checkpoint.objects.filter(tenant_id=tenant.id).order_by("-seq").first()
         body = checkpoint_body(
             tenant=tenant.slug, seq=last.seq + 1 if last else 1,

@@ -5,18 +5,28 @@
 it gets a new key id, `signing_key_register` records its public half and retires the
 others, and checkpoints signed by the old key still verify against its registered public
 key. The private key is never written to the database.
+
+Registration is a state change like any other: it runs at start-up (`serve`), by the
+`register_signing_key` command and before a checkpoint is sealed — never in a GET — and
+each change is recorded as `FC-AUD-002` on every tenant's admin stream, in the same
+transaction, since every tenant's checkpoints are signed by that key from then on.
 """
 
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import signing
 from .models import SigningKey
+from .services import admin_stream_name, audit_append
+
+REGISTER_ACTOR = "system:signing-key"
 
 
 @dataclass(frozen=True)
@@ -55,15 +65,44 @@ def signing_key() -> ActiveKey:
     return _load(text, f"FCORE_SIGNING_KEY_FILE {path}")
 
 
-def signing_key_register(key: ActiveKey) -> SigningKey:
-    """Record the public half of `key` and retire every other key; idempotent."""
-    row, _ = SigningKey.objects.get_or_create(key_id=key.key_id,
-                                              defaults={"public_key": key.public_b64})
-    if row.retired_at is not None:  # a key brought back into service
-        SigningKey.objects.filter(pk=row.pk).update(retired_at=None)
-    (SigningKey.objects.filter(retired_at__isnull=True).exclude(pk=row.pk)
-     .update(retired_at=timezone.now()))
-    return row
+def _in_service(key: ActiveKey) -> bool:
+    """`key` is registered and is the only key not retired."""
+    live = list(SigningKey.objects.filter(retired_at__isnull=True)
+                .values_list("key_id", flat=True)[:2])
+    return live == [key.key_id]
+
+
+def signing_key_register(key: ActiveKey, *, actor: str = REGISTER_ACTOR) -> bool:
+    """Put `key` in service: record its public half, retire every other key, and append
+    `FC-AUD-002` to each tenant's admin stream. Idempotent: True only when something
+    changed. Must not run while the caller holds an audit stream's lock (it locks every
+    tenant's admin stream, in tenant order)."""
+    if _in_service(key):
+        return False
+    try:
+        return _register(key, actor=actor)
+    except IntegrityError:  # a concurrent first registration of the same key won
+        return _register(key, actor=actor)
+
+
+def _register(key: ActiveKey, *, actor: str) -> bool:
+    with transaction.atomic():
+        rows = list(SigningKey.objects.select_for_update().order_by("id"))
+        row = next((r for r in rows if r.key_id == key.key_id), None)
+        retired = [r.key_id for r in rows if r.retired_at is None and r.key_id != key.key_id]
+        if row is not None and row.retired_at is None and not retired:
+            return False
+        if row is None:
+            SigningKey.objects.create(key_id=key.key_id, public_key=key.public_b64)
+        elif row.retired_at is not None:  # a key brought back into service
+            SigningKey.objects.filter(pk=row.pk).update(retired_at=None)
+        SigningKey.objects.filter(key_id__in=retired).update(retired_at=timezone.now())
+        data = {"key_id": key.key_id, "public_key": key.public_b64, "retired": retired}
+        for tenant_id, slug in (apps.get_model("fcore", "Tenant").objects
+                                .order_by("id").values_list("id", "slug")):
+            audit_append(tenant_id=tenant_id, stream=admin_stream_name(slug),
+                         code="FC-AUD-002", actor=actor, data=data)
+    return True
 
 
 def public_keys() -> dict[str, bytes]:

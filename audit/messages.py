@@ -25,6 +25,7 @@ TITLES = {
     "FC-ADM-003": "API client '{name}' {action}",
     "FC-ADM-004": "Webhook endpoint '{name}' {action}",
     "FC-AUD-001": "Checkpoint sealed",
+    "FC-AUD-002": "Signing key {key_id} put in service",
 }
 
 

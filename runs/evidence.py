@@ -29,7 +29,7 @@ from audit.checkpoints import (
 )
 from audit.hashing import format_at
 from audit.jcs import canonical, restore_floats
-from audit.keys import public_keys, signing_key, signing_key_register
+from audit.keys import public_keys, signing_key
 
 from . import selectors
 from .api.serializers import DecisionOut, EventOut, GateOut, RunSummaryOut, StepOut
@@ -126,7 +126,6 @@ def _attest(pack: dict) -> dict | None:
         key = signing_key()
     except ImproperlyConfigured:
         return None
-    signing_key_register(key)
     body = attestation_body(run_id=pack["run"]["run_id"], generated_at=pack["generated_at"],
                             key_id=key.key_id, public_key=key.public_b64,
                             fields=field_digests(pack))

@@ -1,12 +1,10 @@
 """Audit endpoints of the evidence work: the public keys that sign checkpoints."""
 
-from django.core.exceptions import ImproperlyConfigured
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.keys import signing_key, signing_key_register
 from audit.models import SigningKey
 
 from .serializers import ERROR_RESPONSES
@@ -29,11 +27,8 @@ class AuditKeys(APIView):
     @extend_schema(responses={200: SigningKeyOut(many=True), **ERROR_RESPONSES})
     def get(self, request):
         """The Ed25519 public keys that sign checkpoints (base64 of the raw 32 bytes), with
-        their ids; a retired key still verifies the checkpoints it signed. The configured
-        key is registered first (idempotent), so it is listed before its first checkpoint."""
-        try:
-            signing_key_register(signing_key())
-        except ImproperlyConfigured:
-            pass
+        their ids; a retired key still verifies the checkpoints it signed. Keys are
+        registered at start-up, by `register_signing_key` and before a checkpoint is
+        sealed; this read registers nothing."""
         keys = SigningKey.objects.order_by("created_at", "id")
         return Response(SigningKeyOut(keys, many=True).data)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
 from audit.verify_pack import Failure, verify_pack
 from fcore.members import member_set
@@ -46,6 +47,7 @@ def test_round_trip_through_the_offline_verifier(api, pack, tmp_path):
     result = run_verifier(path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "from the pack (not pinned" in result.stdout
+    call_command("register_signing_key")
     key = api.get("/workflows/audit/keys").json()[0]["public_key"]
     pinned = run_verifier(path, "--public-key", key)
     assert pinned.returncode == 0 and "(from --public-key)" in pinned.stdout

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
 from kombu.transport import filesystem
 
 # The worker's embedded-broker transport, named on its command line (Celery's `--` options).
@@ -94,6 +95,7 @@ class Command(BaseCommand):
                                  "before it kills them (a second Ctrl-C kills at once)")
 
     def handle(self, *args, port, host, workers, concurrency, stop_timeout, **options):
+        self._register_signing_key()
         bin_dir = os.path.dirname(sys.executable)
         embedded = settings.CELERY_BROKER_URL.startswith("filesystem://")
         level = os.environ.get("FCORE_LOG_LEVEL", "warning").lower()
@@ -143,6 +145,13 @@ class Command(BaseCommand):
                     signal.signal(sig, handler)
             wake_r.close()
             wake_w.close()
+
+    def _register_signing_key(self) -> None:
+        """Put the configured checkpoint key in service before anything signs (audited)."""
+        try:
+            call_command("register_signing_key", stdout=self.stdout)
+        except CommandError as exc:
+            self.stderr.write(f"no checkpoint signing key: {exc}")
 
     def _stop(self, procs, wake_r, received, timeout):
         """SIGTERM to every child at once; wait for all of them together, up to `timeout`
