@@ -12,6 +12,7 @@ behave as Prometheus counters should. No tenant data is exported.
     fc_audit_events_total                    audit events appended (counter; rate() = append rate)
 """
 
+import hmac
 from datetime import timedelta
 
 from django.conf import settings
@@ -70,13 +71,12 @@ class DatabaseCollector:
 
 
 def metrics_view(request):
-    """`GET /metrics`; with FCORE_METRICS_TOKEN set, it needs `Authorization: Bearer <it>`."""
+    """`GET /metrics`; with FCORE_METRICS_TOKEN set, it needs `Authorization: Bearer <it>`.
+    In production it always needs it: without a configured token it answers 401."""
     token = getattr(settings, "FCORE_METRICS_TOKEN", "")
-    if token:
-        import hmac
-
+    if token or settings.PRODUCTION:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        if not token or not hmac.compare_digest(given.encode(), token.encode()):
             return HttpResponse(status=401)
     registry = CollectorRegistry()
     registry.register(DatabaseCollector())

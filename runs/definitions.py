@@ -21,6 +21,9 @@ STEP_KEYS = {"id", "type", "after", "gate", "input", "config", "timeout_s", "ret
              "url", "seconds"}
 MAX_TIMEOUT_S = 7 * 24 * 3600
 MAX_ATTEMPTS = 20
+# Step ids travel in URL paths (`…/steps/{step_id}`) and in audit data: no `/`, `%`, `?`,
+# `#`, brackets or spaces, and never `.` or `..` alone.
+STEP_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 
@@ -119,6 +122,10 @@ def steps_validate(steps) -> list[dict]:
         step_id = step.get("id")
         if not isinstance(step_id, str) or not step_id.strip():
             raise DefinitionError(f"step #{position} has no id")
+        if not STEP_ID.fullmatch(step_id):
+            raise DefinitionError(
+                f"step #{position}: id {step_id[:120]!r} must be 1-100 letters, digits, '_', "
+                "'-' or '.', starting with a letter, digit or '_'")
         where = f"step '{step_id}'"
         if step_id in ids:
             raise DefinitionError(f"{where}: duplicate id")

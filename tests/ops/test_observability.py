@@ -77,3 +77,11 @@ def test_metrics_token(client, settings):
     assert client.get("/metrics").status_code == 401
     ok = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret")
     assert ok.status_code == 200
+
+
+def test_metrics_in_production_need_a_token_even_when_none_is_configured(client, settings):
+    settings.PRODUCTION, settings.FCORE_METRICS_TOKEN = True, ""
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 401
+    settings.FCORE_METRICS_TOKEN = "scrape-secret"
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").status_code == 200

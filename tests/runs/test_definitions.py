@@ -12,6 +12,11 @@ from runs.services import run_create, step_report
 # --- steps_validate (pure) ---------------------------------------------------------------
 
 
+def test_step_ids_of_url_safe_characters_are_kept():
+    ids = ["a", "step_1", "Step-2", "v1.2", "_x", "9", "x" * 100]
+    assert [s["id"] for s in steps_validate([{"id": i, "type": "noop"} for i in ids])] == ids
+
+
 def test_after_defaults_to_the_previous_step():
     clean = steps_validate([{"id": "a", "type": "noop"}, {"id": "b", "type": "external"},
                             {"id": "c", "type": "noop"}])
@@ -38,6 +43,9 @@ def test_explicit_after_is_kept(steps, after):
     ([{"id": "a", "type": "noop"}, {"id": "", "type": "noop"}], "step #2 has no id"),
     ([{"id": "a", "type": "noop"}, {"id": "a", "type": "external"}],
      "step 'a': duplicate id"),
+    *[([{"id": bad, "type": "noop"}], f"step #1: id {bad[:120]!r} must be 1-100 letters")
+      for bad in ("a/b", "a%2Fb", "a b", " a", "a\n", ".", "..", ".hidden", "a[0]", "a?b",
+                  "a#b", "é", "x" * 101)],
     ([{"id": "a", "type": "shell"}],
      "step 'a': type must be one of noop, external, approval, http, sleep, "
      "python:<dotted.path>, not 'shell'"),
