@@ -4,11 +4,13 @@ A bundle is checked whole before anything is written; loading the same bundle tw
 changes nothing; a changed definition or policy becomes a new version.
 """
 
+import re
+
 from django.db import transaction
 
 from fcore.models import Tenant
 from gates.policies import policy_save
-from gates.policy import RuleError, validate_applies_to, validate_rules
+from gates.policy import RuleError, validate_applies_to, validate_rules, validate_tier
 
 from .definitions import DefinitionError, definition_publish, steps_validate
 
@@ -19,30 +21,62 @@ class BundleError(ValueError):
     """A bundle that cannot be loaded; the message names the place at fault."""
 
 
+SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")  # what the tenant's SlugField stores
+NAME_MAX = 200
+
+
+def _text(value, *, max_length: int | None = None) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and (
+        max_length is None or len(value) <= max_length)
+
+
+def _entries(data: dict, key: str, source: str) -> list:
+    value = data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BundleError(f"{source}: '{key}' must be a list")
+    return value
+
+
 def bundle_check(data, *, source: str = "bundle") -> None:
     """Raise BundleError at the first fault, naming file, workflow/policy, rule, position."""
     if not isinstance(data, dict):
         raise BundleError(f"{source}: a bundle is a mapping with tenant, workflows, policies")
     unknown = set(data) - BUNDLE_KEYS
     if unknown:
-        raise BundleError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
-    if not isinstance(data.get("tenant"), str) or not data["tenant"].strip():
-        raise BundleError(f"{source}: 'tenant' (a slug) is required")
-    for i, wf in enumerate(data.get("workflows") or [], start=1):
+        raise BundleError(f"{source}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+    if not isinstance(data.get("tenant"), str) or not SLUG.fullmatch(data["tenant"]):
+        raise BundleError(f"{source}: 'tenant' (a slug of up to 64 letters, digits, '-' "
+                          "or '_') is required")
+    if data.get("name") is not None and not _text(data["name"], max_length=NAME_MAX):
+        raise BundleError(f"{source}: 'name' must be a text of up to {NAME_MAX} characters")
+    for i, wf in enumerate(_entries(data, "workflows", source), start=1):
         name = wf.get("name") if isinstance(wf, dict) else None
-        where = f"{source}: workflow {name or '#' + str(i)}"
-        if not name:
-            raise BundleError(f"{where}: a workflow needs a name")
+        where = f"{source}: workflow {name if isinstance(name, str) and name else '#' + str(i)}"
+        if not isinstance(wf, dict):
+            raise BundleError(f"{where}: a workflow is a mapping with name and steps")
+        if not _text(name, max_length=NAME_MAX):
+            raise BundleError(f"{where}: a workflow needs a name of up to {NAME_MAX} characters")
+        if not isinstance(wf.get("description", ""), str):
+            raise BundleError(f"{where}: description must be a text")
         try:
             steps_validate(wf.get("steps"))
         except DefinitionError as exc:
             raise BundleError(f"{where}: {exc}") from None
-    for i, pol in enumerate(data.get("policies") or [], start=1):
+    for i, pol in enumerate(_entries(data, "policies", source), start=1):
         name = pol.get("name") if isinstance(pol, dict) else None
-        where = f"{source}: policy {name or '#' + str(i)}"
-        if not name:
-            raise BundleError(f"{where}: a policy needs a name")
+        where = f"{source}: policy {name if isinstance(name, str) and name else '#' + str(i)}"
+        if not isinstance(pol, dict):
+            raise BundleError(f"{where}: a policy is a mapping with name and rules")
+        if not _text(name, max_length=NAME_MAX):
+            raise BundleError(f"{where}: a policy needs a name of up to {NAME_MAX} characters")
+        if not isinstance(pol.get("enabled", True), bool):
+            raise BundleError(f"{where}: enabled must be true or false")
+        if not isinstance(pol.get("description", ""), str):
+            raise BundleError(f"{where}: description must be a text")
         try:
+            validate_tier(pol.get("tier", 1))
             validate_rules(pol.get("rules") or [])
             validate_applies_to(pol.get("applies_to"))
         except RuleError as exc:

@@ -14,7 +14,9 @@ from audit.models import AuditEvent
 from audit.services import admin_stream_name
 from fcore.models import ApiClient, Membership, Tenant
 from gates.models import Policy, PolicyVersion
-from runs.bundles import BundleError, bundle_load
+from gates.policies import policy_save
+from gates.policy import RuleError
+from runs.bundles import BundleError, bundle_check, bundle_load
 from runs.models import Run, WorkflowDefinition
 
 PT004 = "docs/examples/pt004.yaml"
@@ -136,18 +138,38 @@ def test_a_bad_bundle_leaves_an_existing_tenant_untouched(pt004):
     assert counts() == before
 
 
-def test_a_fault_found_while_writing_rolls_back_what_was_written(db):
+def test_a_fault_found_while_writing_rolls_back_what_was_written(db, monkeypatch):
+    from runs import bundles
+
+    def save_then_refuse(**kwargs):  # the second policy fails inside policy_save
+        if kwargs["name"] == "pt004_hard_limits":
+            raise RuleError("refused while writing")
+        return policy_save(**kwargs)
+
+    monkeypatch.setattr(bundles, "policy_save", save_then_refuse)
     data = read()
     data["tenant"] = "tenant_late"
-    data["policies"][1]["tier"] = 500  # only policy_save checks the tier
-    with pytest.raises(BundleError, match="policy pt004_hard_limits: tier must be"):
+    with pytest.raises(BundleError, match="policy pt004_hard_limits: refused while writing"):
         bundle_load(data, actor="system:test", source="late.yaml")
     assert counts()["tenants"] == 0 and counts()["definitions"] == 0
 
 
+def test_a_bad_tier_is_refused_before_anything_is_written(db):
+    data = read()
+    data["policies"][1]["tier"] = 500
+    with pytest.raises(BundleError, match="policy pt004_hard_limits: tier must be"):
+        bundle_check(data, source="late.yaml")
+
+
 @pytest.mark.parametrize(("mutate", "message"), [
     (lambda d: d.update(extra=1), "b.yaml: unknown key(s) extra"),
-    (lambda d: d.pop("tenant"), "b.yaml: 'tenant' (a slug) is required"),
+    (lambda d: d.pop("tenant"), "b.yaml: 'tenant' (a slug of up to 64"),
+    (lambda d: d.update(tenant="a b"), "b.yaml: 'tenant' (a slug of up to 64"),
+    (lambda d: d.update(workflows=True), "b.yaml: 'workflows' must be a list"),
+    (lambda d: d.update(policies={"p": 1}), "b.yaml: 'policies' must be a list"),
+    (lambda d: d["workflows"].append("wf"), "b.yaml: workflow #2: a workflow is a mapping"),
+    (lambda d: d["policies"][0].update(tier="high"), "b.yaml: policy"),
+    (lambda d: d["policies"][0].update(enabled="yes"), "b.yaml: policy"),
     (lambda d: d["workflows"][0].pop("name"), "b.yaml: workflow #1: a workflow needs a name"),
     (lambda d: d["workflows"][0]["steps"][1].update(after=["nope"]),
      "b.yaml: workflow pt004_execution_spine: step 'step_2': after names unknown step(s) nope"),
