@@ -29,7 +29,9 @@ def production_env(tmp_path) -> dict:
     return {**env, "FCORE_ENV": "production", "FCORE_VAR_DIR": str(tmp_path),
             "FCORE_SECRET_KEY": secrets.token_urlsafe(50),
             "FCORE_CLIENT_KEY": secrets.token_urlsafe(32),
-            "FCORE_ALLOWED_HOSTS": "fc.example.com", "DATABASE_URL": "sqlite:///:memory:"}
+            "FCORE_ALLOWED_HOSTS": "fc.example.com", "DATABASE_URL": "sqlite:///:memory:",
+            # several web processes share their throttling counters (check fcore.W001)
+            "FCORE_CACHE_URL": "redis://127.0.0.1:6379/0"}
 
 
 def test_deploy_check_is_clean_with_production_settings(tmp_path):
@@ -154,7 +156,10 @@ def test_failed_token_authentication_is_rate_limited_and_logged(api, settings, c
     settings.FCORE_AUTH_FAILURE_LIMIT = 5
     for _ in range(5):
         assert api.call("GET", "/workflows/runs", token="omega_bad.sig").status_code == 401
-    throttled = api.get("/workflows/runs")  # even a valid token, from that address
+        assert api.get("/workflows/runs", token=api.token(secret="x")).status_code == 401
+    # tokens naming no key: per address; tokens of a key: per key and address
+    assert api.call("GET", "/workflows/runs", token="omega_bad.sig").status_code == 429
+    throttled = api.get("/workflows/runs")  # even a valid token of that key
     assert throttled.status_code == 429 and throttled.json()["code"] == "throttled"
     assert "token rejected" in caplog.text and "omega_bad" not in caplog.text
 
