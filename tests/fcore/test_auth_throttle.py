@@ -1,6 +1,9 @@
 """The failed-token throttle: the client address behind trusted proxies, one counter per
 key id (else per address), shared between processes through Redis."""
 
+import os
+import uuid
+
 import pytest
 from django.core.cache import caches
 from django.test import RequestFactory
@@ -12,7 +15,9 @@ from tests.conftest import ALL_SCOPES, service_missing
 
 pytestmark = pytest.mark.django_db
 PATH = "/workflows/runs"
-REDIS_URL = "redis://127.0.0.1:6379/13"
+# the PostgreSQL run's broker (a Redis database of its own), else the local default
+BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+REDIS_URL = BROKER_URL if BROKER_URL.startswith("redis://") else "redis://127.0.0.1:6379/13"
 PROXY = "10.0.0.5"
 
 
@@ -87,16 +92,20 @@ def test_tokens_naming_unknown_keys_count_against_the_address(api, settings):
 
 @pytest.fixture
 def redis_caches(settings):
-    """Two cache clients on the real Redis, as two web processes would have."""
+    """Two cache clients on the real Redis, as two web processes would have. Keys under a
+    prefix of their own (the database may also be the test broker's: nothing is flushed);
+    they expire with the failure window."""
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                                   "LOCATION": REDIS_URL}}
+                                   "LOCATION": REDIS_URL,
+                                   "KEY_PREFIX": f"fc-test-{uuid.uuid4().hex}"}}
     first, second = caches.create_connection("default"), caches.create_connection("default")
     try:
-        first.clear()
-    except Exception:  # noqa: BLE001 - any connection error means Redis is not there
+        first.get("probe")
+    except Exception:  # noqa: BLE001 - whatever the client raises, Redis is not there
         service_missing(f"Redis at {REDIS_URL}")
     yield first, second
-    first.clear()
+    first.close()
+    second.close()
 
 
 def test_the_failure_count_is_shared_between_processes_through_redis(api, pt004, settings,

@@ -152,6 +152,21 @@ def test_console_login_is_locked_after_repeated_failures(client, pt004):
     assert other.status_code == 200  # the lock is per username and address
 
 
+@pytest.mark.login_lockout
+def test_console_lockout_behind_a_trusted_proxy_is_per_client(client, pt004, settings):
+    settings.FCORE_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    member_set(tenant=pt004, username="adam", groups=["approvers"], password="right-pass-1")
+
+    def login(password, client_addr):
+        return client.post("/console/login/", {"username": "adam", "password": password},
+                           REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR=client_addr)
+
+    for _ in range(5):
+        login("wrong", "203.0.113.66")
+    assert login("right-pass-1", "203.0.113.66").status_code == 429
+    assert login("right-pass-1", "198.51.100.1").status_code == 302  # signed in
+
+
 def test_failed_token_authentication_is_rate_limited_and_logged(api, settings, caplog):
     settings.FCORE_AUTH_FAILURE_LIMIT = 5
     for _ in range(5):
