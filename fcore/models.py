@@ -73,8 +73,10 @@ class ApiClient(models.Model):
     kid = models.CharField(max_length=64, unique=True)
     secret_salt = models.CharField(max_length=64)
     scopes = models.CharField(max_length=200)
-    # The subs (actor ids) its tokens may name; empty: any valid sub.
-    allowed_subs = models.JSONField(default=list, blank=True)
+    allowed_subs = models.JSONField(
+        default=list, blank=True,
+        help_text='The subs its tokens may name, as a JSON list (e.g. ["executor"]); '
+                  "empty: any valid sub.")
     active = models.BooleanField(default=True)
     created_by = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
