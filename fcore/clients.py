@@ -88,8 +88,7 @@ def api_client_allowed_subs_set(*, client: ApiClient, allowed_subs: list[str],
     `FC-ADM-003` with the old and new lists."""
     allowed_subs = allowed_subs_clean(allowed_subs)
     with transaction.atomic():
-        client = ApiClient.objects.select_for_update().select_related("tenant").get(
-            pk=client.pk)
+        client = ApiClient.objects.select_for_update().get(pk=client.pk)
         before = client.allowed_subs
         if before == allowed_subs:
             return client
@@ -98,6 +97,6 @@ def api_client_allowed_subs_set(*, client: ApiClient, allowed_subs: list[str],
         audit_append(tenant_id=client.tenant_id, stream=admin_stream_name(client.tenant.slug),
                      code="FC-ADM-003", actor=actor,
                      data={"name": client.name, "kid": client.kid,
-                           "action": "allowed_subs_changed", "scopes": client.scopes,
+                           "action": "changed", "scopes": client.scopes,
                            "allowed_subs": allowed_subs, "allowed_subs_before": before})
     return client

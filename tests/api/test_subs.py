@@ -114,7 +114,7 @@ def test_admin_sets_allowed_subs_and_audits_the_change(api, admin_client):
     client.refresh_from_db()
     assert client.allowed_subs == ["harness"] and client.active
     event = AuditEvent.objects.filter(code="FC-ADM-003").order_by("-id").first()
-    assert event.data["action"] == "allowed_subs_changed"
+    assert event.data["action"] == "changed" and event.message == "API client 'harness' changed"
     assert event.data["allowed_subs"] == ["harness"] and event.data["allowed_subs_before"] == []
     assert api.get(RUNS).status_code == 200
     assert_bad_sub(api.as_sub("second_approver").get(RUNS), "allowed_subs")
