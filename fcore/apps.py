@@ -6,4 +6,4 @@ class FcoreConfig(AppConfig):
     verbose_name = "Federation Core"
 
     def ready(self):
-        from . import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from . import checks, schema  # noqa: F401  (register system checks, the OpenAPI auth)

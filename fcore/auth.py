@@ -2,7 +2,8 @@
 
 Checks, in order: the `omega_` shape, the key id (an active client), the tenant, the
 signature (constant time), `exp` (at most FCORE_TOKEN_MAX_LIFETIME_S after `iat`, with
-FCORE_TOKEN_LEEWAY_S of leeway) and then, per view, the scope. Every failure is a 401
+FCORE_TOKEN_LEEWAY_S of leeway), the subject (`fcore.actors.sub_problem`, and the client's
+`allowed_subs` when it has any) and then, per view, the scope. Every failure is a 401
 `authentication_failed` whose detail says what was wrong but never echoes the token.
 """
 
@@ -10,14 +11,17 @@ import hmac
 import json
 import logging
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
 from rest_framework import exceptions, permissions, throttling
 from rest_framework.authentication import BaseAuthentication
 
+from .actors import sub_problem
 from .clients import TOKEN_PREFIX, b64url_decode, client_secret, token_sign
 from .models import ApiClient
+from .proxies import client_ip
 from .tenancy import principal_for_client, request_principal
 
 log = logging.getLogger("fcore.auth")
@@ -47,8 +51,20 @@ def _fail(detail: str):
     return exceptions.AuthenticationFailed(detail)
 
 
-def token_verify(token: str, *, now: float | None = None):
-    """Return (client, claims) for a valid token or raise AuthenticationFailed."""
+@dataclass(frozen=True)
+class ParsedToken:
+    """A well-formed token's parts and claims, not yet verified."""
+
+    payload_b64: str
+    signature: str
+    claims: dict
+
+
+CLAIM_TYPES = {"kid": str, "sub": str, "tenant": str, "iat": int, "exp": int, "scope": str}
+
+
+def token_parse(token: str) -> ParsedToken:
+    """Split and decode a token or raise AuthenticationFailed; checks nothing it asserts."""
     if not token.startswith(TOKEN_PREFIX) or token.count(".") != 1:
         raise _fail("Malformed token.")
     payload_b64, signature = token[len(TOKEN_PREFIX):].split(".", 1)
@@ -56,17 +72,27 @@ def token_verify(token: str, *, now: float | None = None):
         claims = json.loads(b64url_decode(payload_b64))
     except (ValueError, UnicodeDecodeError):
         raise _fail("Malformed token.") from None
-    required = {"kid": str, "sub": str, "tenant": str, "iat": int, "exp": int, "scope": str}
     if not isinstance(claims, dict) or any(
             not isinstance(claims.get(k), t) or isinstance(claims.get(k), bool)
-            for k, t in required.items()):
+            for k, t in CLAIM_TYPES.items()):
         raise _fail("Malformed token claims.")
-    client = (ApiClient.objects.select_related("tenant")
-              .filter(kid=claims["kid"], active=True).first())
+    return ParsedToken(payload_b64, signature, claims)
+
+
+def token_client(parsed: ParsedToken) -> ApiClient | None:
+    """The active client the token's `kid` names, if any."""
+    return (ApiClient.objects.select_related("tenant")
+            .filter(kid=parsed.claims["kid"], active=True).first())
+
+
+def token_check(parsed: ParsedToken, client: ApiClient | None, *,
+                now: float | None = None) -> None:
+    """Verify a parsed token against its client or raise AuthenticationFailed."""
+    claims = parsed.claims
     if client is None:
         raise _fail("Unknown or revoked key.")
-    expected = token_sign(payload_b64, client_secret(client.secret_salt))
-    if not hmac.compare_digest(expected.encode(), signature.encode()):
+    expected = token_sign(parsed.payload_b64, client_secret(client.secret_salt))
+    if not hmac.compare_digest(expected.encode(), parsed.signature.encode()):
         raise _fail("Bad signature.")
     if claims["tenant"] != client.tenant.slug:
         raise _fail("Token tenant does not match the key.")
@@ -78,21 +104,38 @@ def token_verify(token: str, *, now: float | None = None):
         raise _fail("Token issued in the future.")
     if now > claims["exp"] + leeway:
         raise _fail("Token expired.")
-    if not claims["sub"].strip():
-        raise _fail("Token has no subject.")
-    return client, claims
+    problem = sub_problem(claims["sub"])
+    if problem:
+        raise _fail(f"Token subject (sub) is not valid: {problem}.")
+    if client.allowed_subs and claims["sub"] not in client.allowed_subs:
+        raise _fail("This key may not act as that subject (sub): it is not in the "
+                    "client's allowed_subs.")
 
 
-def _failure_key(request) -> str:
-    return f"fc:authfail:{request.META.get('REMOTE_ADDR', '?')}"
+def token_verify(token: str, *, now: float | None = None):
+    """Return (client, claims) for a valid token or raise AuthenticationFailed."""
+    parsed = token_parse(token)
+    client = token_client(parsed)
+    token_check(parsed, client, now=now)
+    return client, parsed.claims
 
 
-def _too_many_failures(request) -> bool:
-    return cache.get(_failure_key(request), 0) >= settings.FCORE_AUTH_FAILURE_LIMIT
+def _failure_key(request, client: ApiClient | None) -> str:
+    """One counter per key and address when the token names a live key, so a client
+    that keeps failing does not lock out the other clients behind the same proxy (nor
+    a stranger the key); else one per address, so made-up key ids do not escape it."""
+    address = client_ip(request)
+    if client is not None:
+        return f"fc:authfail:kid:{client.kid}:{address}"
+    return f"fc:authfail:addr:{address}"
 
 
-def _count_failure(request) -> None:
-    key = _failure_key(request)
+def _too_many_failures(key: str) -> bool:
+    return cache.get(key, 0) >= settings.FCORE_AUTH_FAILURE_LIMIT
+
+
+def _count_failure(key: str) -> None:
+    # add + incr are atomic in the cache (Redis: SET NX, INCR): processes share the count
     if cache.add(key, 1, timeout=settings.FCORE_AUTH_FAILURE_WINDOW_S):
         return
     try:
@@ -101,31 +144,45 @@ def _count_failure(request) -> None:
         cache.add(key, 1, timeout=settings.FCORE_AUTH_FAILURE_WINDOW_S)
 
 
+def _bearer_parse(header: str) -> ParsedToken:
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _fail("Use 'Authorization: Bearer <token>'.")
+    return token_parse(token.strip())
+
+
 class TokenAuthentication(BaseAuthentication):
     """`Authorization: Bearer omega_…`; absent header → other authenticators run.
 
-    Failed attempts are logged (never the token) and counted per address: past
-    FCORE_AUTH_FAILURE_LIMIT in FCORE_AUTH_FAILURE_WINDOW_S, the address gets 429 until
-    the window passes, valid token or not."""
+    Failed attempts are logged (never the token) and counted per key and client address
+    (per address when the token names no live key; the address through
+    FCORE_TRUSTED_PROXIES): past FCORE_AUTH_FAILURE_LIMIT in FCORE_AUTH_FAILURE_WINDOW_S,
+    that counter answers 429 until the window passes, valid token or not."""
 
     def authenticate(self, request):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
-        if _too_many_failures(request):
-            log.warning("authentication throttled for %s", request.META.get("REMOTE_ADDR", "?"))
+        parsed, client, problem = None, None, None
+        try:
+            parsed = _bearer_parse(header)
+            client = token_client(parsed)
+        except exceptions.AuthenticationFailed as exc:
+            problem = exc
+        key = _failure_key(request, client)
+        if _too_many_failures(key):
+            log.warning("authentication throttled for %s", key.removeprefix("fc:authfail:"))
             raise exceptions.Throttled(wait=settings.FCORE_AUTH_FAILURE_WINDOW_S,
                                        detail="Too many failed authentications.")
-        scheme, _, token = header.partition(" ")
         try:
-            if scheme.lower() != "bearer" or not token.strip():
-                raise _fail("Use 'Authorization: Bearer <token>'.")
-            client, claims = token_verify(token.strip())
+            if problem is not None:
+                raise problem
+            token_check(parsed, client)
         except exceptions.AuthenticationFailed as exc:
-            _count_failure(request)
-            log.warning("token rejected: %s (from %s)", exc.detail,
-                        request.META.get("REMOTE_ADDR", "?"))
+            _count_failure(key)
+            log.warning("token rejected: %s (from %s)", exc.detail, client_ip(request))
             raise
+        claims = parsed.claims
         scopes = set(claims["scope"].split()) & client.scope_set
         principal = principal_for_client(client, claims["sub"], scopes)
         request._request._fc_principal = principal
@@ -164,5 +221,5 @@ class ActorRateThrottle(throttling.SimpleRateThrottle):
 
     def get_cache_key(self, request, view):
         principal = getattr(request._request, "_fc_principal", None)
-        ident = principal.actor if principal else self.get_ident(request)
+        ident = principal.actor if principal else client_ip(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}

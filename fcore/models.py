@@ -7,7 +7,12 @@ an `ApiClient`, whose secret is derived from a server-side key and never stored 
 """
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
+
+FOUR_EYES_ACTOR = "actor"
+FOUR_EYES_ACTOR_AND_KEY = "actor_and_key"
+FOUR_EYES_MODES = (FOUR_EYES_ACTOR, FOUR_EYES_ACTOR_AND_KEY)
 
 
 class Tenant(models.Model):
@@ -23,6 +28,20 @@ class Tenant(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def clean(self):
+        mode = (self.settings or {}).get("four_eyes", FOUR_EYES_ACTOR)
+        if mode not in FOUR_EYES_MODES:
+            raise ValidationError({"settings": f"four_eyes must be one of "
+                                               f"{', '.join(FOUR_EYES_MODES)}"})
+
+    @property
+    def four_eyes(self) -> str:
+        """`settings["four_eyes"]`: "actor" (the default: the run's creator and the gate's
+        requester never vote) or "actor_and_key" (nor does the API key they acted through).
+        An unknown value reads as the stricter one."""
+        mode = (self.settings or {}).get("four_eyes", FOUR_EYES_ACTOR)
+        return mode if mode in FOUR_EYES_MODES else FOUR_EYES_ACTOR_AND_KEY
 
 
 class Membership(models.Model):
@@ -54,6 +73,10 @@ class ApiClient(models.Model):
     kid = models.CharField(max_length=64, unique=True)
     secret_salt = models.CharField(max_length=64)
     scopes = models.CharField(max_length=200)
+    allowed_subs = models.JSONField(
+        default=list, blank=True,
+        help_text='The subs its tokens may name, as a JSON list (e.g. ["executor"]); '
+                  "empty: any valid sub.")
     active = models.BooleanField(default=True)
     created_by = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -148,7 +148,8 @@ AXES_COOLOFF_TIME = 0.25  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
-AXES_IPWARE_PROXY_COUNT = int(os.environ.get("FCORE_PROXY_COUNT", "0")) or None
+# The sign-in lockout reads the client address as the API does (fcore.proxies).
+AXES_CLIENT_IP_CALLABLE = "fcore.proxies.client_ip"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -196,7 +197,27 @@ CONTENT_SECURITY_POLICY = {
 }
 CSRF_FAILURE_VIEW = "fcore.csp.csrf_failure"  # Django's own page has an inline <style>
 
-# Caches hold throttling counters; with several web processes point them at Redis.
+
+def _trusted_proxies() -> list[str]:
+    """FCORE_TRUSTED_PROXIES: comma-separated addresses or CIDR networks of the proxies in
+    front of the web processes (fcore.proxies); a wrong entry stops the start."""
+    import ipaddress
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    if os.environ.get("FCORE_PROXY_COUNT"):
+        raise ImproperlyConfigured("FCORE_PROXY_COUNT is gone: list the proxies' addresses "
+                                   "in FCORE_TRUSTED_PROXIES instead")
+    entries = _env_list("FCORE_TRUSTED_PROXIES", "")
+    try:
+        return [str(ipaddress.ip_network(entry, strict=False)) for entry in entries]
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"FCORE_TRUSTED_PROXIES: {exc}") from None
+
+
+FCORE_TRUSTED_PROXIES = _trusted_proxies()
+# Caches hold throttling counters; with several web processes point them at Redis (the
+# deploy check fcore.W001 warns when they are per process).
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 if os.environ.get("FCORE_CACHE_URL"):
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -37,6 +37,7 @@ class Principal:
     is_machine: bool
     # a person's tenants as (slug, name), in the order they joined; () for a machine client
     tenants: tuple = ()
+    kid: str = ""  # a machine client's key id; "" for a person
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
@@ -75,8 +76,9 @@ def principal_for_user(user, tenant_slug: str | None = None) -> Principal | None
 
 
 def principal_for_client(client, sub: str, scopes: set[str]) -> Principal:
+    """A machine client acting as `sub` with the scopes it holds and the token asked for."""
     return Principal(tenant=client.tenant, actor=client_actor(sub), scopes=frozenset(scopes),
-                     groups=None, is_machine=True)
+                     groups=None, is_machine=True, kid=client.kid)
 
 
 def request_principal(request) -> Principal | None:

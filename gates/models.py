@@ -125,6 +125,7 @@ class Gate(FSMModelMixin, models.Model):
     source = models.CharField(max_length=16)  # policy | approval_step | api
     reason = models.CharField(max_length=1000)
     requested_by = models.CharField(max_length=200)
+    requested_by_key = models.CharField(max_length=64, blank=True, default="")  # API key id
     required_approvals = models.PositiveSmallIntegerField(default=1)
     approver_group = models.CharField(max_length=150, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)

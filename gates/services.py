@@ -18,6 +18,7 @@ from django_fsm import can_proceed
 from audit.hashing import jcs_problem
 from audit.services import audit_append
 from fcore.errors import BadRequest, Conflict, Forbidden, FourEyes, InvalidTransition
+from fcore.models import FOUR_EYES_ACTOR_AND_KEY
 
 from .gate_settings import gate_input_errors
 from .models import Approval, Gate, GateStatus, Vote
@@ -28,11 +29,13 @@ from .notify import EVENT_ESCALATED, EVENT_OPENED, EVENT_RESOLVED, gate_notify
 class Voter:
     """Who votes: the actor string and, for a person, their groups in the tenant.
 
-    `groups is None` means a machine client holding the `gates:resolve` scope.
+    `groups is None` means a machine client holding the `gates:resolve` scope; `key` is
+    its API key id ("" for a person).
     """
 
     actor: str
     groups: frozenset | None = None
+    key: str = ""
 
     def may_vote(self, gate: Gate) -> bool:
         if self.groups is None:
@@ -44,12 +47,12 @@ class Voter:
 
 
 def gate_open(*, run, step_run, source: str, reason: str, requested_by: str,
-              settings: dict) -> Gate:
+              settings: dict, requested_by_key: str = "") -> Gate:
     """Open a gate on `run` (locked by the caller) and record `FC-GATE-001`."""
     expires_in = settings["expires_in"]
     gate = Gate.objects.create(
         tenant_id=run.tenant_id, run=run, step_run=step_run, source=source,
-        reason=reason[:1000], requested_by=requested_by,
+        reason=reason[:1000], requested_by=requested_by, requested_by_key=requested_by_key,
         required_approvals=settings["required_approvals"],
         approver_group=settings["approver_group"],
         expires_at=timezone.now() + timedelta(seconds=expires_in) if expires_in else None,
@@ -76,9 +79,17 @@ def _invalid(gate: Gate, target: str = "") -> InvalidTransition:
 
 
 def gate_check_voter(*, gate: Gate, run, voter: Voter) -> None:
-    """Four-eyes and group membership; raises Forbidden/FourEyes."""
+    """Four-eyes and group membership; raises Forbidden/FourEyes.
+
+    Actors compare exactly (subs are validated when a token is read). With the tenant
+    setting `four_eyes: actor_and_key` the API key that created the run or requested the
+    gate cannot vote either, whatever actor it names."""
     if voter.actor in {gate.requested_by, run.created_by}:
         raise FourEyes("The actor who created the run or requested the gate cannot vote on it.")
+    if (voter.key and voter.key in {gate.requested_by_key, run.created_by_key}
+            and run.tenant.four_eyes == FOUR_EYES_ACTOR_AND_KEY):
+        raise FourEyes("The API key that created the run or requested the gate cannot vote "
+                       "on it (four_eyes: actor_and_key), whatever its sub.")
     if not voter.may_vote(gate):
         raise Forbidden(f"Only members of '{gate.approver_group}' may vote on this gate.",
                         code="not_an_approver")

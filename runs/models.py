@@ -85,6 +85,9 @@ class Run(FSMModelMixin, models.Model):
     output = models.JSONField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     created_by = models.CharField(max_length=200)
+    # the key id of the API client it was created through ("" for people and the system):
+    # four-eyes per key (tenant setting four_eyes: actor_and_key)
+    created_by_key = models.CharField(max_length=64, blank=True, default="")
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     request_hash = models.CharField(max_length=64, blank=True)
     workflow_hash = models.CharField(max_length=64, blank=True)

@@ -42,9 +42,11 @@ OPERATOR_TARGETS = {
 
 
 def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int | None = None,
-               idempotency_key: str | None = None, metadata: dict | None = None
-               ) -> tuple[Run, bool]:
+               idempotency_key: str | None = None, metadata: dict | None = None,
+               actor_key: str = "") -> tuple[Run, bool]:
     """Create a run of the pinned definition version; returns (run, created).
+
+    `actor_key` is the key id of the API client acting (four-eyes per key).
 
     A replayed idempotency key with the same request returns the first run; with a
     different request it is a 409 `idempotency_conflict`.
@@ -66,7 +68,7 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
     try:
         with atomic_batched():
             run = Run(tenant=tenant, definition=definition, input=input,
-                      metadata=metadata or {}, created_by=actor,
+                      metadata=metadata or {}, created_by=actor, created_by_key=actor_key,
                       idempotency_key=idempotency_key or None, request_hash=request_hash)
             run.prefetched = {"policies": policies}  # read with the definition
             rows_insert(Run, [run])
@@ -162,7 +164,7 @@ def step_report(*, tenant, run_id, step_id: str, actor: str, status: str, output
 
 
 def run_request_gate(*, tenant, run_id, actor: str, reason: str, step_id: str | None = None,
-                     settings: dict | None = None) -> Gate:
+                     settings: dict | None = None, actor_key: str = "") -> Gate:
     """Open a gate on a running run on request (API); the run pauses until it resolves."""
     try:
         clean = gate_settings_clean(settings)
@@ -186,7 +188,7 @@ def run_request_gate(*, tenant, run_id, actor: str, reason: str, step_id: str | 
                 raise InvalidTransition(obj=f"Step {step_id}", current=step.status,
                                         allowed=[], target=StepStatus.WAITING)
         gate = gate_open(run=run, step_run=step, source="api", reason=reason,
-                         requested_by=actor, settings=clean)
+                         requested_by=actor, requested_by_key=actor_key, settings=clean)
         if run.status == RunStatus.RUNNING:
             engine.run_transition(run, "pause", actor=actor, for_gate=True,
                                   reason=f"gate requested: {reason}")

@@ -85,7 +85,8 @@ class RunListCreate(APIView):
         run, created = services.run_create(
             tenant=request.principal.tenant, workflow=data["workflow"],
             version=data.get("version"), input=data["input"], metadata=data["metadata"],
-            actor=request.principal.actor, idempotency_key=data.get("idempotency_key"))
+            actor=request.principal.actor, actor_key=request.principal.kid,
+            idempotency_key=data.get("idempotency_key"))
         run = selectors.run_get(request.principal.tenant, run.run_id)
         return Response(render_run(run), status=http.HTTP_201_CREATED if created else 200)
 
@@ -156,7 +157,8 @@ class RunGates(APIView):
         settings = {k: data[k] for k in s.GateRequestIn.GATE_FIELDS if k in data}
         gate = services.run_request_gate(
             tenant=tenant, run_id=run.run_id, actor=request.principal.actor,
-            reason=data["reason"], step_id=data.get("step_id"), settings=settings)
+            actor_key=request.principal.kid, reason=data["reason"],
+            step_id=data.get("step_id"), settings=settings)
         return Response(s.GateOut(selectors.gate_get(tenant, gate.id)).data, status=201)
 
 
@@ -178,7 +180,7 @@ class GateDetail(APIView):
         data = _validated(s.GateVoteIn, request)
         principal = request.principal
         run = selectors.run_get(principal.tenant, run_id)
-        voter = Voter(actor=principal.actor, groups=principal.groups)
+        voter = Voter(actor=principal.actor, groups=principal.groups, key=principal.kid)
         gate = services.run_gate_vote(
             tenant=principal.tenant, run_id=run.run_id, gate_id=gate_id, voter=voter,
             decision=data["decision"], comment=data["comment"], data=data["input"])

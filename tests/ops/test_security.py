@@ -29,7 +29,9 @@ def production_env(tmp_path) -> dict:
     return {**env, "FCORE_ENV": "production", "FCORE_VAR_DIR": str(tmp_path),
             "FCORE_SECRET_KEY": secrets.token_urlsafe(50),
             "FCORE_CLIENT_KEY": secrets.token_urlsafe(32),
-            "FCORE_ALLOWED_HOSTS": "fc.example.com", "DATABASE_URL": "sqlite:///:memory:"}
+            "FCORE_ALLOWED_HOSTS": "fc.example.com", "DATABASE_URL": "sqlite:///:memory:",
+            # several web processes share their throttling counters (check fcore.W001)
+            "FCORE_CACHE_URL": "redis://127.0.0.1:6379/0"}
 
 
 def test_deploy_check_is_clean_with_production_settings(tmp_path):
@@ -150,11 +152,29 @@ def test_console_login_is_locked_after_repeated_failures(client, pt004):
     assert other.status_code == 200  # the lock is per username and address
 
 
+@pytest.mark.login_lockout
+def test_console_lockout_behind_a_trusted_proxy_is_per_client(client, pt004, settings):
+    settings.FCORE_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    member_set(tenant=pt004, username="adam", groups=["approvers"], password="right-pass-1")
+
+    def login(password, client_addr):
+        return client.post("/console/login/", {"username": "adam", "password": password},
+                           REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR=client_addr)
+
+    for _ in range(5):
+        login("wrong", "203.0.113.66")
+    assert login("right-pass-1", "203.0.113.66").status_code == 429
+    assert login("right-pass-1", "198.51.100.1").status_code == 302  # signed in
+
+
 def test_failed_token_authentication_is_rate_limited_and_logged(api, settings, caplog):
     settings.FCORE_AUTH_FAILURE_LIMIT = 5
     for _ in range(5):
         assert api.call("GET", "/workflows/runs", token="omega_bad.sig").status_code == 401
-    throttled = api.get("/workflows/runs")  # even a valid token, from that address
+        assert api.get("/workflows/runs", token=api.token(secret="x")).status_code == 401
+    # tokens naming no key: per address; tokens of a key: per key and address
+    assert api.call("GET", "/workflows/runs", token="omega_bad.sig").status_code == 429
+    throttled = api.get("/workflows/runs")  # even a valid token of that key
     assert throttled.status_code == 429 and throttled.json()["code"] == "throttled"
     assert "token rejected" in caplog.text and "omega_bad" not in caplog.text
 
