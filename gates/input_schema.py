@@ -31,6 +31,7 @@ DIALECT = "https://json-schema.org/draft/2020-12/schema"
 MAX_BYTES = 64 * 1024
 MAX_DEPTH = 32
 MAX_SUBSCHEMAS = 1000
+MAX_MESSAGE = 500
 REFUSED_KEYWORDS = ("$id", "$anchor", "$dynamicAnchor", "$recursiveRef", "$recursiveAnchor")
 REFERENCES = ("$ref", "$dynamicRef")
 # Where 2020-12 keeps subschemas, and whether each applies to the same instance (a loop
@@ -253,9 +254,13 @@ def input_schema_errors(schema, value) -> dict:
     except Unresolvable:  # refused on save; kept so that nothing is ever fetched
         raise InputSchemaError("a reference could not be resolved inside the schema") from None
     except RecursionError:
-        return {"input": "nested too deeply to be checked"}
+        return {"input": "the input, or the schema's chain of references, is nested too "
+                         "deeply to be checked"}
     errors = {}
     for error in sorted(found, key=lambda e: [str(p) for p in e.path]):
         path = "/".join(str(p) for p in error.path) or "input"
-        errors.setdefault(path, error.message)
+        message = error.message  # it quotes the input: a long one keeps its two ends
+        if len(message) > MAX_MESSAGE:
+            message = message[:MAX_MESSAGE // 2] + " … " + message[-MAX_MESSAGE // 2:]
+        errors.setdefault(path, message)
     return errors

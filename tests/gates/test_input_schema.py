@@ -135,7 +135,9 @@ def test_a_backtracking_pattern_is_evaluated_in_linear_time(api, approver):
     path = f"/workflows/runs/{run_id}/gates/{response.json()['gate_id']}"
     bad = approver.patch(path, {"decision": "approve", "input": {"code": LONG}})
     assert bad.status_code == 400
-    assert bad.json()["errors"]["code"].endswith(f"does not match {EVIL!r}")
+    message = bad.json()["errors"]["code"]
+    assert message.startswith("'aaa") and message.endswith(f"ab' does not match {EVIL!r}")
+    assert " … " in message and len(message) < 520  # the 5,001 characters shortened
     ok = approver.patch(path, {"decision": "approve", "input": {"code": "a" * 5000}})
     assert ok.status_code == 200 and ok.json()["status"] == "approved"
 
@@ -145,8 +147,9 @@ def test_pattern_property_keys_are_evaluated_in_linear_time():
 
     schema = {"type": "object", "patternProperties": {EVIL: {"type": "integer"}},
               "additionalProperties": False}
-    assert input_schema_errors(schema, {LONG: 1}) == {
-        "input": f"Additional properties are not allowed ({LONG!r} was unexpected)"}
+    (message,) = input_schema_errors(schema, {LONG: 1}).values()
+    assert message.startswith("Additional properties are not allowed ('aaa")
+    assert message.endswith("ab' was unexpected)")
     assert input_schema_errors(schema, {"a" * 5000: "x"}) == {"a" * 5000: "'x' is not of "
                                                                          "type 'integer'"}
     assert input_schema_errors(schema, {"a" * 5000: 1}) == {}
