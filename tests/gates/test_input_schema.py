@@ -10,6 +10,8 @@ import pytest
 
 from gates.models import Gate, GateStatus
 from runs.bundles import BundleError, bundle_load
+from runs.definitions import definition_publish
+from runs.models import Run, RunStatus, WorkflowDefinition
 from tests.gates.test_console import flash, login
 from tests.gates.test_console import tenant as console_tenant  # noqa: F401 (fixture)
 
@@ -200,3 +202,19 @@ def test_the_console_answers_a_stored_unusable_schema_with_a_message(console_ten
     assert response.status_code in (200, 302)
     assert any("input schema cannot be used" in m for m in flash(response))
     assert Gate.objects.get(pk=gate_id).status == GateStatus.OPEN
+
+
+def test_a_stored_approval_step_with_a_remote_reference_fails_the_run_closed(
+        api, pt004, schema_server):
+    url, hits = schema_server
+    definition = definition_publish(tenant=pt004, name="signed", actor="system:test", steps=[
+        {"id": "sign", "type": "approval", "gate": {"input_schema": {"type": "object"}}}])[0]
+    steps = [{**definition.steps[0], "gate": {**definition.steps[0]["gate"],
+                                              "input_schema": {"$ref": f"{url}/x"}}}]
+    WorkflowDefinition.objects.filter(pk=definition.pk).update(steps=steps)
+    response = api.post("/workflows/runs", {"workflow": "signed"})
+    assert response.status_code == 201, response.content
+    run = Run.objects.get(run_id=response.json()["run_id"])
+    assert run.status == RunStatus.FAILED
+    assert "gate settings: input_schema: $ref" in run.status_reason
+    assert not Gate.objects.filter(run=run).exists() and hits == []
