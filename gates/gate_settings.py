@@ -1,7 +1,6 @@
 """Validation of a `gate` block (approval step, flag rule, or POST …/gates)."""
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from .input_schema import input_schema_problem
 
 DEFAULTS = {
     "required_approvals": 1,
@@ -13,6 +12,7 @@ DEFAULTS = {
 }
 MAX_APPROVALS = 20
 MAX_EXPIRES_IN = 90 * 24 * 3600
+MAX_GROUP_LENGTH = 150  # Gate.approver_group and Gate.escalate_to
 
 
 class GateSettingsError(ValueError):
@@ -26,6 +26,8 @@ def gate_settings_clean(raw: dict | None) -> dict:
 
     `expires_in: null` means the gate never expires; that has to be said explicitly.
     """
+    if raw is not None and not isinstance(raw, dict):
+        raise GateSettingsError({"gate": "an object of settings"})
     raw = dict(raw or {})
     unknown = set(raw) - set(DEFAULTS)
     errors = {key: "unknown setting" for key in sorted(unknown)}
@@ -33,37 +35,38 @@ def gate_settings_clean(raw: dict | None) -> dict:
     n = clean["required_approvals"]
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_APPROVALS:
         errors["required_approvals"] = f"an integer from 1 to {MAX_APPROVALS}"
-    if not isinstance(clean["approver_group"], str) or not clean["approver_group"].strip():
-        errors["approver_group"] = "a group name"
+    if not _group_name(clean["approver_group"]):
+        errors["approver_group"] = f"a group name of at most {MAX_GROUP_LENGTH} characters"
     exp = clean["expires_in"]
     if exp is not None and (not isinstance(exp, int) or isinstance(exp, bool)
                             or not 1 <= exp <= MAX_EXPIRES_IN):
         errors["expires_in"] = f"seconds from 1 to {MAX_EXPIRES_IN}, or null for never"
     if clean["on_timeout"] not in ("reject", "escalate"):
         errors["on_timeout"] = "reject or escalate"
-    if clean["on_timeout"] == "escalate" and not clean["escalate_to"]:
+    escalate_to = clean["escalate_to"]
+    if escalate_to != "" and not _group_name(escalate_to):
+        errors["escalate_to"] = f"a group name of at most {MAX_GROUP_LENGTH} characters"
+    elif clean["on_timeout"] == "escalate" and not escalate_to:
         errors["escalate_to"] = "required when on_timeout is escalate"
-    if not isinstance(clean["escalate_to"], str):
-        errors["escalate_to"] = "a group name"
     schema = clean["input_schema"]
     if schema is not None:
-        if not isinstance(schema, dict):
-            errors["input_schema"] = "a JSON Schema object"
-        else:
-            try:
-                Draft202012Validator.check_schema(schema)
-            except SchemaError as exc:
-                errors["input_schema"] = f"not a valid JSON Schema: {exc.message}"
+        problem = input_schema_problem(schema)
+        if problem:
+            errors["input_schema"] = problem
     if errors:
         raise GateSettingsError(errors)
     return clean
 
 
-def gate_input_errors(schema: dict, value) -> dict:
-    """Field errors of `value` against the gate's input schema ({} when valid)."""
-    validator = Draft202012Validator(schema)
-    errors = {}
-    for error in sorted(validator.iter_errors(value), key=lambda e: list(e.path)):
-        path = "/".join(str(p) for p in error.path) or "input"
-        errors.setdefault(path, error.message)
-    return errors
+def gate_block_problem(raw) -> str | None:
+    """The first fault of a gate block as `key: message`, or None when it is usable."""
+    try:
+        gate_settings_clean(raw)
+    except GateSettingsError as exc:
+        key = next(iter(exc.errors))
+        return f"{key}: {exc.errors[key]}"
+    return None
+
+
+def _group_name(value) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and len(value) <= MAX_GROUP_LENGTH

@@ -21,6 +21,8 @@ import cel
 
 from audit.hashing import jcs_problem
 
+from .gate_settings import gate_block_problem
+
 CONTEXT_VARIABLES = frozenset({"run", "step", "input", "actor", "tenant", "now"})
 EFFECTS = ("allow", "flag", "deny")
 _SEVERITY = {"allow": 0, "flag": 1, "deny": 2}
@@ -28,8 +30,6 @@ MAX_RULE_LENGTH = 2000
 MAX_NESTING = 12
 TIME_LIMIT_S = 0.05  # per decision; the binding cannot be interrupted, so it is checked after
                      # each rule, and static limits keep one rule far below it
-GATE_KEYS = frozenset({"required_approvals", "approver_group", "expires_in", "on_timeout",
-                       "escalate_to", "input_schema"})
 
 
 class RuleError(ValueError):
@@ -133,10 +133,12 @@ def validate_rules(rules) -> list[dict]:
                 "reason": str(rule.get("reason") or rule_id)}
         gate = rule.get("gate")
         if gate is not None:
-            if effect != "flag" or not isinstance(gate, dict) or set(gate) - GATE_KEYS:
-                raise RuleError(f"'gate' is an object on a flag rule with keys from "
-                                f"{', '.join(sorted(GATE_KEYS))}", rule_id=rule_id)
-            item["gate"] = gate
+            if effect != "flag" or not isinstance(gate, dict):
+                raise RuleError("'gate' is an object on a flag rule only", rule_id=rule_id)
+            problem = gate_block_problem(gate)
+            if problem:
+                raise RuleError(f"gate.{problem}", rule_id=rule_id)
+            item["gate"] = gate  # as given: the step's own gate settings fill the rest
         clean.append(item)
     return clean
 
@@ -208,38 +210,68 @@ def _describe(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def _rule_outcome(policy: PolicySnapshot, rule, variables: cel.Context,
+                  deadline: float, time_limit_s: float) -> dict | None:
+    """What one rule contributes: None when it does not fire. A rule that cannot be
+    evaluated as stored (a bad expression, effect or gate block) fires as a deny."""
+    rule_id = rule.get("id", "?") if isinstance(rule, dict) else "?"
+    fired = {"policy": policy.name, "policy_id": policy.policy_id, "rule": rule_id,
+             "tier": policy.tier, "gate": {}}
+    try:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"time limit of {time_limit_s * 1000:.0f} ms exceeded")
+        if not isinstance(rule, dict) or not rule.get("id"):
+            raise TypeError("a rule is an object with an id")
+        if rule.get("effect") not in EFFECTS:
+            raise ValueError(f"unknown effect {rule.get('effect')!r}")
+        if not _run_rule(rule, variables):
+            return None
+        gate = rule.get("gate")
+        if rule["effect"] == "flag" and gate is not None:
+            problem = gate_block_problem(gate)  # a block stored before it was checked
+            if problem:
+                raise ValueError(f"gate settings: {problem}")
+            fired["gate"] = gate
+        return {**fired, "effect": rule["effect"], "reason": rule.get("reason") or rule_id}
+    except Exception as exc:  # any evaluation failure denies (fail-closed)
+        return {**fired, "effect": "deny",
+                "reason": f"policy_error: {policy.name}/{rule_id}: {_describe(exc)}"}
+
+
 def evaluate(policies: list[PolicySnapshot], context: dict, *,
              time_limit_s: float = TIME_LIMIT_S) -> Decision:
     """Decide for one step. `policies` are the applicable, enabled policy versions.
 
     The context is converted once for all rules, and only the variables they read
     (converting costs more than running the rules). Past `time_limit_s` every rule not yet
-    evaluated denies with `policy_error: time limit …`."""
+    evaluated denies with `policy_error: time limit …`. Never raises: whatever goes wrong
+    is a `deny` with reason `policy_error: …`."""
     started = time.perf_counter()
+    try:
+        decision = _evaluate(policies, context, started, time_limit_s)
+    except Exception as exc:  # fail-closed: a decision is never an exception
+        decision = Decision(decision="deny", reason=f"policy_error: {_describe(exc)}"[:1000])
+    decision.evaluation_us = int((time.perf_counter() - started) * 1_000_000)
+    return decision
+
+
+def _evaluate(policies: list[PolicySnapshot], context: dict, started: float,
+              time_limit_s: float) -> Decision:
     deadline = started + time_limit_s
     try:
         needed = set().union(*(rule_variables(r["when"]) for p in policies for r in p.rules))
-    except (ValueError, RuntimeError):  # a rule that no longer compiles: fails closed below
+    except Exception:  # a rule that no longer compiles or is malformed: fails closed below
         needed = set(context)
     variables = cel.Context({k: v for k, v in context.items() if k in needed})
     results, fired = [], []
     for policy in policies:
         effect = "allow"
         for rule in policy.rules:
-            try:
-                if time.perf_counter() > deadline:
-                    raise TimeoutError(f"time limit of {time_limit_s * 1000:.0f} ms exceeded")
-                triggered = _run_rule(rule, variables)
-                rule_effect, reason = rule["effect"], rule["reason"]
-            except Exception as exc:  # any evaluation failure denies (fail-closed)
-                triggered, rule_effect = True, "deny"
-                reason = f"policy_error: {policy.name}/{rule['id']}: {_describe(exc)}"
-            if triggered:
-                fired.append({"policy": policy.name, "policy_id": policy.policy_id,
-                              "rule": rule["id"], "effect": rule_effect, "reason": reason,
-                              "tier": policy.tier, "gate": rule.get("gate") or {}})
-                if _SEVERITY[rule_effect] > _SEVERITY[effect]:
-                    effect = rule_effect
+            outcome = _rule_outcome(policy, rule, variables, deadline, time_limit_s)
+            if outcome is not None:
+                fired.append(outcome)
+                if _SEVERITY[outcome["effect"]] > _SEVERITY[effect]:
+                    effect = outcome["effect"]
         results.append({"policy_id": policy.policy_id, "name": policy.name,
                         "version": policy.version, "tier": policy.tier, "effect": effect})
     final = max((r["effect"] for r in results), key=_SEVERITY.__getitem__, default="allow")
@@ -256,7 +288,7 @@ def evaluate(policies: list[PolicySnapshot], context: dict, *,
     for w in winners:  # the strictest gate settings among the flag rules that fired
         for key, value in w["gate"].items():
             if key == "required_approvals":
-                gate[key] = max(gate.get(key, 0), int(value))
+                gate[key] = max(gate.get(key, 0), value)
             else:
                 gate.setdefault(key, value)
     return Decision(
@@ -266,5 +298,4 @@ def evaluate(policies: list[PolicySnapshot], context: dict, *,
         tier=deciding["tier"] if deciding else None,
         rules_triggered=[{k: v for k, v in f.items() if k != "gate"} for f in fired],
         policies=results, gate=gate,
-        evaluation_us=int((time.perf_counter() - started) * 1_000_000),
     )

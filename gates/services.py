@@ -20,7 +20,7 @@ from audit.services import audit_append
 from fcore.errors import BadRequest, Conflict, Forbidden, FourEyes, InvalidTransition
 from fcore.models import FOUR_EYES_ACTOR_AND_KEY
 
-from .gate_settings import gate_input_errors
+from .input_schema import InputSchemaError, input_schema_errors
 from .models import Approval, Gate, GateStatus, Vote
 from .notify import EVENT_ESCALATED, EVENT_OPENED, EVENT_RESOLVED, gate_notify
 
@@ -110,7 +110,13 @@ def gate_vote(*, gate: Gate, run, voter: Voter, decision: str, comment: str = ""
         raise BadRequest("The input cannot be stored.", code="invalid_input",
                          errors={"input": [problem]})
     if decision == Vote.APPROVE and gate.input_schema is not None:
-        errors = gate_input_errors(gate.input_schema, data)
+        try:
+            errors = input_schema_errors(gate.input_schema, data)
+        except InputSchemaError as exc:  # stored before schemas were checked on save
+            raise BadRequest(
+                f"This gate's input schema cannot be used: {exc}. The gate can still be "
+                "rejected, or overridden by someone allowed to.",
+                code="input_schema_unusable", errors={"input_schema": [str(exc)]}) from None
         if errors:
             raise BadRequest("The input does not match the gate's input schema.",
                              code="invalid_input", errors=errors)

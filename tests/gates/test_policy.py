@@ -238,7 +238,7 @@ def test_check_expression_refuses_empty_or_non_text(expression):
     ([{"id": "a", "when": "true"}], "rule 'a': effect must be one of"),
     ([rule("a", "deny", gate={"required_approvals": 2})], "rule 'a': 'gate' is an object on a"),
     ([rule("a", "allow", gate={})], "rule 'a': 'gate' is an object on a flag rule"),
-    ([rule("a", "flag", gate={"quorum": 2})], "rule 'a': 'gate' is an object"),
+    ([rule("a", "flag", gate={"quorum": 2})], "rule 'a': gate.quorum: unknown setting"),
     ([rule("a", "flag", gate=[2])], "rule 'a': 'gate' is an object"),
     ([rule("ok", "flag"), rule("bad", "deny", "input.amount >")],
      "rule 'bad': Syntax error"),
