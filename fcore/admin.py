@@ -1,9 +1,10 @@
-"""Admin for tenants, memberships and API clients. Creating a client shows its secret once;
-revoking goes through the service so it is audited."""
+"""Admin for tenants, memberships and API clients. Creating a client shows its secret once,
+on the response page; revoking goes through the service so it is audited."""
 
 from django.contrib import admin, messages
 
 from .actors import user_actor
+from .admin_secrets import OneTimeSecretAdmin
 from .clients import api_client_create, api_client_revoke
 from .models import ApiClient, Membership, Tenant
 
@@ -26,7 +27,7 @@ class MembershipAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiClient)
-class ApiClientAdmin(admin.ModelAdmin):
+class ApiClientAdmin(OneTimeSecretAdmin, admin.ModelAdmin):
     list_display = ("name", "tenant", "kid", "scopes", "active", "created_by", "created_at")
     list_filter = ("tenant", "active")
     readonly_fields = ("kid", "secret_salt", "created_by", "created_at", "revoked_at")
@@ -39,8 +40,7 @@ class ApiClientAdmin(admin.ModelAdmin):
             client, secret = api_client_create(tenant=obj.tenant, name=obj.name,
                                                scopes=obj.scopes.split(), actor=actor)
             obj.pk, obj.kid = client.pk, client.kid
-            messages.warning(request, f"Client {client.kid} created. Its secret, shown only "
-                                      f"now: {secret}")
+            self.one_time_secret_keep(request, secret=secret, label="secret")
         elif "active" in form.changed_data and not obj.active:
             api_client_revoke(client=obj, actor=actor)
         else:

@@ -8,6 +8,7 @@ from django.db import transaction
 
 from audit.admin import ReadOnlyAdmin
 from fcore.actors import user_actor
+from fcore.admin_secrets import OneTimeSecretAdmin
 
 from . import policy_admin  # noqa: F401  (registers PolicyAdmin)
 from .models import EmailNotification, Gate, PolicyDecision, WebhookDelivery, WebhookEndpoint
@@ -62,8 +63,9 @@ class WebhookEndpointForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
-    """Creating an endpoint shows its signing secret once; it is never displayed again.
+class WebhookEndpointAdmin(OneTimeSecretAdmin, admin.ModelAdmin):
+    """Creating an endpoint shows its signing secret once, on the response page (never in a
+    message); it is never displayed again.
     Every save and delete, one by one or from the list, goes through the services in
     `gates.webhook_endpoints`, so it is audited (`FC-ADM-004`) in the change's transaction."""
 
@@ -91,8 +93,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             active=data["active"], actor=actor)
         obj.pk = endpoint.pk
         obj.refresh_from_db()
-        messages.warning(request, f"Endpoint {endpoint.name} created. Its signing secret, "
-                                  f"shown only now: {secret}")
+        self.one_time_secret_keep(request, secret=secret, label="signing secret")
 
     def delete_model(self, request, obj):
         webhook_endpoint_delete(endpoint=obj, actor=user_actor(request.user))
