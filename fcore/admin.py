@@ -1,22 +1,26 @@
-"""Admin for tenants, memberships and API clients. Creating a client shows its secret once,
-on the response page; revoking goes through the service so it is audited."""
+"""Admin for tenants, memberships and API clients, tenant-scoped (`fcore.admin_tenancy`).
+Creating a client shows its secret once, on the response page; revoking goes through the
+service so it is audited."""
 
 from django.contrib import admin, messages
 
+from . import admin_audit  # noqa: F401  (registers the audit models' admin)
 from .actors import user_actor
 from .admin_secrets import OneTimeSecretAdmin
+from .admin_tenancy import TenantScopedAdmin
 from .clients import api_client_create, api_client_revoke
 from .models import ApiClient, Membership, Tenant
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(TenantScopedAdmin, admin.ModelAdmin):
+    tenant_path = "pk"
     list_display = ("slug", "name", "created_at")
     search_fields = ("slug", "name")
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(TenantScopedAdmin, admin.ModelAdmin):
     list_display = ("user", "tenant", "group_names")
     list_filter = ("tenant", "groups")
     filter_horizontal = ("groups",)
@@ -27,7 +31,7 @@ class MembershipAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiClient)
-class ApiClientAdmin(OneTimeSecretAdmin, admin.ModelAdmin):
+class ApiClientAdmin(TenantScopedAdmin, OneTimeSecretAdmin, admin.ModelAdmin):
     list_display = ("name", "tenant", "kid", "scopes", "active", "created_by", "created_at")
     list_filter = ("tenant", "active")
     readonly_fields = ("kid", "secret_salt", "created_by", "created_at", "revoked_at")
