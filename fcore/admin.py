@@ -1,15 +1,16 @@
-"""Admin for tenants, memberships and API clients, tenant-scoped (`fcore.admin_tenancy`).
+"""Admin for tenants and API clients, tenant-scoped (`fcore.admin_tenancy`); memberships,
+people and groups are in `admin_members`.
 Creating a client shows its secret once, on the response page; revoking goes through the
 service so it is audited."""
 
 from django.contrib import admin, messages
 
-from . import admin_audit  # noqa: F401  (registers the audit models' admin)
+from . import admin_audit, admin_members  # noqa: F401  (register their admin pages)
 from .actors import user_actor
 from .admin_secrets import OneTimeSecretAdmin
 from .admin_tenancy import TenantScopedAdmin
 from .clients import api_client_create, api_client_revoke
-from .models import ApiClient, Membership, Tenant
+from .models import ApiClient, Tenant
 
 
 @admin.register(Tenant)
@@ -17,17 +18,6 @@ class TenantAdmin(TenantScopedAdmin, admin.ModelAdmin):
     tenant_path = "pk"
     list_display = ("slug", "name", "created_at")
     search_fields = ("slug", "name")
-
-
-@admin.register(Membership)
-class MembershipAdmin(TenantScopedAdmin, admin.ModelAdmin):
-    list_display = ("user", "tenant", "group_names")
-    list_filter = ("tenant", "groups")
-    filter_horizontal = ("groups",)
-
-    @admin.display(description="groups")
-    def group_names(self, obj):
-        return ", ".join(g.name for g in obj.groups.all())
 
 
 @admin.register(ApiClient)
