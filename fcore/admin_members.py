@@ -8,9 +8,9 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
-from django.db import transaction
 
 from .actors import user_actor
+from .admin_services import ServiceDeleteAdmin
 from .admin_tenancy import TenantScopedAdmin
 from .members import (
     member_create,
@@ -23,7 +23,7 @@ from .models import Membership
 
 
 @admin.register(Membership)
-class MembershipAdmin(TenantScopedAdmin, admin.ModelAdmin):
+class MembershipAdmin(TenantScopedAdmin, ServiceDeleteAdmin, admin.ModelAdmin):
     list_display = ("user", "tenant", "group_names")
     list_filter = ("tenant", "groups")
     filter_horizontal = ("groups",)
@@ -47,31 +47,8 @@ class MembershipAdmin(TenantScopedAdmin, admin.ModelAdmin):
         """Nothing: the groups were set, audited, by `save_model` (the form's own m2m save
         would set them again past the service)."""
 
-    def delete_model(self, request, obj):
-        member_remove(membership=obj, actor=user_actor(request.user))
-
-    def delete_queryset(self, request, queryset):
-        """The list's bulk delete: one audited removal per membership, all or none."""
-        actor = user_actor(request.user)
-        with transaction.atomic():
-            for membership in queryset:
-                member_remove(membership=membership, actor=actor)
-
-
-class _AuditedDeletes:
-    """Deleting from the list or one by one goes through `delete_with` (a service)."""
-
     def delete_with(self, obj, actor):
-        raise NotImplementedError
-
-    def delete_model(self, request, obj):
-        self.delete_with(obj, user_actor(request.user))
-
-    def delete_queryset(self, request, queryset):
-        actor = user_actor(request.user)
-        with transaction.atomic():
-            for obj in queryset:
-                self.delete_with(obj, actor)
+        member_remove(membership=obj, actor=actor)
 
 
 admin.site.unregister(get_user_model())
@@ -79,7 +56,7 @@ admin.site.unregister(Group)
 
 
 @admin.register(get_user_model())
-class PersonAdmin(_AuditedDeletes, UserAdmin):
+class PersonAdmin(ServiceDeleteAdmin, UserAdmin):
     """Django's user admin; deleting a person ends their memberships, audited."""
 
     def delete_with(self, obj, actor):
@@ -87,7 +64,7 @@ class PersonAdmin(_AuditedDeletes, UserAdmin):
 
 
 @admin.register(Group)
-class TenantGroupAdmin(_AuditedDeletes, GroupAdmin):
+class TenantGroupAdmin(ServiceDeleteAdmin, GroupAdmin):
     """Django's group admin; deleting a group takes it out of memberships, audited."""
 
     def delete_with(self, obj, actor):

@@ -5,11 +5,11 @@ are a read-only log."""
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
 
 from audit.admin import ReadOnlyAdmin
 from fcore.actors import user_actor
 from fcore.admin_secrets import OneTimeSecretAdmin
+from fcore.admin_services import ServiceDeleteAdmin
 from fcore.admin_tenancy import TenantScopedAdmin
 
 from . import policy_admin  # noqa: F401  (registers PolicyAdmin)
@@ -65,7 +65,7 @@ class WebhookEndpointForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(TenantScopedAdmin, OneTimeSecretAdmin,
+class WebhookEndpointAdmin(TenantScopedAdmin, OneTimeSecretAdmin, ServiceDeleteAdmin,
                            admin.ModelAdmin):
     """Creating an endpoint shows its signing secret once, on the response page (never in a
     message); it is never displayed again.
@@ -98,15 +98,8 @@ class WebhookEndpointAdmin(TenantScopedAdmin, OneTimeSecretAdmin,
         obj.refresh_from_db()
         self.one_time_secret_keep(request, secret=secret, label="signing secret")
 
-    def delete_model(self, request, obj):
-        webhook_endpoint_delete(endpoint=obj, actor=user_actor(request.user))
-
-    def delete_queryset(self, request, queryset):
-        """The list's bulk delete: one audited delete per endpoint, all or none."""
-        actor = user_actor(request.user)
-        with transaction.atomic():
-            for endpoint in queryset:
-                webhook_endpoint_delete(endpoint=endpoint, actor=actor)
+    def delete_with(self, obj, actor):
+        webhook_endpoint_delete(endpoint=obj, actor=actor)
 
 
 @admin.register(WebhookDelivery)
