@@ -1,7 +1,6 @@
 """Admin for tenants and API clients, tenant-scoped (`fcore.admin_tenancy`); memberships,
-people and groups are in `admin_members`.
-Creating a client shows its secret once, on the response page; revoking goes through the
-service so it is audited."""
+people and groups are in `admin_members`. Creating a client shows its secret once, on the
+response page; revoking goes through the service so it is audited."""
 
 from django.contrib import admin, messages
 
