@@ -1,8 +1,8 @@
-"""Audit streams and events are visible in admin and never editable."""
+"""Evidence is visible in admin and never editable. The audit models' admin pages are
+registered in `fcore.admin_audit` (tenant-scoped, which needs FC's tenancy); the read-only
+base they and other apps use is here."""
 
 from django.contrib import admin
-
-from .models import AuditEvent, AuditStream
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -16,17 +16,3 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-
-@admin.register(AuditStream)
-class AuditStreamAdmin(ReadOnlyAdmin):
-    list_display = ("name", "tenant", "head_seq", "head_hash", "updated_at")
-    list_filter = ("tenant",)
-    search_fields = ("name",)
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ("stream", "seq", "code", "actor", "at", "hash")
-    list_filter = ("tenant", "code")
-    search_fields = ("stream__name", "actor", "hash")

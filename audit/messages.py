@@ -24,6 +24,7 @@ TITLES = {
     "FC-ADM-002": "Workflow definition '{workflow}' version {version} published",
     "FC-ADM-003": "API client '{name}' {action}",
     "FC-ADM-004": "Webhook endpoint '{name}' {action}",
+    "FC-ADM-005": "Membership of '{user}' {action}",
     "FC-AUD-001": "Checkpoint sealed",
     "FC-AUD-002": "Signing key {key_id} put in service",
 }

@@ -1,34 +1,28 @@
-"""Admin for tenants, memberships and API clients. Creating a client shows its secret once;
-revoking goes through the service so it is audited."""
+"""Admin for tenants and API clients, tenant-scoped (`fcore.admin_tenancy`); memberships,
+people and groups are in `admin_members`. Creating a client shows its secret once, on the
+response page; revoking goes through the service so it is audited."""
 
 from django import forms
 from django.contrib import admin, messages
 
+from . import admin_audit, admin_members  # noqa: F401  (register their admin pages)
 from .actors import user_actor
+from .admin_secrets import OneTimeSecretAdmin
+from .admin_tenancy import TenantScopedAdmin
 from .clients import (
     allowed_subs_clean,
     api_client_allowed_subs_set,
     api_client_create,
     api_client_revoke,
 )
-from .models import ApiClient, Membership, Tenant
+from .models import ApiClient, Tenant
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(TenantScopedAdmin, admin.ModelAdmin):
+    tenant_path = "pk"
     list_display = ("slug", "name", "created_at")
     search_fields = ("slug", "name")
-
-
-@admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
-    list_display = ("user", "tenant", "group_names")
-    list_filter = ("tenant", "groups")
-    filter_horizontal = ("groups",)
-
-    @admin.display(description="groups")
-    def group_names(self, obj):
-        return ", ".join(g.name for g in obj.groups.all())
 
 
 class ApiClientForm(forms.ModelForm):
@@ -40,7 +34,7 @@ class ApiClientForm(forms.ModelForm):
 
 
 @admin.register(ApiClient)
-class ApiClientAdmin(admin.ModelAdmin):
+class ApiClientAdmin(TenantScopedAdmin, OneTimeSecretAdmin, admin.ModelAdmin):
     form = ApiClientForm
     list_display = ("name", "tenant", "kid", "scopes", "active", "created_by", "created_at")
     list_filter = ("tenant", "active")
@@ -55,8 +49,7 @@ class ApiClientAdmin(admin.ModelAdmin):
                                                scopes=obj.scopes.split(), actor=actor,
                                                allowed_subs=obj.allowed_subs)
             obj.pk, obj.kid = client.pk, client.kid
-            messages.warning(request, f"Client {client.kid} created. Its secret, shown only "
-                                      f"now: {secret}")
+            self.one_time_secret_keep(request, secret=secret, label="secret")
             return
         changed = set(form.changed_data)
         if "allowed_subs" in changed:

@@ -50,6 +50,10 @@ SECRET_KEY = os.environ.get("FCORE_SECRET_KEY") or _secret_from_file("secret_key
 # Master key from which API client secrets are derived: a database dump alone cannot
 # recover them (fcore.clients).
 FCORE_CLIENT_KEY = os.environ.get("FCORE_CLIENT_KEY") or _secret_from_file("client_key")
+# Fernet key(s) that encrypt secrets the server must use again, such as webhook signing
+# secrets (fcore.secret_box): comma-separated, the first encrypts, all decrypt (rotation).
+# Unset: derived from SECRET_KEY by HKDF (the embedded default); production requires it.
+FCORE_SECRET_ENCRYPTION_KEY = os.environ.get("FCORE_SECRET_ENCRYPTION_KEY", "")
 ALLOWED_HOSTS = os.environ.get("FCORE_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 CSRF_TRUSTED_ORIGINS = [
     o for o in os.environ.get("FCORE_CSRF_TRUSTED_ORIGINS", "").split(",") if o
@@ -229,10 +233,12 @@ FCORE_AUTH_FAILURE_WINDOW_S = 300
 # environment. `python manage.py check --deploy` is clean with these.
 PRODUCTION = os.environ.get("FCORE_ENV", "") == "production"
 if PRODUCTION:
-    if not os.environ.get("FCORE_SECRET_KEY") or not os.environ.get("FCORE_CLIENT_KEY"):
+    _missing = [name for name in ("FCORE_SECRET_KEY", "FCORE_CLIENT_KEY",
+                                  "FCORE_SECRET_ENCRYPTION_KEY") if not os.environ.get(name)]
+    if _missing:
         from django.core.exceptions import ImproperlyConfigured
 
-        raise ImproperlyConfigured("production needs FCORE_SECRET_KEY and FCORE_CLIENT_KEY")
+        raise ImproperlyConfigured(f"production needs {', '.join(_missing)}")
     DEBUG = False
     SECURE_SSL_REDIRECT = _env_bool("FCORE_SSL_REDIRECT", True)
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]

@@ -51,6 +51,15 @@ def memberships_of(user) -> list[Membership]:
                 .prefetch_related("groups").order_by("id"))
 
 
+def tenants_of(user, *, group: str | None = None):
+    """The tenants `user` is a member of (holding `group` there, when given), as a queryset;
+    Django admin shows a staff person who is not a superuser only these (fcore.admin_tenancy)."""
+    memberships = Membership.objects.filter(user=user)
+    if group is not None:
+        memberships = memberships.filter(groups__name=group)
+    return Tenant.objects.filter(pk__in=memberships.values("tenant_id"))
+
+
 def _chosen(memberships: list[Membership], tenant_slug: str | None) -> Membership | None:
     """The membership of `tenant_slug` when the person holds one there, else their first."""
     for membership in memberships:

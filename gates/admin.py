@@ -1,13 +1,16 @@
-"""Admin registrations of the gates app. Policies have their own module (policy_admin);
-gates and decisions are evidence: shown, never edited. Webhook endpoints are configured
-here; their deliveries and the gate emails are a read-only log."""
+"""Admin registrations of the gates app, every one tenant-scoped (`fcore.admin_tenancy`).
+Policies have their own module (policy_admin); gates and decisions are evidence: shown,
+never edited. Webhook endpoints are configured here; their deliveries and the gate emails
+are a read-only log."""
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
 
 from audit.admin import ReadOnlyAdmin
 from fcore.actors import user_actor
+from fcore.admin_secrets import OneTimeSecretAdmin
+from fcore.admin_services import ServiceDeleteAdmin
+from fcore.admin_tenancy import TenantScopedAdmin
 
 from . import policy_admin  # noqa: F401  (registers PolicyAdmin)
 from .models import EmailNotification, Gate, PolicyDecision, WebhookDelivery, WebhookEndpoint
@@ -21,14 +24,14 @@ from .webhook_endpoints import (
 
 
 @admin.register(Gate)
-class GateAdmin(ReadOnlyAdmin):
+class GateAdmin(TenantScopedAdmin, ReadOnlyAdmin):
     list_display = ("id", "run", "status", "source", "required_approvals", "approver_group",
                     "requested_by", "expires_at")
     list_filter = ("tenant", "status", "source")
 
 
 @admin.register(PolicyDecision)
-class PolicyDecisionAdmin(ReadOnlyAdmin):
+class PolicyDecisionAdmin(TenantScopedAdmin, ReadOnlyAdmin):
     list_display = ("step_run", "decision", "reason", "policy", "policy_version",
                     "evaluated_at")
     list_filter = ("tenant", "decision")
@@ -62,8 +65,10 @@ class WebhookEndpointForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
-    """Creating an endpoint shows its signing secret once; it is never displayed again.
+class WebhookEndpointAdmin(TenantScopedAdmin, OneTimeSecretAdmin, ServiceDeleteAdmin,
+                           admin.ModelAdmin):
+    """Creating an endpoint shows its signing secret once, on the response page (never in a
+    message); it is never displayed again.
     Every save and delete, one by one or from the list, goes through the services in
     `gates.webhook_endpoints`, so it is audited (`FC-ADM-004`) in the change's transaction."""
 
@@ -91,24 +96,17 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             active=data["active"], actor=actor)
         obj.pk = endpoint.pk
         obj.refresh_from_db()
-        messages.warning(request, f"Endpoint {endpoint.name} created. Its signing secret, "
-                                  f"shown only now: {secret}")
+        self.one_time_secret_keep(request, secret=secret, label="signing secret")
 
-    def delete_model(self, request, obj):
-        webhook_endpoint_delete(endpoint=obj, actor=user_actor(request.user))
-
-    def delete_queryset(self, request, queryset):
-        """The list's bulk delete: one audited delete per endpoint, all or none."""
-        actor = user_actor(request.user)
-        with transaction.atomic():
-            for endpoint in queryset:
-                webhook_endpoint_delete(endpoint=endpoint, actor=actor)
+    def delete_with(self, obj, actor):
+        webhook_endpoint_delete(endpoint=obj, actor=actor)
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ReadOnlyAdmin):
+class WebhookDeliveryAdmin(TenantScopedAdmin, ReadOnlyAdmin):
     """The delivery log: every notification, its attempts and their outcome."""
 
+    tenant_path = "endpoint__tenant"
     list_display = ("created_at", "event", "endpoint", "gate", "status", "attempts",
                     "last_status_code", "last_error", "next_attempt_at", "delivered_at")
     list_filter = ("status", "event", "endpoint__tenant", "endpoint")
@@ -119,7 +117,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(EmailNotification)
-class EmailNotificationAdmin(ReadOnlyAdmin):
+class EmailNotificationAdmin(TenantScopedAdmin, ReadOnlyAdmin):
     list_display = ("created_at", "event", "gate", "email", "status", "attempts", "sent_at",
                     "last_error")
     list_filter = ("status", "event", "tenant")

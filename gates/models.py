@@ -217,13 +217,14 @@ class WebhookEndpoint(models.Model):
     """A tenant's receiver of signed gate notifications.
 
     The secret signs every delivery (`X-FC-Signature`); it is shown once when the endpoint
-    is created and never displayed again (admin hides it).
+    is created and never displayed again. It is stored only encrypted under a key from
+    settings (`fcore.secret_box`; `gates.webhook_endpoints.webhook_endpoint_secret`).
     """
 
     tenant = models.ForeignKey("fcore.Tenant", on_delete=models.CASCADE, related_name="+")
     name = models.CharField(max_length=200)
     url = models.URLField(max_length=500)
-    secret = models.CharField(max_length=128, editable=False)
+    secret_encrypted = models.TextField(editable=False)
     events = models.JSONField(default=_all_events)
     active = models.BooleanField(default=True)
     created_by = models.CharField(max_length=200, blank=True)

@@ -1,7 +1,9 @@
 """Policies in admin: rules validated on save (the message names the rule and the position
 of the fault), every save a new immutable version through `policy_save`. Only superusers
-and members of `policy-admins` may change, restore or simulate policies; a policy admin who
-is not a superuser sees only the policies of their own tenant.
+and people who hold `policy-admins` in a policy's tenant may change, restore or simulate
+it; like every admin page it is tenant-scoped (`fcore.admin_tenancy`): a person who is not
+a superuser sees the policies of the tenants they are a member of, and may add policies only
+to those where they are a policy admin.
 
 Pages of this admin besides the standard ones:
 - `<id>/versions/`: every version, two of them side by side with their diff, and a POST
@@ -24,7 +26,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from fcore.actors import user_actor
-from fcore.tenancy import request_principal
+from fcore.admin_tenancy import TenantScopedAdmin
+from fcore.tenancy import tenants_of
 
 from .models import Policy, PolicyVersion
 from .policies import policy_restore, policy_save
@@ -38,18 +41,20 @@ MAX_SIMULATE_LIMIT = 10_000
 MAX_TIER = 100  # what policy_save accepts
 
 
-def _is_policy_admin(request) -> bool:
-    if request.user.is_superuser:
+POLICY_ADMINS = "policy-admins"
+
+
+def _policy_admin_tenants(request):
+    """The tenants where this person may change policies (None: every tenant)."""
+    return None if request.user.is_superuser else tenants_of(request.user, group=POLICY_ADMINS)
+
+
+def _is_policy_admin(request, tenant=None) -> bool:
+    """Whether this person may change the policies of `tenant` (None: of any tenant)."""
+    tenants = _policy_admin_tenants(request)
+    if tenants is None:
         return True
-    principal = request_principal(request)
-    return bool(principal and "policy-admins" in principal.groups)
-
-
-def _own_tenant(request):
-    """The tenant a person who is not a superuser works in: the one chosen for the session
-    in the console (None: no membership)."""
-    principal = request_principal(request)
-    return principal.tenant if principal else None
+    return (tenants.filter(pk=tenant.pk) if tenant is not None else tenants).exists()
 
 
 class PrettyJSONField(forms.JSONField):
@@ -132,7 +137,7 @@ def _simulate_limit(request) -> tuple[int | None, str]:
 
 
 @admin.register(Policy)
-class PolicyAdmin(admin.ModelAdmin):
+class PolicyAdmin(TenantScopedAdmin, admin.ModelAdmin):
     form = PolicyForm
     change_form_template = "admin/gates/policy/change_form.html"
     versions_template = "admin/gates/policy/versions.html"
@@ -143,24 +148,16 @@ class PolicyAdmin(admin.ModelAdmin):
     # --- who sees and changes what -------------------------------------------------------
 
     def get_queryset(self, request):
-        queryset = super().get_queryset(request).select_related("tenant")
-        if request.user.is_superuser:
-            return queryset
-        tenant = _own_tenant(request)
-        return queryset.filter(tenant=tenant) if tenant else queryset.none()
+        return super().get_queryset(request).select_related("tenant")
 
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
-        if db_field.name == "tenant" and not request.user.is_superuser:
-            tenant = _own_tenant(request)
-            field.queryset = field.queryset.filter(pk=tenant.pk if tenant else None)
-        return field
+    def form_tenants(self, request):
+        return _policy_admin_tenants(request)
 
     def get_readonly_fields(self, request, obj=None):
         return ("tenant", "name") if obj else ()
 
     def has_change_permission(self, request, obj=None):
-        return _is_policy_admin(request)
+        return _is_policy_admin(request, obj.tenant if obj else None)
 
     def has_add_permission(self, request):
         return _is_policy_admin(request)
@@ -190,7 +187,7 @@ class PolicyAdmin(admin.ModelAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="",
                            obj=None):
         form = context["adminform"].form
-        context["can_simulate"] = _is_policy_admin(request)
+        context["can_simulate"] = _is_policy_admin(request, obj.tenant if obj else None)
         context["simulate_limit"] = request.POST.get(SIMULATE_LIMIT) or DEFAULT_LIMIT
         if form.simulate_only:
             context["simulation"] = self._simulation(request, form, obj)
@@ -199,7 +196,7 @@ class PolicyAdmin(admin.ModelAdmin):
 
     def _simulation(self, request, form, obj) -> dict:
         """The report of a "Simulate" submit, or why there is none. Writes nothing."""
-        if not _is_policy_admin(request):
+        if not _is_policy_admin(request, obj.tenant if obj else None):
             raise PermissionDenied
         limit, problem = _simulate_limit(request)
         if not form.simulation_ready:
@@ -207,7 +204,7 @@ class PolicyAdmin(admin.ModelAdmin):
         if problem:
             return {"limit": None, "error": problem}
         data = form.cleaned_data
-        tenant = obj.tenant if obj else data["tenant"]
+        tenant = obj.tenant if obj else data["tenant"]  # a form choice: a policy admin's
         draft = {"name": obj.name if obj else data["name"], "tier": data["tier"],
                  "applies_to": data["applies_to"], "rules": data["rules"],
                  "enabled": data["enabled"]}
@@ -228,11 +225,11 @@ class PolicyAdmin(admin.ModelAdmin):
         ]
 
     def _policy_for(self, request, object_id) -> Policy:
-        if not _is_policy_admin(request):
-            raise PermissionDenied
-        policy = self.get_object(request, unquote(object_id))
+        policy = self.get_object(request, unquote(object_id))  # tenant-scoped
         if policy is None:
             raise Http404("No such policy.")
+        if not _is_policy_admin(request, policy.tenant):
+            raise PermissionDenied
         return policy
 
     def versions_view(self, request, object_id):

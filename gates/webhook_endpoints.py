@@ -7,7 +7,9 @@ its event commit or roll back together. Lock order: the endpoint row, then the s
 The event holds the endpoint's id, the action and its non-secret fields (`name`, `url`,
 `events`, `active`); a change adds `changes` ({field: [old, new]}) and is recorded only when
 a field really changed. The signing secret never enters an event: it is set once, at
-creation, and no service changes it afterwards. Query-string values of the URL are recorded
+creation, and no service changes it afterwards. It is stored encrypted (`fcore.secret_box`,
+a key from settings): the server must sign with it, so a hash would not do, and a database
+dump alone does not give it away. Query-string values of the URL are recorded
 as `***`, in case a receiver put a token there (credentials in the URL's user part are
 refused outright).
 """
@@ -20,6 +22,7 @@ from django.db import transaction
 
 from audit.services import admin_stream_name, audit_append
 from fcore.errors import BadRequest, NotFound
+from fcore.secret_box import secret_open, secret_seal
 
 from .models import NOTIFY_EVENTS, WebhookEndpoint
 
@@ -53,6 +56,11 @@ def webhook_events_problem(events) -> str | None:
 def webhook_secret_new() -> str:
     """A new signing secret (`whsec_…`)."""
     return f"whsec_{secrets.token_urlsafe(32)}"
+
+
+def webhook_endpoint_secret(endpoint: WebhookEndpoint) -> str:
+    """The endpoint's signing secret, decrypted (to sign a delivery; never to show)."""
+    return secret_open(endpoint.secret_encrypted)
 
 
 def _checked(*, name: str, url: str, events) -> str:
@@ -103,8 +111,8 @@ def webhook_endpoint_create(*, tenant, name: str, url: str, events: list[str] | 
     secret = webhook_secret_new()
     with transaction.atomic():
         endpoint = WebhookEndpoint.objects.create(
-            tenant=tenant, name=name, url=url, secret=secret, events=events,
-            active=bool(active), created_by=actor)
+            tenant=tenant, name=name, url=url, secret_encrypted=secret_seal(secret),
+            events=events, active=bool(active), created_by=actor)
         _record(endpoint=endpoint, tenant=tenant, action="created", actor=actor)
     return endpoint, secret
 
@@ -150,3 +158,4 @@ def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, actor: str) -> bool:
         _record(endpoint=current, tenant=tenant, action="deleted", actor=actor,
                 deliveries_deleted=deleted.get("gates.WebhookDelivery", 0))
     return True
+

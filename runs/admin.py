@@ -4,12 +4,13 @@ the bundle loader, runs change only through the services."""
 from django.contrib import admin
 
 from audit.admin import ReadOnlyAdmin
+from fcore.admin_tenancy import TenantScopedAdmin
 
 from .models import Run, StepRun, WorkflowDefinition
 
 
 @admin.register(WorkflowDefinition)
-class WorkflowDefinitionAdmin(ReadOnlyAdmin):
+class WorkflowDefinitionAdmin(TenantScopedAdmin, ReadOnlyAdmin):
     list_display = ("name", "version", "tenant", "created_by", "created_at")
     list_filter = ("tenant", "name")
 
@@ -27,7 +28,7 @@ class StepRunInline(admin.TabularInline):
 
 
 @admin.register(Run)
-class RunAdmin(ReadOnlyAdmin):
+class RunAdmin(TenantScopedAdmin, ReadOnlyAdmin):
     list_display = ("run_id", "definition", "tenant", "status", "current_step", "created_by",
                     "created_at")
     list_filter = ("tenant", "status")

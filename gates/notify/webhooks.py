@@ -32,7 +32,7 @@ from django.utils import timezone
 from audit.hashing import canonical
 
 from ..models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
-from ..webhook_endpoints import webhook_url_problem
+from ..webhook_endpoints import webhook_endpoint_secret, webhook_url_problem
 
 log = logging.getLogger("fcore.webhooks")
 
@@ -105,13 +105,14 @@ def _post(endpoint: WebhookEndpoint, delivery: WebhookDelivery) -> tuple[int | N
         return None, f"refused: {problem}"
     body = canonical(delivery.payload)
     timestamp = int(time.time())
+    signature = webhook_signature(webhook_endpoint_secret(endpoint), timestamp, body)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "FederationCore-Webhooks/1",
         "X-FC-Event": delivery.event,
         "X-FC-Delivery": str(delivery.delivery_id),
         "X-FC-Timestamp": str(timestamp),
-        "X-FC-Signature": webhook_signature(endpoint.secret, timestamp, body),
+        "X-FC-Signature": signature,
     }
     try:
         response = httpx.post(endpoint.url, content=body, headers=headers,

@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+from cryptography.fernet import Fernet
 from django.contrib.auth import get_user_model
 from django.test import Client
 
@@ -29,6 +30,7 @@ def production_env(tmp_path) -> dict:
     return {**env, "FCORE_ENV": "production", "FCORE_VAR_DIR": str(tmp_path),
             "FCORE_SECRET_KEY": secrets.token_urlsafe(50),
             "FCORE_CLIENT_KEY": secrets.token_urlsafe(32),
+            "FCORE_SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
             "FCORE_ALLOWED_HOSTS": "fc.example.com", "DATABASE_URL": "sqlite:///:memory:",
             # several web processes share their throttling counters (check fcore.W001)
             "FCORE_CACHE_URL": "redis://127.0.0.1:6379/0"}
@@ -42,12 +44,13 @@ def test_deploy_check_is_clean_with_production_settings(tmp_path):
     assert "no issues" in result.stdout
 
 
-def test_production_refuses_to_start_without_its_secrets(tmp_path):
+@pytest.mark.parametrize("missing", ["FCORE_SECRET_KEY", "FCORE_SECRET_ENCRYPTION_KEY"])
+def test_production_refuses_to_start_without_its_secrets(tmp_path, missing):
     env = production_env(tmp_path)
-    del env["FCORE_SECRET_KEY"]
+    del env[missing]
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env,
                             capture_output=True, text=True)
-    assert result.returncode != 0 and "FCORE_SECRET_KEY" in result.stderr
+    assert result.returncode != 0 and missing in result.stderr
 
 
 def test_production_sends_hsts_and_secure_cookies(tmp_path):

@@ -17,8 +17,10 @@ class Command(BaseCommand):
         parser.add_argument("--groups", default="", help="comma-separated group names")
         parser.add_argument("--password", help="prompted when omitted and the user is new")
         parser.add_argument("--email", default="")
+        parser.add_argument("--actor", default="system:cli", help="who is recorded as "
+                            "making the change (FC-ADM-005)")
 
-    def handle(self, *args, tenant, username, groups, password, email, **options):
+    def handle(self, *args, tenant, username, groups, password, email, actor, **options):
         try:
             tenant_obj = Tenant.objects.get(slug=tenant)
         except Tenant.DoesNotExist:
@@ -30,7 +32,7 @@ class Command(BaseCommand):
         try:
             membership = member_set(tenant=tenant_obj, username=username, email=email,
                                     groups=[g for g in groups.split(",") if g],
-                                    password=password)
+                                    password=password, actor=actor)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         names = ", ".join(sorted(g.name for g in membership.groups.all())) or "no groups"

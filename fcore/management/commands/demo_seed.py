@@ -48,7 +48,7 @@ class Command(BaseCommand):
         for username, groups in PEOPLE:
             email = f"{username}@example.invalid"
             member_set(tenant=tenant, username=username, groups=groups, password=DEMO_PASSWORD,
-                       email=email)
+                       email=email, actor="system:demo")
             User.objects.filter(username=username, email="").update(email=email)
         for codename, usernames in PERMISSIONS.items():
             permission = Permission.objects.get(codename=codename,
@@ -58,7 +58,7 @@ class Command(BaseCommand):
         if not User.objects.filter(username="admin").exists():
             User.objects.create_superuser("admin", "admin@example.invalid", DEMO_PASSWORD)
         member_set(tenant=tenant, username="admin",
-                   groups=["operators", "approvers", "policy-admins"])
+                   groups=["operators", "approvers", "policy-admins"], actor="system:demo")
         if not Run.objects.for_tenant(tenant).exists():
             for i, amount in enumerate((1200, 48000, 250), start=1):
                 run_create(tenant=tenant, workflow="vendor_payment", actor="user:olivia",
