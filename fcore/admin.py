@@ -2,9 +2,11 @@
 revoking goes through the service so it is audited."""
 
 from django.contrib import admin, messages
+from django.db import models
 
 from .actors import user_actor
 from .clients import api_client_create, api_client_revoke
+from .jsonlimits import CheckedJSONField
 from .models import ApiClient, Membership, Tenant
 
 
@@ -12,6 +14,7 @@ from .models import ApiClient, Membership, Tenant
 class TenantAdmin(admin.ModelAdmin):
     list_display = ("slug", "name", "created_at")
     search_fields = ("slug", "name")
+    formfield_overrides = {models.JSONField: {"form_class": CheckedJSONField}}
 
 
 @admin.register(Membership)

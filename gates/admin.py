@@ -8,6 +8,7 @@ from django.db import transaction
 
 from audit.admin import ReadOnlyAdmin
 from fcore.actors import user_actor
+from fcore.jsonlimits import CheckedJSONField
 
 from . import policy_admin  # noqa: F401  (registers PolicyAdmin)
 from .models import EmailNotification, Gate, PolicyDecision, WebhookDelivery, WebhookEndpoint
@@ -44,6 +45,7 @@ class WebhookEndpointForm(forms.ModelForm):
     class Meta:
         model = WebhookEndpoint
         fields = ("tenant", "name", "url", "events", "active")
+        field_classes = {"events": CheckedJSONField}
 
     def clean_url(self):
         url = self.cleaned_data.get("url", "")

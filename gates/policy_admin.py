@@ -24,6 +24,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from fcore.actors import user_actor
+from fcore.jsonlimits import CheckedJSONField
 from fcore.tenancy import request_principal
 
 from .models import Policy, PolicyVersion
@@ -52,7 +53,7 @@ def _own_tenant(request):
     return principal.tenant if principal else None
 
 
-class PrettyJSONField(forms.JSONField):
+class PrettyJSONField(CheckedJSONField):
     """A JSON field shown indented, so a rule is one block of lines in the text area."""
 
     def prepare_value(self, value):

@@ -4,8 +4,8 @@ services change state. Output serializers fix the field names of DESIGN §8."""
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from audit.hashing import jcs_problem
 from audit.models import AuditEvent
+from fcore.jsonlimits import json_problem
 from gates.models import Approval, Gate, PolicyDecision
 from runs.models import Run, RunStatus, StepRun, StepStatus
 
@@ -18,7 +18,7 @@ class HashableJSONField(serializers.JSONField):
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
-        problem = jcs_problem(value)
+        problem = json_problem(value)
         if problem:
             self.fail("not_hashable", problem=problem)
         return value
