@@ -7,11 +7,11 @@ lookup goes through `runs.selectors`, so another tenant's object is a 404.
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status as http
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.verify import audit_verify
+from fcore.pagination import CheckedCursorPagination
 from fcore.tenancy import RUN_STATUS_SCOPE
 from gates.services import Voter
 from runs import selectors, services
@@ -23,14 +23,14 @@ from . import serializers as s
 ERRORS = s.ERROR_RESPONSES
 
 
-class RunCursor(CursorPagination):
+class RunCursor(CheckedCursorPagination):
     page_size = 50
     max_page_size = 200
     page_size_query_param = "limit"
     ordering = ("-created_at", "-run_id")
 
 
-class EventCursor(CursorPagination):
+class EventCursor(CheckedCursorPagination):
     page_size = 100
     max_page_size = 1000
     page_size_query_param = "limit"
