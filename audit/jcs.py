@@ -84,7 +84,7 @@ def unreadable(value) -> str | None:
             stack.extend((v, depth + 1) for v in (item.values() if type(item) is dict
                                                    else item))
     try:
-        canonical(value)
+        canonical(restore_floats(value))  # as every reader hashes it (see loads_stored)
     except CANONICAL_ERRORS as exc:
         return f"cannot be canonicalised ({type(exc).__name__}: {exc})"
     return None
