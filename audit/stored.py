@@ -31,11 +31,22 @@ def stored_value(text):
     return (None, problem) if problem else (value, None)
 
 
-def events_readable(events) -> list:
-    """The events of a queryset, each with `unreadable` (None or the reason why its data
+def with_data_text(events):
+    """The queryset reading each event's data as text (`data_text`), not through Django's
+    JSON decoding; `events_marked` then parses it."""
+    return events.defer("data").annotate(data_text=Cast("data", TextField()))
+
+
+def events_marked(rows) -> list:
+    """Events read by `with_data_text`, each with `unreadable` (None, or why its data
     cannot be read; its `data` is then `{}`)."""
-    rows = list(events.defer("data").annotate(data_text=Cast("data", TextField())))
+    rows = list(rows)
     for event in rows:
         value, event.unreadable = stored_value(event.data_text)
         event.data = {} if event.unreadable else value
     return rows
+
+
+def events_readable(events) -> list:
+    """The events of a queryset, marked as `events_marked` does."""
+    return events_marked(with_data_text(events))

@@ -1,13 +1,15 @@
 """The one limit on JSON the server parses or stores, for every entry kind.
 
 `FCORE_JSON_MAX_DEPTH` bounds how deeply containers nest, and strings must be encodable
-as UTF-8 (no lone surrogate, which JSON's `"\\ud800"` escape produces) and free of NUL.
+as UTF-8 (no lone surrogate, which JSON's `"\\ud800"` escape produces); what is stored
+and hashed must also be RFC 8785 JSON (safe integers, finite numbers, no NUL).
 Python's `json` recurses while it parses and `rfc8785` while it hashes, so a body nested a
 few thousand levels was a RecursionError (500), and one nested 600–980 levels was stored
 and then broke every reader of the audit trail. The checks:
 
 - the API: `JSONParser`, DRF's default parser (settings), refuses such a body with 400;
-- forms (console, admin): `json_form_value` / `CheckedJSONField`;
+- forms: `json_parse` (the console's decide and review-link forms), `CheckedJSONField`
+  (admin's JSON fields);
 - services that store JSON call `json_problem` (`audit.hashing.jcs_problem` under the
   configured depth), which is the guarantee for every other caller (commands, bundles).
 """

@@ -85,14 +85,6 @@ def _mark_unreadable(item: dict, keys) -> None:
         item["unreadable"] = reasons
 
 
-def _events_section(events) -> list[dict]:
-    items = EventOut(events, many=True).data
-    for item, event in zip(items, events, strict=True):
-        if event.unreadable:
-            item["data"], item["unreadable"] = None, {"data": event.unreadable}
-    return items
-
-
 def _guard_sections(pack: dict) -> None:
     _mark_unreadable(pack["run"], ("input", "output", "metadata"))
     for step in pack["steps"]:
@@ -136,7 +128,7 @@ def evidence_pack(run) -> dict:
         "steps": steps,
         "decisions": decisions,
         "gates": gates,
-        "events": _events_section(events),
+        "events": EventOut(events, many=True).data,
         "stream": {"name": run.stream_name,
                    "head_seq": stream_head.seq if stream_head else 0,
                    "head_hash": stream_head.hash if stream_head else None},

@@ -161,6 +161,9 @@ class GateOut(serializers.ModelSerializer):
 
 
 class EventOut(serializers.ModelSerializer):
+    """An event; one whose stored data cannot be read (`audit.stored`) has `data: null` and
+    `unreadable: {"data": reason}`, a field only such events have."""
+
     stream = serializers.CharField(source="stream.name")
     message = serializers.CharField()
 
@@ -168,6 +171,13 @@ class EventOut(serializers.ModelSerializer):
         model = AuditEvent
         fields = ["stream", "seq", "code", "message", "actor", "at", "data", "prev_hash",
                   "hash"]
+
+    def to_representation(self, instance):
+        item = super().to_representation(instance)
+        reason = getattr(instance, "unreadable", None)
+        if reason:
+            item["data"], item["unreadable"] = None, {"data": reason}
+        return item
 
 
 class RunSummaryOut(serializers.ModelSerializer):

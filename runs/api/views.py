@@ -10,6 +10,7 @@ from rest_framework import status as http
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.stored import events_marked, events_readable, with_data_text
 from audit.verify import audit_verify
 from fcore.pagination import CheckedCursorPagination
 from fcore.tenancy import RUN_STATUS_SCOPE
@@ -54,7 +55,7 @@ def render_run(run, *, include_logs: bool = False) -> dict:
     run.decisions_list = list(selectors.run_decisions(run))
     run.gates_list = list(selectors.run_gates(run))
     if include_logs:
-        run.logs_list = list(selectors.run_events(run).select_related("stream"))
+        run.logs_list = events_readable(selectors.run_events(run).select_related("stream"))
     return s.RunOut(run).data
 
 
@@ -220,7 +221,7 @@ class AuditList(APIView):
             request.principal.tenant, stream=q.get("stream"), code=q.get("code"),
             actor=q.get("actor"), run_id=q.get("run_id"))
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(qs, request, view=self)
+        page = events_marked(paginator.paginate_queryset(with_data_text(qs), request, view=self))
         return paginator.get_paginated_response(s.EventOut(page, many=True).data)
 
 
