@@ -139,3 +139,27 @@ def test_the_api_reports_the_event_instead_of_a_500(api, broken_run):
     assert logs.status_code == 200
     assert logs.json()["logs"][seq - 1]["unreadable"]
     assert all("unreadable" not in e for e in logs.json()["logs"][:seq - 1])
+
+
+def test_a_vote_a_server_without_the_limit_accepted_is_reported_everywhere(api, approver,
+                                                                          settings):
+    """The whole of what such a vote left: the approval row and its FC-GATE-002 event."""
+    run_id = api.post("/workflows/runs", {"workflow": "pt004_execution_spine",
+                                          "input": {"amount": 25000}}).json()["run_id"]
+    api.patch(f"/workflows/runs/{run_id}/steps/step_1", {"status": "succeeded"})
+    gate_id = api.get(f"/workflows/runs/{run_id}/gates").json()[0]["gate_id"]
+    settings.FCORE_JSON_MAX_DEPTH = 1000  # as before the limit
+    vote = approver.call("PATCH", f"/workflows/runs/{run_id}/gates/{gate_id}",
+                         raw='{"decision": "approve", "input": ' + nested(600) + "}")
+    assert vote.status_code == 200
+    settings.FCORE_JSON_MAX_DEPTH = 64
+    verify = api.get("/workflows/audit/verify").json()
+    assert not verify["ok"]
+    assert [f["stream"] for f in verify["failures"]] == [f"run/{run_id}"]
+    pack = api.get(f"/workflows/runs/{run_id}/evidence")
+    assert pack.status_code == 200
+    (vote_row,) = pack.json()["gates"][0]["approvals"]
+    assert vote_row["input"] is None and vote_row["unreadable"]["input"]
+    with pytest.raises(Failure, match=r"events\[\d+\]\.data: unreadable"):
+        verify_pack(pack.json())
+    assert api.get(f"/workflows/runs/{run_id}?include_logs=true").status_code == 200
