@@ -16,6 +16,7 @@ JCS is RFC 8785: `audit.jcs.canonical`, byte-identical to `rfc8785.dumps`, never
 """
 
 import hashlib
+import re
 from datetime import UTC, datetime
 
 from .jcs import MAX_SAFE_INTEGER, canonical
@@ -24,39 +25,80 @@ GENESIS_HASH = "0" * 64
 CHECKPOINT_FORMAT = "fc-checkpoint/1"
 
 
-def jcs_problem(value, path: str = "$") -> str | None:
-    """Why `value` cannot be hashed as RFC 8785 JSON (None when it can).
+JSON_MAX_DEPTH = 64
+"""How deeply JSON may nest by default (the server passes `FCORE_JSON_MAX_DEPTH`): well
+inside Python's recursion limit, so every reader — serialisers, `rfc8785`, the verifiers —
+can walk what was accepted."""
 
-    JCS follows I-JSON: integers must be within ±(2**53 - 1) and numbers finite.
-    """
-    if isinstance(value, str):
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _character_problem(text: str, path: str, *, nul: bool) -> str | None:
+    if nul and "\x00" in text:
         # PostgreSQL's jsonb cannot hold NUL; refused everywhere so both databases agree
-        return f"{path}: NUL characters are not allowed" if "\x00" in value else None
-    if isinstance(value, bool) or value is None:
+        return f"{path}: NUL characters are not allowed"
+    found = _LONE_SURROGATE.search(text)
+    if found is None:
         return None
-    if isinstance(value, int):
-        if abs(value) > MAX_SAFE_INTEGER:
-            return f"{path}: integer outside ±(2**53 - 1); send it as a string"
-        return None
-    if isinstance(value, float):
-        return None if value == value and abs(value) != float("inf") else f"{path}: not finite"
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            problem = jcs_problem(item, f"{path}[{i}]")
+    # JSON's "\ud800" escape decodes to a lone surrogate, which UTF-8 (and so RFC 8785
+    # and PostgreSQL) cannot encode
+    return f"{path}: lone surrogate U+{ord(found.group()):04X} is not allowed"
+
+
+def json_shape_problem(value, path: str = "$", *, max_depth: int = JSON_MAX_DEPTH
+                       ) -> str | None:
+    """Why no reader could walk or encode `value` (None when one can): nesting deeper than
+    `max_depth` containers, a non-string key, a lone surrogate in a string.
+
+    Iterative, so a value of any depth gets an answer rather than a RecursionError.
+    """
+    return _first_problem(value, path, max_depth, hashable=False)
+
+
+def jcs_problem(value, path: str = "$", *, max_depth: int = JSON_MAX_DEPTH) -> str | None:
+    """Why `value` cannot be stored and hashed as RFC 8785 JSON (None when it can).
+
+    JCS follows I-JSON: integers must be within ±(2**53 - 1) and numbers finite; strings
+    hold no NUL; and the shape must pass `json_shape_problem`.
+    """
+    return _first_problem(value, path, max_depth, hashable=True)
+
+
+def _first_problem(value, path: str, max_depth: int, *, hashable: bool) -> str | None:
+    stack = [(value, path, 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            problem = _character_problem(value, path, nul=hashable)
             if problem:
                 return problem
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                return f"{path}: keys must be strings"
-            if "\x00" in key:
-                return f"{path}: NUL characters are not allowed"
-            problem = jcs_problem(item, f"{path}.{key}")
-            if problem:
-                return problem
-        return None
-    return f"{path}: {type(value).__name__} is not JSON"
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int):
+            if hashable and abs(value) > MAX_SAFE_INTEGER:
+                return f"{path}: integer outside ±(2**53 - 1); send it as a string"
+        elif isinstance(value, float):
+            if hashable and not (value == value and abs(value) != float("inf")):
+                return f"{path}: not finite"
+        elif isinstance(value, list | dict):
+            if depth >= max_depth:
+                return f"{path}: nested deeper than {max_depth} levels"
+            if isinstance(value, list):
+                items = [(item, f"{path}[{i}]") for i, item in enumerate(value)]
+            else:
+                items = []
+                for key, item in value.items():
+                    if not isinstance(key, str):
+                        return f"{path}: keys must be strings"
+                    problem = _character_problem(key, path, nul=hashable)
+                    if problem:
+                        return problem
+                    items.append((item, f"{path}.{key}"))
+            # reversed, so that the first problem in document order is the one reported
+            stack.extend((item, item_path, depth + 1) for item, item_path in reversed(items))
+        else:
+            return f"{path}: {type(value).__name__} is not JSON"
+    return None
 
 
 def sha256_hex(data: bytes) -> str:

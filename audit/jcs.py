@@ -26,6 +26,14 @@ import orjson
 import rfc8785
 
 MAX_SAFE_INTEGER = 2**53 - 1
+# What canonicalising a stored value may raise: rfc8785 refuses it (ValueError, TypeError,
+# OverflowError), or it nests beyond Python's recursion limit (a pre-limit server stored
+# such values, and the audit trail cannot be repaired).
+CANONICAL_ERRORS = (ValueError, TypeError, OverflowError, RecursionError)
+# Readers walk stored values recursively (serialisers, rfc8785, the pack's round trip);
+# this much nesting is safe for all of them. Accepted input is bounded well below it
+# (FCORE_JSON_MAX_DEPTH, at most 100, plus the few levels an event wraps around it).
+STORED_MAX_DEPTH = 128
 _OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 _KEY_LIMIT = "\ue000"
 
@@ -62,6 +70,24 @@ def canonical(value) -> bytes:
         except orjson.JSONEncodeError:  # integer beyond 2**53 - 1, lone surrogate
             pass
     return rfc8785.dumps(value)
+
+
+def unreadable(value) -> str | None:
+    """Why a stored value cannot be read and hashed (None when it can): too deep for the
+    readers, or refused by RFC 8785 (lone surrogate, integer beyond 2**53 - 1, …)."""
+    stack = [(value, 0)]
+    while stack:  # iterative: the value may be nested deeper than the recursion limit
+        item, depth = stack.pop()
+        if type(item) in (list, dict):
+            if depth >= STORED_MAX_DEPTH:
+                return f"nested deeper than {STORED_MAX_DEPTH} levels"
+            stack.extend((v, depth + 1) for v in (item.values() if type(item) is dict
+                                                   else item))
+    try:
+        canonical(restore_floats(value))  # as every reader hashes it (see loads_stored)
+    except CANONICAL_ERRORS as exc:
+        return f"cannot be canonicalised ({type(exc).__name__}: {exc})"
+    return None
 
 
 def canonical_reference(value) -> bytes:

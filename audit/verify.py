@@ -22,7 +22,14 @@ import orjson
 from django.db import connection, connections
 
 from .hashing import GENESIS_HASH
-from .jcs import MAX_SAFE_INTEGER, canonical, fast_safe, loads_stored, restore_floats
+from .jcs import (
+    CANONICAL_ERRORS,
+    MAX_SAFE_INTEGER,
+    canonical,
+    fast_safe,
+    loads_stored,
+    restore_floats,
+)
 from .models import AuditStream
 from .verify_checkpoints import checkpoint_expectations
 
@@ -264,9 +271,9 @@ def _scan(report, by_id, expected, tenant_ids, *, stream_id, only_stream,
                 failures.append({"stream": name, "seq": seq, "problem": "prev_hash does not link"})
             try:
                 blob = event_bytes(name, seq, code, actor, at, data, name_json)
-            except (ValueError, TypeError, OverflowError) as exc:
-                failures.append({"stream": name, "seq": seq,
-                                 "problem": f"content cannot be canonicalised ({exc})"})
+            except CANONICAL_ERRORS as exc:
+                failures.append({"stream": name, "seq": seq, "problem": "content cannot be "
+                                 f"canonicalised ({type(exc).__name__}: {exc})"})
             else:
                 if sha256(prev_hash.encode("ascii") + blob).hexdigest() != stored:
                     failures.append({"stream": name, "seq": seq,

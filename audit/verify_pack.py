@@ -5,6 +5,8 @@
 It checks, in this order, and stops at the first failure, which it names by its path in
 the pack (`events[7].hash: does not match its content`), exiting 1:
 
+0. no field is marked `unreadable` (a value the server stored before its input limits and
+   cannot read or hash: the pack names it instead of failing to be produced);
 1. every event: stream, numbering, link to the previous hash, hash recomputed, message;
    the `stream` head is the last event;
 2. the run against its `FC-RUN-001` event (id, workflow, version, input hash, creator) and,
@@ -41,7 +43,7 @@ from .hashing import (
     receipt_hash,
     workflow_hash,
 )
-from .jcs import canonical
+from .jcs import CANONICAL_ERRORS, canonical
 from .messages import event_message
 
 PACK_FORMAT = "fc-evidence/1"
@@ -67,8 +69,31 @@ def _need(value, kind, path: str):
 def _hashable(path: str, compute):
     try:
         return compute()
-    except (ValueError, TypeError, OverflowError) as exc:  # rfc8785 refuses the value
-        raise Failure(path, f"cannot be canonicalised ({exc})") from None
+    except CANONICAL_ERRORS as exc:  # rfc8785 refuses the value, or it nests too deeply
+        raise Failure(path, f"cannot be canonicalised ({type(exc).__name__}: {exc})") from None
+
+
+def _unreadable(item, path: str) -> None:
+    """A field the server could not read (`unreadable`: {field: reason}) is a failure."""
+    if isinstance(item, dict) and item.get("unreadable"):
+        reasons = item["unreadable"]
+        field, reason = next(iter(reasons.items())) if isinstance(reasons, dict) and reasons \
+            else ("", reasons)
+        raise Failure(f"{path}.{field}" if field else path,
+                      f"unreadable in the server's database ({reason})")
+
+
+def check_unreadable(pack: dict) -> None:
+    """Every field the server marked unreadable, events first (by its path in the pack)."""
+    for i, event in enumerate(pack["events"]):
+        _unreadable(event, f"events[{i}]")
+    _unreadable(pack["run"], "run")
+    for section in ("steps", "decisions", "gates"):
+        for i, item in enumerate(pack[section]):
+            _unreadable(item, f"{section}[{i}]")
+            votes = item.get("approvals") if isinstance(item, dict) else None
+            for a, vote in enumerate(votes if isinstance(votes, list) else []):
+                _unreadable(vote, f"{section}[{i}].approvals[{a}]")
 
 
 def check_events(pack: dict, run_id: str) -> list[dict]:
@@ -318,6 +343,7 @@ def verify_pack(pack, *, public_keys: list[bytes] = ()) -> list[str]:
     if extra:
         raise Failure(extra[0], "is not a field of the format")
     run_id = _need(pack["run"].get("run_id"), str, "run.run_id")
+    check_unreadable(pack)
     events = check_events(pack, run_id)
     check_run(pack, events)
     check_receipts(pack, events, run_id)
@@ -344,7 +370,7 @@ def main(argv=None) -> int:
             text = Path(value).read_text() if Path(value).is_file() else value
             pinned.append(signing.public_key_parse(text))
         pack = json.loads(Path(args.pack).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         print(f"cannot read: {exc}", file=sys.stderr)
         return 2
     try:

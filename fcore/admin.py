@@ -4,6 +4,7 @@ response page; revoking goes through the service so it is audited."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 
 from . import admin_audit, admin_members  # noqa: F401  (register their admin pages)
 from .actors import user_actor
@@ -15,6 +16,7 @@ from .clients import (
     api_client_create,
     api_client_revoke,
 )
+from .jsonlimits import CheckedJSONField
 from .models import ApiClient, Tenant
 
 
@@ -23,6 +25,7 @@ class TenantAdmin(TenantScopedAdmin, admin.ModelAdmin):
     tenant_path = "pk"
     list_display = ("slug", "name", "created_at")
     search_fields = ("slug", "name")
+    formfield_overrides = {models.JSONField: {"form_class": CheckedJSONField}}
 
 
 class ApiClientForm(forms.ModelForm):
@@ -36,6 +39,7 @@ class ApiClientForm(forms.ModelForm):
 @admin.register(ApiClient)
 class ApiClientAdmin(TenantScopedAdmin, OneTimeSecretAdmin, admin.ModelAdmin):
     form = ApiClientForm
+    formfield_overrides = {models.JSONField: {"form_class": CheckedJSONField}}
     list_display = ("name", "tenant", "kid", "scopes", "active", "created_by", "created_at")
     list_filter = ("tenant", "active")
     readonly_fields = ("kid", "secret_salt", "created_by", "created_at", "revoked_at")

@@ -256,7 +256,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["fcore.auth.HasTenantScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["fcore.jsonlimits.JSONParser"],
     "EXCEPTION_HANDLER": "fcore.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": ["fcore.auth.ActorRateThrottle"],
@@ -341,6 +341,13 @@ CELERY_BEAT_SCHEDULE["audit-seal-checkpoints"] = {
 FCORE_TOKEN_MAX_LIFETIME_S = 3600
 FCORE_TOKEN_LEEWAY_S = 30
 FCORE_POLICY_TIME_LIMIT_MS = int(os.environ.get("FCORE_POLICY_TIME_LIMIT_MS", "50"))
+# How deeply any JSON the server parses or stores may nest (fcore.jsonlimits): far inside
+# Python's recursion limit, so every reader of the audit trail can walk what was accepted.
+FCORE_JSON_MAX_DEPTH = int(os.environ.get("FCORE_JSON_MAX_DEPTH", "64"))
+if not 1 <= FCORE_JSON_MAX_DEPTH <= 100:  # audit.jcs.STORED_MAX_DEPTH leaves room for 100
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("FCORE_JSON_MAX_DEPTH must be from 1 to 100")
 
 
 # Gate notifications (gates.notify). Email goes through Django's backend: the console

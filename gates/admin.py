@@ -11,6 +11,7 @@ from fcore.actors import user_actor
 from fcore.admin_secrets import OneTimeSecretAdmin
 from fcore.admin_services import ServiceDeleteAdmin
 from fcore.admin_tenancy import TenantScopedAdmin
+from fcore.jsonlimits import CheckedJSONField
 
 from . import policy_admin  # noqa: F401  (registers PolicyAdmin)
 from .models import EmailNotification, Gate, PolicyDecision, WebhookDelivery, WebhookEndpoint
@@ -47,6 +48,7 @@ class WebhookEndpointForm(forms.ModelForm):
     class Meta:
         model = WebhookEndpoint
         fields = ("tenant", "name", "url", "events", "active")
+        field_classes = {"events": CheckedJSONField}
 
     def clean_url(self):
         url = self.cleaned_data.get("url", "")

@@ -27,6 +27,7 @@ from django.urls import path, reverse
 
 from fcore.actors import user_actor
 from fcore.admin_tenancy import TenantScopedAdmin
+from fcore.jsonlimits import CheckedJSONField
 from fcore.tenancy import tenants_of
 
 from .models import Policy, PolicyVersion
@@ -57,7 +58,7 @@ def _is_policy_admin(request, tenant=None) -> bool:
     return (tenants.filter(pk=tenant.pk) if tenant is not None else tenants).exists()
 
 
-class PrettyJSONField(forms.JSONField):
+class PrettyJSONField(CheckedJSONField):
     """A JSON field shown indented, so a rule is one block of lines in the text area."""
 
     def prepare_value(self, value):

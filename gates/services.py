@@ -15,9 +15,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_fsm import can_proceed
 
-from audit.hashing import jcs_problem
 from audit.services import audit_append
 from fcore.errors import BadRequest, Conflict, Forbidden, FourEyes, InvalidTransition
+from fcore.jsonlimits import json_problem
 from fcore.models import FOUR_EYES_ACTOR_AND_KEY
 
 from .input_schema import InputSchemaError, input_schema_errors
@@ -105,7 +105,7 @@ def gate_vote(*, gate: Gate, run, voter: Voter, decision: str, comment: str = ""
         target = GateStatus.APPROVED if decision == Vote.APPROVE else GateStatus.REJECTED
         raise _invalid(gate, target)
     gate_check_voter(gate=gate, run=run, voter=voter)
-    problem = jcs_problem(data)
+    problem = json_problem(data)
     if problem:
         raise BadRequest("The input cannot be stored.", code="invalid_input",
                          errors={"input": [problem]})

@@ -7,9 +7,10 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db import transaction
 
-from audit.hashing import jcs_problem, json_hash
+from audit.hashing import json_hash
 from audit.services import admin_stream_name, audit_append
 from fcore.errors import BadRequest
+from fcore.jsonlimits import json_problem
 from fcore.rows import rows_fetch_together
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 
@@ -112,7 +113,7 @@ def steps_validate(steps) -> list[dict]:
     naming known steps, no cycle. Raises DefinitionError with a clear message."""
     if not isinstance(steps, list) or not steps:
         raise DefinitionError("steps must be a non-empty list")
-    problem = jcs_problem(steps)
+    problem = json_problem(steps)
     if problem:
         raise DefinitionError(f"steps cannot be stored: {problem}")
     clean, ids = [], []

@@ -28,8 +28,9 @@ from audit.checkpoints import (
     checkpoint_seal,
 )
 from audit.hashing import format_at
-from audit.jcs import canonical, restore_floats
+from audit.jcs import canonical, restore_floats, unreadable
 from audit.keys import public_keys, signing_key
+from audit.stored import events_readable
 
 from . import selectors
 from .api.serializers import DecisionOut, EventOut, GateOut, RunSummaryOut, StepOut
@@ -71,6 +72,31 @@ def _items(serializer_class, rows, **extra_fields) -> list[dict]:
     return items
 
 
+def _mark_unreadable(item: dict, keys) -> None:
+    """Null each value of `item` among `keys` that cannot be read and hashed (stored by a
+    server before the input limits), naming why in `item["unreadable"]`: the pack is
+    still produced, and the verifier reports that field instead of a reader crashing."""
+    reasons = {}
+    for key in keys:
+        problem = unreadable(item.get(key)) if key in item else None
+        if problem:
+            item[key], reasons[key] = None, problem
+    if reasons:
+        item["unreadable"] = reasons
+
+
+def _guard_sections(pack: dict) -> None:
+    _mark_unreadable(pack["run"], ("input", "output", "metadata"))
+    for step in pack["steps"]:
+        _mark_unreadable(step, ("input", "output", "error"))
+    for decision in pack["decisions"]:
+        _mark_unreadable(decision, ("context", "rules_triggered", "policies"))
+    for gate in pack["gates"]:
+        _mark_unreadable(gate, ("input_schema", "resolution"))
+        for vote in gate["approvals"]:
+            _mark_unreadable(vote, ("input",))
+
+
 def evidence_pack(run) -> dict:
     """The evidence pack of `run` (a JSON-ready dict; see the module docstring).
 
@@ -91,7 +117,7 @@ def evidence_pack(run) -> dict:
     events = selectors.run_events(run).select_related("stream")
     if head is not None:
         events = events.filter(seq__lte=head["seq"])
-    events = list(events)
+    events = events_readable(events)
     stream_head = events[-1] if events else None
     pack = {
         "format": FORMAT,
@@ -112,6 +138,7 @@ def evidence_pack(run) -> dict:
                          "failures": receipts["failures"]},
         "checkpoint_note": note,
     }
+    _guard_sections(pack)
     # What the client will parse: JSON round trip (UUIDs, datetimes → strings), then the
     # integers PostgreSQL's jsonb made of large floats back to floats.
     pack = restore_floats(json.loads(json.dumps(pack, cls=JSONEncoder)))

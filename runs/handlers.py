@@ -16,7 +16,7 @@ from importlib import import_module
 import httpx
 from django.conf import settings
 
-from audit.hashing import jcs_problem
+from fcore.jsonlimits import json_problem
 
 from .definitions import PYTHON_PREFIX, http_url_allowed, python_handler_allowed
 
@@ -122,7 +122,7 @@ def handler_run(ctx: StepContext) -> tuple[bool, dict | None, dict | None]:
         output = handler_for(ctx.step_type)(ctx)
         if output is None:
             output = {}
-        if not isinstance(output, dict) or jcs_problem(output):
+        if not isinstance(output, dict) or json_problem(output):
             raise StepFailed("the handler's output is not a JSON object that can be hashed",
                              code="bad_output", retryable=False)
         if ctx.deadline is not None and time.monotonic() > ctx.deadline:

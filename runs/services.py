@@ -8,11 +8,12 @@ Where a gate's resolution moves a run, it happens here (lock order: run → gate
 from django.db import IntegrityError
 from django.utils import timezone
 
-from audit.hashing import jcs_problem, json_hash
+from audit.hashing import json_hash
 from audit.models import AuditStream
 from audit.services import audit_append, stream_writer
 from fcore.actors import SCHEDULER
 from fcore.errors import BadRequest, Conflict, Forbidden, InvalidTransition, NotFound
+from fcore.jsonlimits import json_problem
 from fcore.rows import atomic_batched, rows_fetch_together, rows_insert
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 from gates.models import Gate, GateStatus
@@ -51,7 +52,7 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
     A replayed idempotency key with the same request returns the first run; with a
     different request it is a 409 `idempotency_conflict`.
     """
-    problem = jcs_problem(input) or jcs_problem(metadata or {})
+    problem = json_problem(input) or json_problem(metadata or {})
     if not isinstance(input, dict) or problem:
         raise BadRequest("The run input must be a JSON object that can be hashed.",
                          code="invalid", errors={"input": [problem or "must be an object"]})
@@ -152,7 +153,7 @@ def step_report(*, tenant, run_id, step_id: str, actor: str, status: str, output
                            code="stale_attempt", current=step.status)
         succeeded = status == StepStatus.SUCCEEDED
         errors = {field: [problem] for field, problem in
-                  (("output", jcs_problem(output)), ("error", jcs_problem(error))) if problem}
+                  (("output", json_problem(output)), ("error", json_problem(error))) if problem}
         if status not in (StepStatus.SUCCEEDED, StepStatus.FAILED):
             errors["status"] = ["succeeded or failed"]
         if errors:

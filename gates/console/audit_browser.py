@@ -15,6 +15,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_safe
 from django.views.decorators.vary import vary_on_headers
 
+from audit.stored import events_readable
 from audit.verify import audit_verify_stream
 from runs import selectors
 
@@ -62,9 +63,11 @@ def audit_trail(request, principal):
     params = read_filters(form)
     events = events_filtered(principal.tenant, params)
     page = Paginator(events, params["per"]).get_page(request.GET.get("page"))
-    items = [(e, json.dumps(e.data, indent=2, sort_keys=True, ensure_ascii=False))
-             for e in page.object_list]
-    streams = list(dict.fromkeys(e.stream.name for e in page.object_list))
+    events = events_readable(page.object_list)
+    items = [(e, f"Unreadable: {e.unreadable}" if e.unreadable else
+              json.dumps(e.data, indent=2, sort_keys=True, ensure_ascii=False))
+             for e in events]
+    streams = list(dict.fromkeys(e.stream.name for e in events))
     single = (f"{RUN_PREFIX}{params['run']}" if params.get("run")
               else params.get("stream") or None)
     context = {

@@ -1,10 +1,9 @@
 """Console forms. They only check the shape of what a person sent; the rules (four-eyes,
 who may vote, whether the gate is still open) live in the services."""
 
-import json
-
 from django import forms
 
+from fcore.jsonlimits import json_parse
 from gates.models import Vote
 from gates.services import REVIEW_NOTE_MAX
 
@@ -40,9 +39,10 @@ class GateDecisionForm(ConsoleForm):
         if not raw:
             return None
         try:
-            value = json.loads(raw)
+            value = json_parse(raw)
         except ValueError as exc:
-            raise forms.ValidationError(f"Input is not valid JSON: {exc.msg}.") from None
+            detail = getattr(exc, "msg", None) or str(exc)
+            raise forms.ValidationError(f"Input is not valid JSON: {detail}.") from None
         if not isinstance(value, dict):
             raise forms.ValidationError("Input must be a JSON object.")
         return value

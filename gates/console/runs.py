@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 
+from audit.stored import events_readable
 from fcore.errors import FCError, NotFound
 from runs import selectors
 from runs.models import RUN_TERMINAL, STEP_DONE, StepRun
@@ -70,7 +71,7 @@ def run_context(request, principal, run) -> dict:
     """Everything the run page shows, read fresh (also for every poll): each of the run's
     steps, decisions, gates and events once, whatever uses them."""
     steps = list(selectors.run_steps(run))
-    events = list(selectors.run_events(run))
+    events = events_readable(selectors.run_events(run))
     decisions = list(selectors.run_decisions(run))
     now = timezone.now()
     gates = [gate_row(g, principal, run=run)

@@ -7,12 +7,12 @@ from rest_framework.views import APIView
 
 from runs.previews import decision_preview
 
-from .serializers import ERROR_RESPONSES, JSONObjectField
+from .serializers import ERROR_RESPONSES, JSONObjectField, version_field
 
 
 class EvaluateIn(serializers.Serializer):
     workflow = serializers.CharField(max_length=200)
-    version = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    version = version_field()
     step_id = serializers.CharField(max_length=200)
     input = JSONObjectField(required=False, default=dict)
     metadata = JSONObjectField(required=False, default=dict)

@@ -4,8 +4,9 @@ services change state. Output serializers fix the field names of DESIGN §8."""
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from audit.hashing import jcs_problem
 from audit.models import AuditEvent
+from fcore.jsonlimits import json_problem
+from gates.gate_settings import MAX_APPROVALS, MAX_EXPIRES_IN
 from gates.models import Approval, Gate, PolicyDecision
 from runs.models import Run, RunStatus, StepRun, StepStatus
 
@@ -18,7 +19,7 @@ class HashableJSONField(serializers.JSONField):
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
-        problem = jcs_problem(value)
+        problem = json_problem(value)
         if problem:
             self.fail("not_hashable", problem=problem)
         return value
@@ -39,9 +40,20 @@ class JSONObjectField(HashableJSONField):
 
 # --- input -------------------------------------------------------------------------------
 
+# Every integer a client sends reaches SQL, and the hot path (fcore.rows) binds it without
+# Django's overflow guard: each is bounded to its column, so an overflow is a field error.
+POSITIVE_INT_MAX = 2**31 - 1  # models.PositiveIntegerField, on every database
+
+
+def version_field() -> serializers.IntegerField:
+    """A workflow version as a client sends it (PositiveIntegerField's range)."""
+    return serializers.IntegerField(min_value=1, max_value=POSITIVE_INT_MAX, required=False,
+                                    allow_null=True)
+
+
 class RunCreateIn(serializers.Serializer):
     workflow = serializers.CharField(max_length=200)
-    version = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    version = version_field()
     input = JSONObjectField(required=False, default=dict)
     idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True,
                                             allow_blank=False)
@@ -78,15 +90,18 @@ class StepReportIn(serializers.Serializer):
     status = serializers.ChoiceField(choices=[StepStatus.SUCCEEDED, StepStatus.FAILED])
     output = HashableJSONField(required=False, allow_null=True, default=None)
     error = HashableJSONField(required=False, allow_null=True, default=None)
-    attempt = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    attempt = serializers.IntegerField(min_value=1, max_value=POSITIVE_INT_MAX, required=False,
+                                       allow_null=True)
 
 
 class GateRequestIn(serializers.Serializer):
     step_id = serializers.CharField(max_length=200, required=False, allow_null=True)
     reason = serializers.CharField(max_length=1000)
-    required_approvals = serializers.IntegerField(min_value=1, max_value=20, required=False)
+    required_approvals = serializers.IntegerField(min_value=1, max_value=MAX_APPROVALS,
+                                                  required=False)
     approver_group = serializers.CharField(max_length=150, required=False)
-    expires_in = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    expires_in = serializers.IntegerField(min_value=1, max_value=MAX_EXPIRES_IN, required=False,
+                                          allow_null=True)
     on_timeout = serializers.ChoiceField(choices=["reject", "escalate"], required=False)
     escalate_to = serializers.CharField(max_length=150, required=False, allow_blank=True)
     input_schema = JSONObjectField(required=False, allow_null=True)
@@ -146,6 +161,9 @@ class GateOut(serializers.ModelSerializer):
 
 
 class EventOut(serializers.ModelSerializer):
+    """An event; one whose stored data cannot be read (`audit.stored`) has `data: null` and
+    `unreadable: {"data": reason}`, a field only such events have."""
+
     stream = serializers.CharField(source="stream.name")
     message = serializers.CharField()
 
@@ -153,6 +171,13 @@ class EventOut(serializers.ModelSerializer):
         model = AuditEvent
         fields = ["stream", "seq", "code", "message", "actor", "at", "data", "prev_hash",
                   "hash"]
+
+    def to_representation(self, instance):
+        item = super().to_representation(instance)
+        reason = getattr(instance, "unreadable", None)
+        if reason:
+            item["data"], item["unreadable"] = None, {"data": reason}
+        return item
 
 
 class RunSummaryOut(serializers.ModelSerializer):

@@ -7,11 +7,12 @@ lookup goes through `runs.selectors`, so another tenant's object is a 404.
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status as http
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.stored import events_marked, events_readable, with_data_text
 from audit.verify import audit_verify
+from fcore.pagination import CheckedCursorPagination
 from fcore.tenancy import RUN_STATUS_SCOPE
 from gates.services import Voter
 from runs import selectors, services
@@ -23,14 +24,14 @@ from . import serializers as s
 ERRORS = s.ERROR_RESPONSES
 
 
-class RunCursor(CursorPagination):
+class RunCursor(CheckedCursorPagination):
     page_size = 50
     max_page_size = 200
     page_size_query_param = "limit"
     ordering = ("-created_at", "-run_id")
 
 
-class EventCursor(CursorPagination):
+class EventCursor(CheckedCursorPagination):
     page_size = 100
     max_page_size = 1000
     page_size_query_param = "limit"
@@ -54,7 +55,7 @@ def render_run(run, *, include_logs: bool = False) -> dict:
     run.decisions_list = list(selectors.run_decisions(run))
     run.gates_list = list(selectors.run_gates(run))
     if include_logs:
-        run.logs_list = list(selectors.run_events(run).select_related("stream"))
+        run.logs_list = events_readable(selectors.run_events(run).select_related("stream"))
     return s.RunOut(run).data
 
 
@@ -222,7 +223,7 @@ class AuditList(APIView):
             request.principal.tenant, stream=q.get("stream"), code=q.get("code"),
             actor=q.get("actor"), run_id=q.get("run_id"))
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(qs, request, view=self)
+        page = events_marked(paginator.paginate_queryset(with_data_text(qs), request, view=self))
         return paginator.get_paginated_response(s.EventOut(page, many=True).data)
 
 

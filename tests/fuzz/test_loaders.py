@@ -7,10 +7,12 @@ may escape: any other exception would be a 500 in the admin or a crashed command
 docs/security.md are from a run with 5,000).
 """
 
+import copy
 import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+import yaml
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from gates.policy import PolicySnapshot, RuleError, check_expression, evaluate
@@ -67,7 +69,9 @@ def _accepted(expression: str) -> bool:
         check_expression(expression, rule_id="fuzz")
     except RuleError as exc:
         assert str(exc)  # a refusal says why
+        event("rule refused")
         return False
+    event("rule accepted")
     return True
 
 
@@ -81,6 +85,7 @@ def test_a_rule_is_refused_or_decides_every_context(expression, context, effect)
                             rules=({"id": "r", "effect": effect, "when": expression,
                                     "reason": "fuzz"},))
     decision = evaluate([policy], context)
+    event(f"decision {decision.decision}")
     assert decision.decision in ("allow", "flag", "deny")
     if decision.reason.startswith("policy_error:"):
         assert decision.decision == "deny"
@@ -126,16 +131,60 @@ bundles = st.one_of(
     json_values)
 
 
-@pytest.mark.django_db
-@FUZZ
-@given(bundle=bundles)
-def test_a_bundle_is_refused_or_loads(bundle):
+def refused_or_loaded(bundle) -> None:
+    """The bundle is refused with a BundleError naming its source, or it loads."""
     try:
         bundle_check(bundle, source="fuzz")
     except BundleError as exc:
         assert str(exc).startswith("fuzz")
+        event("bundle refused by the check")
         return
     try:
         bundle_load(bundle, actor="system:fuzz", source="fuzz")
     except BundleError as exc:
         assert str(exc).startswith("fuzz")
+        event("bundle refused while loading")
+        return
+    event("bundle loaded")
+
+
+@pytest.mark.django_db
+@FUZZ
+@given(bundle=bundles)
+def test_a_bundle_is_refused_or_loads(bundle):
+    refused_or_loaded(bundle)
+
+
+# Mutants of a real bundle reach the loader's writes far more often than random shapes.
+BASE = yaml.safe_load(open("docs/examples/pt004.yaml", encoding="utf-8"))
+
+
+def _paths(value, prefix=()):
+    yield prefix
+    children = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else ())
+    for key, child in children:
+        yield from _paths(child, (*prefix, key))
+
+
+PATHS = [p for p in _paths(BASE) if p]
+replacements = st.one_of(json_values, expressions, gate_blocks, st.lists(steps, max_size=3),
+                         st.lists(rules, max_size=2), st.sampled_from(STEP_TYPES))
+
+
+@pytest.mark.django_db
+@FUZZ
+@given(edits=st.lists(st.tuples(st.sampled_from(PATHS), replacements), min_size=1,
+                      max_size=3))
+def test_a_mutated_bundle_is_refused_or_loads(edits):
+    bundle = copy.deepcopy(BASE)
+    bundle["tenant"] = "tenant_fuzz"
+    for path, value in edits:
+        target = bundle
+        try:
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = value
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier edit removed this place
+    refused_or_loaded(bundle)
