@@ -88,3 +88,15 @@ def test_the_webhook_admin_form_refuses_deep_events(superuser_client, tenant):
     assert response.status_code == 200
     assert "Enter valid JSON" in response.content.decode()
     assert WebhookEndpoint.objects.count() == 0
+
+
+@pytest.mark.parametrize("raw", [nested(5000), '["\\ud800"]'])
+def test_the_api_client_admin_form_refuses_the_allowed_subs(superuser_client, tenant, raw):
+    from fcore.models import ApiClient
+
+    response = superuser_client.post("/admin/fcore/apiclient/add/", {
+        "tenant": str(tenant.pk), "name": "bot", "scopes": "runs:read",
+        "allowed_subs": raw, "active": "on"})
+    assert response.status_code == 200
+    assert "Enter valid JSON" in response.content.decode()
+    assert not ApiClient.objects.filter(name="bot").exists()
