@@ -66,7 +66,8 @@ def gate_open(*, run, step_run, source: str, reason: str, requested_by: str,
               "source": source, "reason": gate.reason,
               "required_approvals": gate.required_approvals,
               "approver_group": gate.approver_group,
-              "expires_at": gate.expires_at.isoformat() if gate.expires_at else None},
+              "expires_at": gate.expires_at.isoformat() if gate.expires_at else None,
+              "requested_by_key": requested_by_key or None},
     )
     gate_notify(gate=gate, run=run, event=EVENT_OPENED, audit_event=event)
     return gate
@@ -132,7 +133,7 @@ def gate_vote(*, gate: Gate, run, voter: Voter, decision: str, comment: str = ""
         tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-002", actor=voter.actor,
         data={"gate_id": gate.id, "vote": decision, "comment": comment,
               "approvals": approvals, "required_approvals": gate.required_approvals,
-              "input": data},
+              "input": data, "key": voter.key or None},
     )
     if decision == Vote.REJECT:
         _resolve(gate, run, gate.reject, actor=voter.actor, reason=comment or "rejected")

@@ -86,6 +86,7 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
                     data={"run_id": str(run.run_id), "workflow": definition.name,
                           "version": definition.version, "input_hash": json_hash(input),
                           "idempotency_key": idempotency_key or None,
+                          "key": actor_key or None,
                           "steps": [s["id"] for s in definition.steps]})
                 # Born running: the first steps are decided in the creating transaction
                 # (nobody else sees the run before it commits).

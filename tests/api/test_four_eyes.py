@@ -88,3 +88,19 @@ def test_the_tenant_setting_takes_only_known_modes(pt004):
     with pytest.raises(ValidationError, match="four_eyes must be one of actor, actor_and_key"):
         pt004.full_clean()
     assert pt004.four_eyes == "actor_and_key"  # an unknown value reads as the stricter
+
+
+def test_the_chain_records_which_key_created_requested_and_voted(api, other_key):
+    """So an evidence pack shows the credentials, not only the actors they named."""
+    from audit.models import AuditEvent
+
+    run_id = create_run(api)
+    gate_id = request_gate(api, run_id)
+    assert vote(other_key, run_id, gate_id).status_code == 200
+    events = {e.code: e.data for e in AuditEvent.objects.filter(stream__name=f"run/{run_id}")
+              if e.code in ("FC-RUN-001", "FC-GATE-001", "FC-GATE-002")}
+    assert (events["FC-RUN-001"]["key"], events["FC-GATE-001"]["requested_by_key"],
+            events["FC-GATE-002"]["key"]) == (api.kid, api.kid, other_key.kid)
+    pack = api.get(f"{RUNS}/{run_id}/evidence").json()
+    assert [e["data"].get("key") for e in pack["events"] if e["code"] == "FC-GATE-002"] == \
+        [other_key.kid]

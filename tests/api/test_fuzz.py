@@ -72,4 +72,5 @@ def test_api_never_errors_and_matches_its_schema(case, token):
 
 def test_fuzzing_generated_enough_cases():
     """Runs after the operations above (file order): they generated ≥ 1,000 cases."""
+    print(f"schemathesis cases: {CASES['count']}")  # shown with -s
     assert CASES["count"] >= MINIMUM_CASES, CASES
