@@ -29,10 +29,19 @@ from fcore.actors import user_actor
 from fcore.jsonlimits import CheckedJSONField
 from fcore.tenancy import tenants_of
 from gates.models import Policy, PolicyVersion
-from gates.policies import policy_restore, policy_save
-from gates.policy import RuleError, validate_applies_to, validate_rules
-from gates.policy_history import policy_versions, spec_changes, spec_diff_table, version_rows
-from gates.simulate import DEFAULT_LIMIT, policy_simulate
+from gates.policies import (
+    DEFAULT_LIMIT,
+    RuleError,
+    policy_restore,
+    policy_save,
+    policy_simulate,
+    policy_versions,
+    spec_changes,
+    spec_diff_table,
+    validate_applies_to,
+    validate_rules,
+    version_rows,
+)
 
 from .tenancy import TenantScopedAdmin
 
