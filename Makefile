@@ -29,6 +29,7 @@ test: install lint test-sqlite test-postgres
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python manage.py makemigrations --check --dry-run > /dev/null
 
 # Embedded default: SQLite, Celery eager inside the tests, then a real worker subprocess

@@ -30,7 +30,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fcore.client import FCClient, FCError  # noqa: E402
+from fcore.interfaces.client import FCClient, FCError  # noqa: E402
 
 DB = "fcore_bench_api"
 BIN = Path(sys.executable).parent

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gates.policy import PolicySnapshot, evaluate, validate_rules  # noqa: E402
+from gates.policies import PolicySnapshot, evaluate, validate_rules  # noqa: E402
 
 TEMPLATES = [
     'has(input.amount) && input.amount > {n}',

@@ -6,4 +6,6 @@ class FcoreConfig(AppConfig):
     verbose_name = "Federation Core"
 
     def ready(self):
-        from . import checks, schema  # noqa: F401  (register system checks, the OpenAPI auth)
+        from fcore.interfaces.api import schema  # noqa: F401  (the OpenAPI auth)
+
+        from . import checks  # noqa: F401  (register system checks)

@@ -95,7 +95,7 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-ROOT_URLCONF = "fcore.urls"
+ROOT_URLCONF = "fcore.interfaces.urls"
 WSGI_APPLICATION = "fcore.wsgi.application"
 
 TEMPLATES = [
@@ -184,7 +184,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 # Content security policy (django-csp): only this origin's scripts and stylesheets, nothing
 # inline (no <script>, <style> or style attribute). Its one exception (/api/docs/) and the
-# CSRF failure page that replaces Django's: fcore/csp.py.
+# CSRF failure page that replaces Django's: fcore/interfaces/csp.py.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
@@ -199,7 +199,7 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
     },
 }
-CSRF_FAILURE_VIEW = "fcore.csp.csrf_failure"  # Django's own page has an inline <style>
+CSRF_FAILURE_VIEW = "fcore.interfaces.csp.csrf_failure"  # Django's own page has an inline <style>
 
 
 def _trusted_proxies() -> list[str]:
@@ -251,15 +251,15 @@ if PRODUCTION:
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "fcore.auth.TokenAuthentication",
+        "fcore.interfaces.api.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["fcore.auth.HasTenantScope"],
+    "DEFAULT_PERMISSION_CLASSES": ["fcore.interfaces.api.auth.HasTenantScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["fcore.jsonlimits.JSONParser"],
     "EXCEPTION_HANDLER": "fcore.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_CLASSES": ["fcore.auth.ActorRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["fcore.interfaces.api.auth.ActorRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"actor": os.environ.get("FCORE_API_RATE", "6000/min")},
     "UNAUTHENTICATED_USER": None,
 }

@@ -1,8 +1,9 @@
 """Who is asking, for which tenant, with which rights — decided in one place.
 
 `request_principal(request)` gives a `Principal` for a token client (set by
-`fcore.auth.TokenAuthentication`) or a signed-in person (their tenant membership and the
-groups they hold there). Selectors take `principal.tenant`; nothing else filters by tenant.
+`fcore.interfaces.api.auth.TokenAuthentication`) or a signed-in person (their tenant
+membership and the groups they hold there). Selectors take `principal.tenant`; nothing else filters
+by tenant.
 
 A person may be a member of several tenants: they work in one at a time, the one chosen
 for their session (`tenant_choose`, the console's tenant switch), else the first they
@@ -53,7 +54,8 @@ def memberships_of(user) -> list[Membership]:
 
 def tenants_of(user, *, group: str | None = None):
     """The tenants `user` is a member of (holding `group` there, when given), as a queryset;
-    Django admin shows a staff person who is not a superuser only these (fcore.admin_tenancy)."""
+    Django admin shows a staff person who is not a superuser only these
+    (fcore.interfaces.admin.tenancy)."""
     memberships = Membership.objects.filter(user=user)
     if group is not None:
         memberships = memberships.filter(groups__name=group)

@@ -9,8 +9,13 @@ import re
 from django.db import transaction
 
 from fcore.models import Tenant
-from gates.policies import policy_save
-from gates.policy import RuleError, validate_applies_to, validate_rules, validate_tier
+from gates.policies import (
+    RuleError,
+    policy_save,
+    validate_applies_to,
+    validate_rules,
+    validate_tier,
+)
 
 from .definitions import DefinitionError, definition_publish, steps_validate
 

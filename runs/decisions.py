@@ -10,9 +10,8 @@ from audit.services import audit_append
 from fcore.actors import ENGINE, Actor
 from fcore.rows import row_new, rows_insert
 from gates.models import PolicyDecision
-from gates.policy import Decision, PolicySnapshot, evaluate
-from gates.simulate import PolicyVersions
-from gates.simulate import decision_context as stored_context
+from gates.policies import Decision, PolicySnapshot, PolicyVersions, evaluate
+from gates.policies import decision_context as stored_context
 
 from .models import Run, StepRun
 from .steps import step_input

@@ -33,7 +33,7 @@ from fcore.errors import InvalidTransition
 from fcore.rows import row_update
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 from gates.models import Gate, GateStatus
-from gates.policy import Decision
+from gates.policies import Decision
 from gates.services import gate_cancel, gate_open
 
 from .decisions import step_decide

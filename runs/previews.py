@@ -3,8 +3,7 @@
 from django.utils import timezone
 
 from fcore.errors import BadRequest
-from gates.policies import policies_applicable
-from gates.policy import Decision, evaluate
+from gates.policies import Decision, evaluate, policies_applicable
 
 from .decisions import decision_context
 from .definitions import definition_current, step_config

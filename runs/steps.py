@@ -17,8 +17,7 @@ from audit.hashing import GENESIS_HASH, json_hash
 from audit.services import audit_append
 from fcore.actors import ENGINE
 from fcore.rows import db_value, quote, row_update, rows_fetch
-from gates.policies import policies_enabled
-from gates.policy import PolicySnapshot
+from gates.policies import PolicySnapshot, policies_enabled
 
 from .definitions import is_internal
 from .models import Run, StepRun

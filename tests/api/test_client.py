@@ -1,4 +1,5 @@
-"""`fcore.client` against an `httpx.MockTransport`, and the pure checks of `fcore.proof`.
+"""`fcore.interfaces.client` against an `httpx.MockTransport`, and the pure checks of
+`fcore.interfaces.proof`.
 
 No server and no database: the transport records what the client sends and answers what
 the test says. The chain and receipt checks are cross-checked against the server's own
@@ -13,8 +14,8 @@ import httpx
 import pytest
 
 from audit.hashing import GENESIS_HASH, event_hash
-from fcore import client as client_module
-from fcore.client import (
+from fcore.interfaces import client as client_module
+from fcore.interfaces.client import (
     DEFAULT_SCOPE,
     AsyncFCClient,
     FCClient,
@@ -22,7 +23,7 @@ from fcore.client import (
     FCTransportError,
     WaitTimeout,
 )
-from fcore.proof import chain_check, receipts_check, status_transitions
+from fcore.interfaces.proof import chain_check, receipts_check, status_transitions
 from fcore.tokens import TOKEN_PREFIX, b64url_decode, token_sign
 from runs.receipts import receipt_hash, workflow_hash
 
@@ -254,7 +255,7 @@ def test_async_client_has_the_same_methods_and_errors():
     assert json.loads(rec.requests[0].content)["idempotency_key"] == "k"
 
 
-# --- fcore.proof's client-side recomputation ---------------------------------------------
+# --- fcore.interfaces.proof's client-side recomputation ---------------------------------------
 
 def chain(stream="run/r1", n=4):
     """Events as the API returns them, hashed with the server's own function."""

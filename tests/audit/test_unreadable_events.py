@@ -15,7 +15,7 @@ from audit.models import AuditEvent, AuditStream
 from audit.stored import stored_value
 from audit.verify import audit_verify
 from audit.verify_pack import Failure, main, verify_pack
-from runs.evidence import evidence_pack
+from fcore.interfaces.api.evidence import evidence_pack
 from runs.models import Run
 from tests.gates import test_console as base
 from tests.gates.test_console import login

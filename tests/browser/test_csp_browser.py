@@ -1,6 +1,6 @@
 """The strict Content Security Policy in a real browser (Playwright + Chromium): a superuser
 who is also a tenant member goes through the console and Django admin, and Chromium reports
-no CSP violation on any page. Pages and exceptions: fcore/csp.py."""
+no CSP violation on any page. Pages and exceptions: fcore/interfaces/csp.py."""
 
 import pytest
 from django.contrib.auth import get_user_model

@@ -140,7 +140,7 @@ def test_a_policy_admin_changes_only_the_policies_of_tenants_where_they_are_one(
 
 
 def test_every_admin_of_a_tenant_owned_model_is_tenant_scoped():
-    from fcore.admin_tenancy import TenantScopedAdmin, tenant_owned
+    from fcore.interfaces.admin.tenancy import TenantScopedAdmin, tenant_owned
 
     scoped = {model for model, model_admin in admin.site._registry.items()
               if isinstance(model_admin, TenantScopedAdmin)}
@@ -150,7 +150,7 @@ def test_every_admin_of_a_tenant_owned_model_is_tenant_scoped():
 
 
 def test_the_system_check_names_an_admin_that_is_not_scoped():
-    from fcore.admin_tenancy import check_admins_tenant_scoped
+    from fcore.interfaces.admin.tenancy import check_admins_tenant_scoped
 
     site = admin.AdminSite(name="unscoped")
     site.register(ApiClient)

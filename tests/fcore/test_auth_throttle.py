@@ -8,8 +8,8 @@ import pytest
 from django.core.cache import caches
 from django.test import RequestFactory
 
-from fcore import auth
 from fcore.clients import api_client_create
+from fcore.interfaces.api import auth
 from fcore.proxies import client_ip
 from tests.conftest import ALL_SCOPES, service_missing
 

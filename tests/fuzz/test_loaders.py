@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from gates.policy import PolicySnapshot, RuleError, check_expression, evaluate
+from gates.policies import PolicySnapshot, RuleError, check_expression, evaluate
 from runs.bundles import BundleError, bundle_check, bundle_load
 
 EXAMPLES = int(os.environ.get("FCORE_FUZZ_EXAMPLES", "150"))

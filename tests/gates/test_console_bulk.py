@@ -33,7 +33,8 @@ def test_the_queue_offers_checkboxes_tied_to_one_bulk_form(tenant, make_run):
 
 def test_bulk_approve_records_one_vote_per_gate(tenant, make_run):
     gates = [open_gate(make_run(tenant)) for _ in range(3)]
-    with mock.patch("gates.console.bulk.run_gate_vote", wraps=run_services.run_gate_vote) as spy:
+    with mock.patch("fcore.interfaces.console.bulk.run_gate_vote",
+                    wraps=run_services.run_gate_vote) as spy:
         response = login("adam").post(BULK, {"gates": [g.id for g in gates],
                                              "decision": "approve", "comment": "batch ok",
                                              "next": "/console/?sort=age"})

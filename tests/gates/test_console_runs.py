@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from gates.console.graph import duration_text, step_depths, step_graph_svg, timeline_svg
+from fcore.interfaces.console.graph import duration_text, step_depths, step_graph_svg, timeline_svg
 from runs.models import Run, RunStatus
 from runs.services import run_create
 from tests.gates import test_console as base

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from fcore.interfaces.api.evidence import evidence_pack
 from gates.models import Gate
 from gates.services import Voter
-from runs.evidence import evidence_pack
 from runs.models import Run
 from runs.services import (
     gates_expire_due,

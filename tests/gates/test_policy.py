@@ -1,10 +1,11 @@
-"""Pure tests of `gates.policy`: combination, fail-closed errors, rule checks, patterns."""
+"""Pure tests of `gates.policies.evaluation`: combination, fail-closed errors, rule checks,
+patterns."""
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gates.policy import (
+from gates.policies import (
     MAX_RULE_LENGTH,
     PolicySnapshot,
     RuleError,

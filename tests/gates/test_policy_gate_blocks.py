@@ -7,8 +7,7 @@ import json
 import pytest
 
 from gates.models import Policy, PolicyVersion
-from gates.policies import policy_save
-from gates.policy import PolicySnapshot, RuleError, evaluate
+from gates.policies import PolicySnapshot, RuleError, evaluate, policy_save
 from runs.bundles import BundleError, bundle_load
 
 pytestmark = pytest.mark.django_db

@@ -12,8 +12,7 @@ from audit.models import AuditEvent
 from audit.services import admin_stream_name
 from fcore.members import member_set
 from gates.models import Policy, PolicyDecision, PolicyVersion
-from gates.policies import policy_save
-from gates.policy_history import spec_changes, spec_diff_table, spec_unified_diff
+from gates.policies import policy_save, spec_changes, spec_diff_table, spec_unified_diff
 
 pytestmark = pytest.mark.django_db
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gates.policy import MAX_NESTING, PolicySnapshot, RuleError, check_expression, evaluate
+from gates.policies import MAX_NESTING, PolicySnapshot, RuleError, check_expression, evaluate
 
 
 def test_nesting_is_capped():

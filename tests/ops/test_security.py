@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from fcore.clients import api_client_create, api_client_revoke
-from fcore.csp import SWAGGER_UI_STYLE_HASH
+from fcore.interfaces.csp import SWAGGER_UI_STYLE_HASH
 from fcore.members import member_set
 from gates.models import Policy
 
@@ -127,7 +127,8 @@ def test_swagger_ui_allows_exactly_its_one_style_element_by_hash(client):
     hashes = ["'sha256-{}'".format(base64.b64encode(hashlib.sha256(text.encode()).digest())
                                    .decode()) for text in re.findall(r"<style>(.*?)</style>",
                                                                      body, re.S)]
-    # fails when drf-spectacular changes its page: update SWAGGER_UI_STYLE_HASH (fcore/csp.py)
+    # fails when drf-spectacular changes its page: update SWAGGER_UI_STYLE_HASH
+    # (fcore/interfaces/csp.py)
     assert hashes == [SWAGGER_UI_STYLE_HASH]
     assert " style=" not in body
 

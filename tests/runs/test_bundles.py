@@ -14,8 +14,7 @@ from audit.models import AuditEvent
 from audit.services import admin_stream_name
 from fcore.models import ApiClient, Membership, Tenant
 from gates.models import Policy, PolicyVersion
-from gates.policies import policy_save
-from gates.policy import RuleError
+from gates.policies import RuleError, policy_save
 from runs.bundles import BundleError, bundle_check, bundle_load
 from runs.models import Run, WorkflowDefinition
 

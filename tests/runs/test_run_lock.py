@@ -1,6 +1,6 @@
 """What `runs.locks.run_lock` reads in one statement: the run and its stream's head row,
 both locked, and the stamp of the tenant's policies, whose evaluation snapshots each process
-keeps until the stamp moves (`gates.policies.policies_enabled_at`)."""
+keeps until the stamp moves (`gates.policies.versions.policies_enabled_at`)."""
 
 import threading
 import time

@@ -1,6 +1,6 @@
 """python manage.py proof --url URL --kid KID --secret SECRET — the PT-004 proof.
 
-A thin interface to `fcore.proof`: it talks to the server only over HTTP, writes
+A thin interface to `fcore.interfaces.proof`: it talks to the server only over HTTP, writes
 `proof-report.md` and `proof-report.json` and exits non-zero when any test fails.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from fcore.proof import ProofConfig, proof_run, report_summary, report_write
+from fcore.interfaces.proof import ProofConfig, proof_run, report_summary, report_write
 
 
 class Command(BaseCommand):

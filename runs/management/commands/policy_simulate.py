@@ -11,8 +11,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from fcore.models import Tenant
-from gates.policy import RuleError
-from gates.simulate import DEFAULT_LIMIT, policy_simulate
+from gates.policies import DEFAULT_LIMIT, RuleError, policy_simulate
 from runs.bundles import BundleError, bundle_check
 from runs.management.commands.load_workflows import read_bundle
 

@@ -1,6 +1,7 @@
 """The console's evidence download: the run's evidence pack as a JSON attachment.
 
-The same document as `GET /workflows/runs/{id}/evidence` (`runs.evidence.evidence_pack`,
+The same document as `GET /workflows/runs/{id}/evidence`
+(`fcore.interfaces.api.evidence.evidence_pack`,
 rendered by DRF's JSON renderer), for a signed-in person holding `audit:read`.
 """
 
@@ -9,8 +10,8 @@ from django.views.decorators.http import require_safe
 from rest_framework.renderers import JSONRenderer
 
 from fcore.errors import NotFound
+from fcore.interfaces.api.evidence import evidence_pack
 from runs import selectors
-from runs.evidence import evidence_pack
 
 from .access import console_view, not_found
 

@@ -15,7 +15,7 @@ pages never need more; what third-party pages need is decided here, per path:
 
 from csp.decorators import csp_update
 
-from .errors import json_error_view
+from fcore.errors import json_error_view
 
 SWAGGER_UI_STYLE_HASH = "'sha256-MMpT0iDxyjALd9PdfepImGX3DBfJPXZ4IlDWdPAgtn0='"
 

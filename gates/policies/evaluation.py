@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 import cel
 
 from audit.hashing import jcs_problem
-
-from .gate_settings import gate_block_problem
+from gates.gate_settings import gate_block_problem
 
 CONTEXT_VARIABLES = frozenset({"run", "step", "input", "actor", "tenant", "now"})
 EFFECTS = ("allow", "flag", "deny")

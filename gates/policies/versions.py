@@ -5,9 +5,9 @@ from django.db import transaction
 from audit.hashing import json_hash
 from audit.services import admin_stream_name, audit_append
 from fcore.rows import Joined, rows_fetch_together
+from gates.models import Policy, PolicyVersion
 
-from .models import Policy, PolicyVersion
-from .policy import (
+from .evaluation import (
     PolicySnapshot,
     RuleError,
     validate_applies_to,

@@ -1,9 +1,9 @@
 """Policies in admin: rules validated on save (the message names the rule and the position
 of the fault), every save a new immutable version through `policy_save`. Only superusers
 and people who hold `policy-admins` in a policy's tenant may change, restore or simulate
-it; like every admin page it is tenant-scoped (`fcore.admin_tenancy`): a person who is not
-a superuser sees the policies of the tenants they are a member of, and may add policies only
-to those where they are a policy admin.
+it; like every admin page it is tenant-scoped (`fcore.interfaces.admin.tenancy`): a
+person who is not a superuser sees the policies of the tenants they are a member of, and may add
+policies only to those where they are a policy admin.
 
 Pages of this admin besides the standard ones:
 - `<id>/versions/`: every version, two of them side by side with their diff, and a POST
@@ -26,15 +26,24 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from fcore.actors import user_actor
-from fcore.admin_tenancy import TenantScopedAdmin
 from fcore.jsonlimits import CheckedJSONField
 from fcore.tenancy import tenants_of
+from gates.models import Policy, PolicyVersion
+from gates.policies import (
+    DEFAULT_LIMIT,
+    RuleError,
+    policy_restore,
+    policy_save,
+    policy_simulate,
+    policy_versions,
+    spec_changes,
+    spec_diff_table,
+    validate_applies_to,
+    validate_rules,
+    version_rows,
+)
 
-from .models import Policy, PolicyVersion
-from .policies import policy_restore, policy_save
-from .policy import RuleError, validate_applies_to, validate_rules
-from .policy_history import policy_versions, spec_changes, spec_diff_table, version_rows
-from .simulate import DEFAULT_LIMIT, policy_simulate
+from .tenancy import TenantScopedAdmin
 
 SIMULATE = "_simulate"
 SIMULATE_LIMIT = "_simulate_limit"

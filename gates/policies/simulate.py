@@ -10,8 +10,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .models import Policy, PolicyDecision, PolicyVersion
-from .policy import (
+from gates.models import Policy, PolicyDecision, PolicyVersion
+
+from .evaluation import (
     PolicySnapshot,
     evaluate,
     validate_applies_to,

@@ -1,4 +1,4 @@
-"""Admin registrations of the gates app, every one tenant-scoped (`fcore.admin_tenancy`).
+"""Admin registrations of the gates app, every one tenant-scoped (`fcore.interfaces.admin.tenancy`).
 Policies have their own module (policy_admin); gates and decisions are evidence: shown,
 never edited. Webhook endpoints are configured here; their deliveries and the gate emails
 are a read-only log."""
@@ -6,22 +6,21 @@ are a read-only log."""
 from django import forms
 from django.contrib import admin, messages
 
-from audit.admin import ReadOnlyAdmin
 from fcore.actors import user_actor
-from fcore.admin_secrets import OneTimeSecretAdmin
-from fcore.admin_services import ServiceDeleteAdmin
-from fcore.admin_tenancy import TenantScopedAdmin
 from fcore.jsonlimits import CheckedJSONField
-
-from . import policy_admin  # noqa: F401  (registers PolicyAdmin)
-from .models import EmailNotification, Gate, PolicyDecision, WebhookDelivery, WebhookEndpoint
-from .webhook_endpoints import (
+from gates.models import EmailNotification, Gate, PolicyDecision, WebhookDelivery, WebhookEndpoint
+from gates.webhook_endpoints import (
     webhook_endpoint_create,
     webhook_endpoint_delete,
     webhook_endpoint_update,
     webhook_events_problem,
     webhook_url_problem,
 )
+
+from .readonly import ReadOnlyAdmin
+from .secrets import OneTimeSecretAdmin
+from .services import ServiceDeleteAdmin
+from .tenancy import TenantScopedAdmin
 
 
 @admin.register(Gate)

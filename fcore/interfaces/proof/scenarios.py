@@ -5,7 +5,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from fcore.client import FCClient, FCError
+from fcore.interfaces.client import FCClient, FCError
 
 from .checks import (
     CAMPAIGN,

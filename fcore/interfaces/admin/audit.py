@@ -3,10 +3,10 @@ nothing of FC) so that they are tenant-scoped like every other admin page."""
 
 from django.contrib import admin
 
-from audit.admin import ReadOnlyAdmin
 from audit.models import AuditEvent, AuditStream
 
-from .admin_tenancy import TenantScopedAdmin
+from .readonly import ReadOnlyAdmin
+from .tenancy import TenantScopedAdmin
 
 
 @admin.register(AuditStream)

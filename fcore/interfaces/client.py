@@ -1,6 +1,6 @@
 """A small HTTP client for the Federation Core machine API (DESIGN §8). No Django.
 
-    from fcore.client import FCClient
+    from fcore.interfaces.client import FCClient
 
     with FCClient("http://127.0.0.1:8000", kid=..., secret=..., tenant="tenant_omega",
                   sub="payments-bot") as fc:

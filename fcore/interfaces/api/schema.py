@@ -4,7 +4,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
 class OmegaTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "fcore.auth.TokenAuthentication"
+    target_class = "fcore.interfaces.api.auth.TokenAuthentication"
     name = "omegaToken"
 
     def get_security_definition(self, auto_schema):

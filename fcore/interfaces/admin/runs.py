@@ -3,10 +3,10 @@ the bundle loader, runs change only through the services."""
 
 from django.contrib import admin
 
-from audit.admin import ReadOnlyAdmin
-from fcore.admin_tenancy import TenantScopedAdmin
+from runs.models import Run, StepRun, WorkflowDefinition
 
-from .models import Run, StepRun, WorkflowDefinition
+from .readonly import ReadOnlyAdmin
+from .tenancy import TenantScopedAdmin
 
 
 @admin.register(WorkflowDefinition)

@@ -18,13 +18,13 @@ from django.core.cache import cache
 from rest_framework import exceptions, permissions, throttling
 from rest_framework.authentication import BaseAuthentication
 
-from .actors import sub_problem
-from .clients import TOKEN_PREFIX, b64url_decode, client_secret, token_sign
-from .models import ApiClient
-from .proxies import client_ip
-from .tenancy import principal_for_client, request_principal
+from fcore.actors import sub_problem
+from fcore.clients import TOKEN_PREFIX, b64url_decode, client_secret, token_sign
+from fcore.models import ApiClient
+from fcore.proxies import client_ip
+from fcore.tenancy import principal_for_client, request_principal
 
-log = logging.getLogger("fcore.auth")
+log = logging.getLogger("fcore.interfaces.api.auth")
 
 
 class TokenUser:

@@ -1,8 +1,8 @@
 """The PT-004 proof: three control-flow tests run against a live server as an outside client.
 
-Everything goes through `fcore.client` over HTTP; nothing here touches the database, so the
-proof means the same against a laptop and against production. Every check is recomputed on
-this side where it can be: the audit chain of each run is re-walked from its logs with
+Everything goes through `fcore.interfaces.client` over HTTP; nothing here touches the
+database, so the proof means the same against a laptop and against production. Every check is
+recomputed on this side where it can be: the audit chain of each run is re-walked from its logs with
 `rfc8785` and `hashlib` only, the receipt chain and the `workflow_hash` seal are recomputed
 from the receipts and the `FC-RUN-003` event, and the server's own verifiers are asked too.
 

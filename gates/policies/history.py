@@ -1,7 +1,8 @@
 """Policy history for people: the versions of a policy, and what changed between two.
 
-Read-only selectors and pure functions; restoring goes through `gates.policies.policy_restore`
-and simulating through `gates.simulate.policy_simulate`.
+Read-only selectors and pure functions; restoring goes through
+`gates.policies.versions.policy_restore` and simulating through
+`gates.policies.simulate.policy_simulate`.
 
 A version's spec is shown as pretty JSON (sorted keys, fixed order of the top-level fields),
 so two versions diff line by line. The side-by-side table comes from `difflib.HtmlDiff`,
@@ -16,8 +17,9 @@ import json
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from .models import Policy, PolicyVersion
-from .policies import rules_diff
+from gates.models import Policy, PolicyVersion
+
+from .versions import rules_diff
 
 SPEC_FIELDS = ("tier", "enabled", "applies_to", "rules")
 DIFF_WRAP_COLUMN = 60

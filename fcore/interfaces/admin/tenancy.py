@@ -16,8 +16,8 @@ from django.contrib import admin
 from django.contrib.admin.utils import get_fields_from_path
 from django.core import checks
 
-from .models import Tenant
-from .tenancy import tenants_of
+from fcore.models import Tenant
+from fcore.tenancy import tenants_of
 
 
 class TenantScopedAdmin:
@@ -81,6 +81,6 @@ def check_admins_tenant_scoped(app_configs=None, site=None, **kwargs):
             errors.append(checks.Error(
                 f"The admin of {model._meta.label} ({type(model_admin).__name__}) is not "
                 f"tenant-scoped: a staff person would see every tenant's rows.",
-                hint="Make it a fcore.admin_tenancy.TenantScopedAdmin.", obj=model_admin,
+                hint="Make it a fcore.interfaces.admin.tenancy.TenantScopedAdmin.", obj=model_admin,
                 id="fcore.E001"))
     return errors

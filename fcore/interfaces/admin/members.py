@@ -9,17 +9,18 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 
-from .actors import user_actor
-from .admin_services import ServiceDeleteAdmin
-from .admin_tenancy import TenantScopedAdmin
-from .members import (
+from fcore.actors import user_actor
+from fcore.members import (
     member_create,
     member_group_delete,
     member_groups_set,
     member_remove,
     member_user_delete,
 )
-from .models import Membership
+from fcore.models import Membership
+
+from .services import ServiceDeleteAdmin
+from .tenancy import TenantScopedAdmin
 
 
 @admin.register(Membership)

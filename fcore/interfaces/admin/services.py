@@ -7,7 +7,7 @@ service in `delete_with(obj, actor)`; both paths then call it, the list's all or
 
 from django.db import transaction
 
-from .actors import user_actor
+from fcore.actors import user_actor
 
 
 class ServiceDeleteAdmin:

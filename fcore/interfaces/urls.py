@@ -4,10 +4,10 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from fcore.csp import swagger_ui_csp
 from fcore.errors import json_error_view
-from fcore.metrics import metrics_view
-from runs.api.urls import alias_urlpatterns, workflows_urlpatterns
+from fcore.interfaces.api.urls import alias_urlpatterns, workflows_urlpatterns
+from fcore.interfaces.csp import swagger_ui_csp
+from fcore.interfaces.metrics import metrics_view
 
 
 def healthz(request):
@@ -22,10 +22,10 @@ urlpatterns = [
     path("api/fc/", include(alias_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # the split view serves Swagger UI's start-up script as a file: no inline script (CSP);
-    # its page's one <style> element is allowed by hash (fcore.csp)
+    # its page's one <style> element is allowed by hash (fcore.interfaces.csp)
     path("api/docs/", swagger_ui_csp(SpectacularSwaggerSplitView.as_view(url_name="schema")),
          name="swagger"),
-    path("console/", include("gates.console.urls")),
+    path("console/", include("fcore.interfaces.console.urls")),
     path("admin/", admin.site.urls),
 ]
 

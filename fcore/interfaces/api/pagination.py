@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 from django.core.exceptions import ValidationError
 from rest_framework.pagination import Cursor, CursorPagination
 
-from .errors import BadRequest
+from fcore.errors import BadRequest
 
 INT64_MAX = 2**63 - 1  # the widest integer column, on SQLite and PostgreSQL alike
 

@@ -31,10 +31,10 @@ from audit.hashing import format_at
 from audit.jcs import canonical, restore_floats, unreadable
 from audit.keys import public_keys, signing_key
 from audit.stored import events_readable
+from runs import selectors
+from runs.verification import run_receipts_verify
 
-from . import selectors
-from .api.serializers import DecisionOut, EventOut, GateOut, RunSummaryOut, StepOut
-from .verification import run_receipts_verify
+from .serializers import DecisionOut, EventOut, GateOut, RunSummaryOut, StepOut
 
 FORMAT = "fc-evidence/1"
 

@@ -1,6 +1,6 @@
 """Evidence is visible in admin and never editable. The audit models' admin pages are
-registered in `fcore.admin_audit` (tenant-scoped, which needs FC's tenancy); the read-only
-base they and other apps use is here."""
+registered in `fcore.interfaces.admin.audit` (tenant-scoped, which needs FC's tenancy);
+the read-only base they and other apps use is here."""
 
 from django.contrib import admin
 

@@ -1,7 +1,8 @@
 """The run API (DESIGN §8). Views parse input, call one service or selector, and render.
 
-Tenant scoping comes from `request.principal` (set by `fcore.auth.HasTenantScope`); every
-lookup goes through `runs.selectors`, so another tenant's object is a 404.
+Tenant scoping comes from `request.principal` (set by
+`fcore.interfaces.api.auth.HasTenantScope`); every lookup goes through `runs.selectors`, so another
+tenant's object is a 404.
 """
 
 from drf_spectacular.types import OpenApiTypes
@@ -12,14 +13,14 @@ from rest_framework.views import APIView
 
 from audit.stored import events_marked, events_readable, with_data_text
 from audit.verify import audit_verify
-from fcore.pagination import CheckedCursorPagination
 from fcore.tenancy import RUN_STATUS_SCOPE
 from gates.services import Voter
 from runs import selectors, services
-from runs.evidence import evidence_pack
 from runs.verification import run_receipts_verify
 
 from . import serializers as s
+from .evidence import evidence_pack
+from .pagination import CheckedCursorPagination
 
 ERRORS = s.ERROR_RESPONSES
 
