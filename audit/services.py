@@ -8,11 +8,11 @@ another stream.
 
 import threading
 from contextlib import contextmanager
+from datetime import datetime
+from typing import NamedTuple
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-
-from fcore.rows import row_new, row_update, rows_fetch, rows_insert
 
 from .hashing import GENESIS_HASH, event_hash, format_at
 from .models import AuditEvent, AuditStream
@@ -27,14 +27,30 @@ def admin_stream_name(tenant_slug: str) -> str:
 
 
 def _locked_stream(*, tenant_id: int, stream: str) -> AuditStream:
-    found = rows_fetch(AuditStream, "name = %s", [stream], for_update=True)
-    if found:
-        return found[0]
+    found = AuditStream.objects.select_for_update().filter(name=stream).first()
+    if found is not None:
+        return found
     try:
         with transaction.atomic():
             return AuditStream.objects.create(tenant_id=tenant_id, name=stream)
     except IntegrityError:  # created concurrently: wait for the winner's lock
         return AuditStream.objects.select_for_update().get(name=stream)
+
+
+class Appended(NamedTuple):
+    """An event appended by `audit_append`, final (seq and hash) but maybe not written yet:
+    the columns of its `AuditEvent` row."""
+
+    stream_id: int
+    tenant_id: int
+    seq: int
+    code: str
+    actor: str
+    at: str
+    occurred_at: datetime
+    data: dict
+    prev_hash: str
+    hash: str
 
 
 class StreamWriter:
@@ -45,9 +61,8 @@ class StreamWriter:
     def __init__(self, *, tenant_id: int, stream: str, row: AuditStream | None = None):
         self.tenant_id, self.stream = tenant_id, stream
         self.row: AuditStream | None = None
-        self.pending: list[AuditEvent] = []
-        # A head row read, not locked, by a caller that serialises this stream's writers
-        # itself (the run lock): the head is then moved with a compare-and-set at flush.
+        self.pending: list[Appended] = []
+        # The head row, already locked by the caller (the run lock locks its run's).
         self.read_row = row
 
     def head(self) -> tuple[int, str]:
@@ -58,11 +73,10 @@ class StreamWriter:
             return audit_stream_head(self.stream, _direct=True)
         return self.row.head_seq, (self.row.head_hash if self.row.head_seq else GENESIS_HASH)
 
-    def append(self, *, code: str, actor: str, data: dict) -> AuditEvent:
+    def append(self, *, code: str, actor: str, data: dict) -> Appended:
         if self.row is None:
             self.row = self.read_row or _locked_stream(tenant_id=self.tenant_id,
                                                        stream=self.stream)
-            self.base_seq = self.row.head_seq
             if self.row.tenant_id != self.tenant_id:
                 raise ValueError(f"stream {self.stream} belongs to another tenant")
         head_seq, head_hash = self.head()
@@ -72,27 +86,30 @@ class StreamWriter:
         prev_hash = head_hash if head_seq else GENESIS_HASH
         digest = event_hash(prev_hash=prev_hash, stream=self.stream, seq=seq, code=code,
                             actor=actor, at=at, data=data)
-        event = row_new(AuditEvent, stream_id=self.row.id, tenant_id=self.tenant_id, seq=seq,
-                        code=code, actor=actor, at=at, occurred_at=moment, data=data,
-                        prev_hash=prev_hash, hash=digest)
+        event = Appended(stream_id=self.row.id, tenant_id=self.tenant_id, seq=seq,
+                         code=str(code), actor=actor, at=at, occurred_at=moment, data=data,
+                         prev_hash=prev_hash, hash=digest)
         self.pending.append(event)
         return event
 
+    def take(self) -> list[Appended]:
+        """The events appended since the last take, for a caller that writes them itself
+        (the run lock, `runs.engine.sql`); the head row is moved to the last, in memory."""
+        events, self.pending = self.pending, []
+        if events:
+            self.row.head_seq, self.row.head_hash = events[-1].seq, events[-1].hash
+        return events
+
     def flush(self) -> None:
-        if not self.pending:
+        """Insert the events appended since the last flush and move the head row to the
+        last; `unsealed` is always written, so a checkpoint sees the stream changed."""
+        events = self.take()
+        if not events:
             return
-        rows_insert(AuditEvent, self.pending)
-        last = self.pending[-1]
-        self.row.head_seq, self.row.head_hash = last.seq, last.hash
-        self.row.unsealed = True  # always written: a stale row read must not skip it
-        # Compare-and-set of a head read, not locked: if another writer moved it, that
-        # writer inserted seq base_seq + 1 too, and the unique (stream, seq) fails this
-        # transaction (so the row count need not be read before the COMMIT).
-        row_update(self.row, ("head_seq", "head_hash", "updated_at", "unsealed"),
-                   expect=("head_seq", self.base_seq) if self.read_row else None,
-                   enforced_by="uniq_stream_seq")
-        self.base_seq = last.seq
-        self.pending = []
+        AuditEvent.objects.bulk_create(AuditEvent(**e._asdict()) for e in events)
+        AuditStream.objects.filter(pk=self.row.pk).update(
+            head_seq=self.row.head_seq, head_hash=self.row.head_hash,
+            updated_at=timezone.now(), unsealed=True)
 
 
 _open = threading.local()
@@ -105,12 +122,13 @@ def _open_writers() -> dict:
 
 
 @contextmanager
-def stream_writer(*, tenant_id: int, stream: str, row: AuditStream | None = None):
+def stream_writer(*, tenant_id: int, stream: str, row: AuditStream | None = None,
+                  flush: bool = True):
     """Within the block every `audit_append` to `stream` goes through one StreamWriter,
     flushed when the block ends without an error (the caller's transaction then commits
-    or rolls back the events with the change). Nested blocks share the outer writer.
-    `row`: the stream's head row, already read by a caller that holds a lock every writer
-    of this stream takes (see StreamWriter)."""
+    or rolls back the events with the change); with `flush=False` the caller takes the
+    events (`StreamWriter.take`) and writes them itself. Nested blocks share the outer
+    writer. `row`: the stream's head row, already locked by the caller."""
     writers = _open_writers()
     if stream in writers:
         yield writers[stream]
@@ -118,12 +136,13 @@ def stream_writer(*, tenant_id: int, stream: str, row: AuditStream | None = None
     writer = writers[stream] = StreamWriter(tenant_id=tenant_id, stream=stream, row=row)
     try:
         yield writer
-        writer.flush()
+        if flush:
+            writer.flush()
     finally:
         del writers[stream]
 
 
-def audit_append(*, tenant_id: int, stream: str, code: str, actor: str, data: dict) -> AuditEvent:
+def audit_append(*, tenant_id: int, stream: str, code: str, actor: str, data: dict) -> Appended:
     """Append one event to `stream`; must run inside the caller's transaction."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_append must run inside the transaction of the change")

@@ -114,14 +114,16 @@ TEMPLATES = [
 ]
 
 
-def _prepare_threshold() -> int | None:
-    """psycopg's `prepare_threshold` on PostgreSQL: the engine's statements (fcore.rows,
-    server-side binding) are prepared on the server after 5 uses; Django's own queries bind
-    client-side and are never prepared, and Django turns preparation off unless this is
-    set. FCORE_DB_PREPARED_STATEMENTS=0 gives None (never prepare), for a pooler in
-    transaction mode that does not keep prepared statements (PgBouncer before 1.21, or
-    without `max_prepared_statements`)."""
-    return 5 if _env_bool("FCORE_DB_PREPARED_STATEMENTS", True) else None
+def _prepared_statements() -> dict:
+    """Django's PostgreSQL options for prepared statements: parameters bound on the server
+    (`server_side_binding`), and psycopg's `prepare_threshold`, so a statement run five
+    times on a connection is prepared there (the engine's named statements, and the ORM's
+    repeated queries). FCORE_DB_PREPARED_STATEMENTS=0 turns both off (client-side binding,
+    never prepared), for a pooler in transaction mode that does not keep prepared
+    statements (PgBouncer before 1.21, or without `max_prepared_statements`)."""
+    if not _env_bool("FCORE_DB_PREPARED_STATEMENTS", True):
+        return {"prepare_threshold": None}
+    return {"server_side_binding": True, "prepare_threshold": 5}
 
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'fcore.sqlite3'}"
@@ -138,7 +140,7 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db["TEST"] = {"NAME": os.environ.get("FCORE_TEST_SQLITE_NAME") or None}
 else:
     _db["TEST"] = {"NAME": os.environ.get("FCORE_TEST_DB_NAME", "test_fcore")}
-    _db.setdefault("OPTIONS", {})["prepare_threshold"] = _prepare_threshold()
+    _db.setdefault("OPTIONS", {}).update(_prepared_statements())
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

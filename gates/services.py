@@ -2,7 +2,8 @@
 review.
 
 These run inside a transaction in which the caller (a service in `runs`) already holds the
-run's row lock; they lock the gate row next (lock order run → gate → audit stream head).
+run's row lock, and check it (`fcore.held.assert_run_held`); they lock the gate row next
+(lock order run → gate → audit stream head).
 They never move the run: what a resolved gate means for the run is decided in `runs`.
 Every opening, escalation and resolution also writes its notification outbox rows
 (`gates.notify.gate_notify`) in the same transaction.
@@ -17,6 +18,7 @@ from django_fsm import can_proceed
 
 from audit.services import audit_append
 from fcore.errors import BadRequest, Conflict, Forbidden, FourEyes, InvalidTransition
+from fcore.held import assert_run_held
 from fcore.jsonlimits import json_problem
 from fcore.models import FOUR_EYES_ACTOR_AND_KEY
 
@@ -49,6 +51,7 @@ class Voter:
 def gate_open(*, run, step_run, source: str, reason: str, requested_by: str,
               settings: dict, requested_by_key: str = "") -> Gate:
     """Open a gate on `run` (locked by the caller) and record `FC-GATE-001`."""
+    assert_run_held(run)
     expires_in = settings["expires_in"]
     gate = Gate.objects.create(
         tenant_id=run.tenant_id, run=run, step_run=step_run, source=source,
@@ -99,6 +102,7 @@ def gate_check_voter(*, gate: Gate, run, voter: Voter) -> None:
 def gate_vote(*, gate: Gate, run, voter: Voter, decision: str, comment: str = "",
               data=None) -> Gate:
     """Record one vote on a locked open gate; resolve it on quorum or on the first reject."""
+    assert_run_held(run)
     if decision not in Vote.values:
         raise BadRequest("decision must be approve or reject", code="invalid",
                          errors={"decision": ["approve or reject"]})
@@ -168,6 +172,7 @@ def _merged_input(gate: Gate):
 
 def gate_expire(*, gate: Gate, run, actor: str) -> None:
     """Expire a locked open gate past its deadline: `FC-GATE-004`."""
+    assert_run_held(run)
     if not can_proceed(gate.expire):
         raise _invalid(gate, GateStatus.EXPIRED)
     gate.expire()
@@ -184,6 +189,7 @@ def gate_expire(*, gate: Gate, run, actor: str) -> None:
 
 def gate_cancel(*, gate: Gate, run, actor: str, reason: str) -> None:
     """Cancel a locked open gate because its run ended: `FC-GATE-003` with status cancelled."""
+    assert_run_held(run)
     gate.cancel()
     gate.resolved_at = timezone.now()
     gate.resolution = {**(gate.resolution or {}), "by": actor, "reason": reason}
@@ -198,6 +204,7 @@ def gate_cancel(*, gate: Gate, run, actor: str, reason: str) -> None:
 def gate_escalate(*, gate: Gate, run, actor: str, now=None) -> bool:
     """On timeout with `on_timeout: escalate`: once, add the escalation group and extend
     the deadline by the original window. Returns False when already escalated."""
+    assert_run_held(run)
     resolution = gate.resolution or {}
     if resolution.get("escalated") or not gate.escalate_to or not gate.expires_in:
         return False
@@ -217,6 +224,7 @@ def gate_override(*, gate: Gate, run, actor: str, justification: str) -> Gate:
     """Break-glass: force a locked open gate to `overridden` (`FC-GATE-005`), whatever its
     votes. The caller has checked the permission and the tenant switch; four-eyes does not
     apply, so the gate is marked for review instead."""
+    assert_run_held(run)
     justification = (justification or "").strip()
     if not justification:
         raise BadRequest("A justification is required to override a gate.", code="invalid",
@@ -248,6 +256,7 @@ def gate_override_review(*, gate: Gate, run, actor: str, note: str) -> Gate:
     """Someone other than the person who forced it through marks a locked overridden gate
     reviewed, with a note (`FC-GATE-006`); the console stops listing it. Its status and
     resolution stay as the override left them."""
+    assert_run_held(run)
     note = (note or "").strip()
     if not note:
         raise BadRequest("A note is required to mark an override reviewed.", code="invalid",

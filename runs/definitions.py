@@ -11,7 +11,6 @@ from audit.hashing import json_hash
 from audit.services import admin_stream_name, audit_append
 from fcore.errors import BadRequest
 from fcore.jsonlimits import json_problem
-from fcore.rows import rows_fetch_together
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 
 from .models import WorkflowDefinition
@@ -214,31 +213,19 @@ def definition_publish(*, tenant, name: str, steps, actor: str,
     return definition, True
 
 
-def definition_query(tenant, workflow: str, version: int | None = None) -> tuple:
-    """The query of the tenant's definition `workflow` at `version`, or its newest, for
-    `fcore.rows.rows_fetch_together`; `definition_found` takes its rows."""
-    where, params = "tenant_id = %s AND name = %s", [tenant.id, workflow]
-    if version is not None:
-        where, params = where + " AND version = %s", [*params, version]
-    return WorkflowDefinition, where, params, "version DESC", False, 1
-
-
-def definition_found(rows: list, workflow: str, version: int | None = None
-                     ) -> WorkflowDefinition:
-    """The definition `definition_query` read; a 400 `unknown_workflow` when there is none."""
-    if not rows:
-        raise BadRequest(f"Unknown workflow {workflow!r}"
-                         + (f" version {version}" if version is not None else "") + ".",
-                         code="unknown_workflow", errors={"workflow": ["unknown workflow"]})
-    return rows[0]
-
-
 def definition_current(tenant, workflow: str, version: int | None = None
                        ) -> WorkflowDefinition:
     """The tenant's definition `workflow` at `version`, or its newest; a 400
     `unknown_workflow` when there is none."""
-    return definition_found(rows_fetch_together(definition_query(tenant, workflow, version))[0],
-                            workflow, version)
+    found = WorkflowDefinition.objects.filter(tenant_id=tenant.id, name=workflow)
+    if version is not None:
+        found = found.filter(version=version)
+    definition = found.order_by("-version").first()
+    if definition is None:
+        raise BadRequest(f"Unknown workflow {workflow!r}"
+                         + (f" version {version}" if version is not None else "") + ".",
+                         code="unknown_workflow", errors={"workflow": ["unknown workflow"]})
+    return definition
 
 
 def step_config(spec: dict) -> dict:

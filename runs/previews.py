@@ -5,8 +5,8 @@ from django.utils import timezone
 from fcore.errors import BadRequest
 from gates.policies import Decision, evaluate, policies_applicable
 
-from .decisions import decision_context
 from .definitions import definition_current, step_config
+from .engine import decision_context
 from .models import Run, StepRun
 
 

@@ -5,7 +5,7 @@ from audit.models import AuditEvent, AuditStream
 from fcore.errors import NotFound
 from gates.models import Gate, GateStatus, PolicyDecision
 
-from .locks import parse_gate_id, parse_run_id
+from .engine import parse_gate_id, parse_run_id
 from .models import Run, StepRun
 
 

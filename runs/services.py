@@ -5,20 +5,18 @@ the lock, changes state, records the audit events, and enqueues follow-up work o
 Where a gate's resolution moves a run, it happens here (lock order: run → gate → stream).
 """
 
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.hashing import json_hash
-from audit.models import AuditStream
-from audit.services import audit_append, stream_writer
+from audit.services import audit_append
 from fcore.actors import SCHEDULER
 from fcore.errors import BadRequest, Conflict, Forbidden, InvalidTransition, NotFound
 from fcore.jsonlimits import json_problem
-from fcore.rows import atomic_batched, rows_fetch_together, rows_insert
 from gates.gate_settings import GateSettingsError, gate_settings_clean
-from gates.models import Gate, GateStatus
+from gates.models import OVERRIDE_PERMISSION, REVIEW_PERMISSION, Gate, GateStatus
 from gates.notify.links import LinkClaim, link_consume
-from gates.policies import policies_enabled_at, policies_stamp_query
+from gates.policies import policies_enabled_kept
 from gates.services import (
     Voter,
     gate_escalate,
@@ -30,8 +28,8 @@ from gates.services import (
 )
 
 from . import engine
-from .definitions import definition_found, definition_query, step_config
-from .locks import parse_gate_id, run_lock
+from .definitions import definition_current
+from .engine import parse_gate_id, run_held_new, run_insert, run_lock
 from .models import Run, RunStatus, StepRun, StepStatus
 
 OPERATOR_TARGETS = {
@@ -56,10 +54,7 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
     if not isinstance(input, dict) or problem:
         raise BadRequest("The run input must be a JSON object that can be hashed.",
                          code="invalid", errors={"input": [problem or "must be an object"]})
-    found, ((stamp,),) = rows_fetch_together(definition_query(tenant, workflow, version),
-                                             policies_stamp_query(tenant.id))
-    definition = definition_found(found, workflow, version)
-    policies = policies_enabled_at(tenant.id, stamp)
+    definition = definition_current(tenant, workflow, version)
     request_hash = json_hash({"workflow": workflow, "version": version, "input": input,
                               "metadata": metadata or {}})
     if idempotency_key:
@@ -67,19 +62,13 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
         if existing:
             return existing, False
     try:
-        with atomic_batched():
-            run = Run(tenant=tenant, definition=definition, input=input,
-                      metadata=metadata or {}, created_by=actor, created_by_key=actor_key,
-                      idempotency_key=idempotency_key or None, request_hash=request_hash)
-            run.prefetched = {"policies": policies}  # read with the definition
-            rows_insert(Run, [run])
-            stream = AuditStream(tenant_id=tenant.id, name=run.stream_name)
-            rows_insert(AuditStream, [stream], returning=True, now=False)
-            steps = [StepRun(run=run, step_id=s["id"], step_type=s["type"], index=i,
-                             after=s["after"], config=step_config(s))
-                     for i, s in enumerate(definition.steps)]
-            rows_insert(StepRun, steps, returning=True)  # the ids of both, one round trip
-            with stream_writer(tenant_id=tenant.id, stream=run.stream_name, row=stream):
+        with transaction.atomic():
+            run, stream, steps = run_insert(tenant=tenant, definition=definition, input=input,
+                                            metadata=metadata or {}, actor=actor,
+                                            actor_key=actor_key,
+                                            idempotency_key=idempotency_key or None,
+                                            request_hash=request_hash)
+            with run_held_new(run, steps, stream, policies_enabled_kept(tenant.id)):
                 audit_append(
                     tenant_id=tenant.id, stream=run.stream_name, code="FC-RUN-001",
                     actor=actor,
@@ -90,7 +79,7 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
                           "steps": [s["id"] for s in definition.steps]})
                 # Born running: the first steps are decided in the creating transaction
                 # (nobody else sees the run before it commits).
-                engine.run_start(run, {step.step_id: step for step in steps})
+                engine.run_start(run, engine.steps_of(run))
     except IntegrityError:
         existing = idempotency_key and _replayed(tenant, idempotency_key, request_hash)
         if existing:
@@ -213,13 +202,18 @@ def run_gate_vote(*, tenant, run_id, gate_id, voter: Voter, decision: str,
     return gate
 
 
+def _person_may(user, permission: str) -> bool:
+    """Whether `user` (the person acting; None for a machine client) holds `permission`."""
+    return user is not None and user.is_active and user.has_perm(permission)
+
+
 def run_gate_override(*, tenant, run_id, gate_id, actor: str, justification: str,
-                      allowed: bool) -> Gate:
+                      user) -> Gate:
     """Break-glass: force an open gate through (`FC-GATE-005`) and move the run as an
-    approval would. `allowed` is the caller's check of the `gates.override_gate`
-    permission (people only); the tenant can switch break-glass off
+    approval would. Only a person (`user`, the Django user acting as `actor`) holding the
+    `gates.override_gate` permission may; the tenant can switch break-glass off
     (`settings.break_glass: false`). Four-eyes does not apply; the gate needs review."""
-    if not allowed:
+    if not _person_may(user, OVERRIDE_PERMISSION):
         raise Forbidden("Overriding a gate needs the gates.override_gate permission.")
     if tenant.settings.get("break_glass", True) is False:
         raise Forbidden("Break-glass overrides are switched off for this tenant.",
@@ -235,11 +229,11 @@ def run_gate_override(*, tenant, run_id, gate_id, actor: str, justification: str
 
 
 def run_gate_override_review(*, tenant, run_id, gate_id, actor: str, note: str,
-                             allowed: bool) -> Gate:
+                             user) -> Gate:
     """Mark a break-glass override reviewed (`FC-GATE-006`, on the run's stream even after
-    the run ended). `allowed` is the caller's check of the `gates.review_override`
-    permission (people only); the one who overrode the gate cannot review it."""
-    if not allowed:
+    the run ended). Only a person (`user`) holding the `gates.review_override` permission
+    may; the one who overrode the gate cannot review it."""
+    if not _person_may(user, REVIEW_PERMISSION):
         raise Forbidden("Reviewing an override needs the gates.review_override permission.")
     with run_lock(run_id, tenant=tenant) as run:
         gate = _locked_gate(run, gate_id)

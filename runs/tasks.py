@@ -2,15 +2,15 @@
 
 from celery import shared_task
 
-from . import engine, services, sweeper
+from . import engine, services
 
 
-@shared_task(name="runs.tasks.advance_run")
+@shared_task(name=engine.ADVANCE_TASK)
 def advance_run(run_id: str) -> None:
     engine.run_advance(run_id)
 
 
-@shared_task(name="runs.tasks.execute_step")
+@shared_task(name=engine.EXECUTE_TASK)
 def execute_step(run_id: str, step_id: str, attempt: int, step_type: str | None = None) -> None:
     engine.step_execute(run_id, step_id, attempt, step_type)
 
@@ -22,4 +22,4 @@ def expire_due_gates() -> int:
 
 @shared_task(name="runs.tasks.sweep_runs")
 def sweep_runs() -> dict:
-    return sweeper.runs_sweep().as_dict()
+    return engine.runs_sweep().as_dict()

@@ -88,7 +88,7 @@ def _fresh_cache():
     per-process cache (ids are reused after a test's rollback): every test starts with none."""
     from django.core.cache import cache
 
-    from runs.locks import process_caches_clear
+    from runs.engine import process_caches_clear
 
     process_caches_clear()
 
@@ -198,3 +198,15 @@ def api(pt004, api_credentials, advance):
 @pytest.fixture
 def approver(api):
     return api.as_sub("second_approver")
+
+
+def person(username: str, *permissions: str):
+    """A real, active Django user holding `permissions` ("app_label.codename")."""
+    from django.contrib.auth.models import Permission, User
+
+    user, _ = User.objects.get_or_create(username=username)
+    for permission in permissions:
+        app_label, codename = permission.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label,
+                                                         codename=codename))
+    return User.objects.get(pk=user.pk)  # a fresh instance: no cached permissions

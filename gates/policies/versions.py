@@ -1,10 +1,9 @@
 """Policy services and selectors: saving versions, finding what applies to a step."""
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from audit.hashing import json_hash
 from audit.services import admin_stream_name, audit_append
-from fcore.rows import Joined, rows_fetch_together
 from gates.models import Policy, PolicyVersion
 
 from .evaluation import (
@@ -68,15 +67,6 @@ def policy_save(*, tenant, name: str, rules, actor: str, tier: int = 1, applies_
     return policy, True
 
 
-def policies_enabled_query(tenant_id_sql: str, params: list) -> tuple:
-    """The query of a tenant's enabled policy rows, current versions, in `Meta.ordering`,
-    for `fcore.rows.rows_fetch_together`. `tenant_id_sql` is the tenant's id in SQL with
-    its `params`: `%s` and the id, or a subquery (the run lock reads the policies with the
-    run, before it knows the tenant)."""
-    return (Policy, f"tenant_id = {tenant_id_sql} AND enabled = %s AND version > 0",
-            [*params, True], "tier DESC, name", False)
-
-
 def policies_stamp_sql(tenant_id_sql: str) -> str:
     """SQL of a value that changes whenever the enabled policies of a tenant may have:
     the count of its policy rows, the sum of their versions and their latest `updated_at`.
@@ -120,12 +110,20 @@ def policies_enabled(tenant) -> list[PolicySnapshot]:
 
 def policies_enabled_of(tenant_id: int) -> list[PolicySnapshot]:
     """`policies_enabled` by the tenant's id."""
-    return policy_snapshots(rows_fetch_together(policies_enabled_query("%s", [tenant_id]))[0])
+    return policy_snapshots(Policy.objects.filter(tenant_id=tenant_id, enabled=True,
+                                                  version__gt=0))
 
 
-def policies_stamp_query(tenant_id: int) -> Joined:
-    """The stamp of a tenant's policies alone, for `rows_fetch_together`."""
-    return Joined((), f"SELECT {policies_stamp_sql('%s')}", [tenant_id])
+def policies_stamp(tenant_id: int) -> str:
+    """The stamp of a tenant's policies (`policies_stamp_sql`), read alone."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {policies_stamp_sql('%s')}", [tenant_id])
+        return cursor.fetchone()[0]
+
+
+def policies_enabled_kept(tenant_id: int) -> list[PolicySnapshot]:
+    """`policies_enabled_of`, kept per process until the tenant's stamp moves."""
+    return policies_enabled_at(tenant_id, policies_stamp(tenant_id))
 
 
 def policy_snapshots(policies: list[Policy]) -> list[PolicySnapshot]:

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from fcore.interfaces.api.evidence import evidence_pack
-from gates.models import Gate
+from gates.models import OVERRIDE_PERMISSION, Gate
 from gates.services import Voter
 from runs.models import Run
 from runs.services import (
@@ -18,6 +18,7 @@ from runs.services import (
     run_gate_vote,
     run_request_gate,
 )
+from tests.conftest import person
 
 pytestmark = pytest.mark.django_db
 
@@ -100,7 +101,8 @@ def test_an_override_is_in_the_evidence_with_its_justification(pt004, advance):
     vote(run, gate, ADAM, "approve", "ok", advance)
     with advance():
         run_gate_override(tenant=pt004, run_id=run.run_id, gate_id=gate.id, actor="user:otto",
-                          justification="INC-42: payroll cut-off", allowed=True)
+                          justification="INC-42: payroll cut-off",
+                          user=person("otto-acting", OVERRIDE_PERMISSION))
     pack, overrides = pack_events(run, "FC-GATE-005")
     (event,) = overrides
     assert event["actor"] == "user:otto" and event["at"]

@@ -9,10 +9,11 @@ from audit.models import AuditEvent
 from fcore.errors import BadRequest, Forbidden, InvalidTransition
 from fcore.members import member_set
 from fcore.models import Tenant
-from gates.models import Gate, GateStatus
+from gates.models import OVERRIDE_PERMISSION, Gate, GateStatus
 from gates.services import Voter
 from runs.models import Run, RunStatus, StepRun
 from runs.services import run_create, run_gate_override, run_gate_vote
+from tests.conftest import person
 
 pytestmark = pytest.mark.django_db
 
@@ -52,11 +53,12 @@ def payment(people, advance):
 
 
 def override(run, gate, advance, *, actor="user:otto", justification="bank cut-off at 17:00",
-             allowed=True):
+             permitted=True):
+    user = person(f"{actor}-acting", *([OVERRIDE_PERMISSION] if permitted else []))
     with advance():
         return run_gate_override(tenant=Tenant.objects.get(pk=run.tenant_id),
                                  run_id=run.run_id, gate_id=gate.id, actor=actor,
-                                 justification=justification, allowed=allowed)
+                                 justification=justification, user=user)
 
 
 def gate_events(run, code):
@@ -103,7 +105,7 @@ def test_four_eyes_does_not_apply_to_break_glass(payment, advance):
 def test_override_without_the_permission_is_forbidden(payment, advance):
     run, gate = payment
     with pytest.raises(Forbidden) as info:
-        override(run, gate, advance, allowed=False)
+        override(run, gate, advance, permitted=False)
     assert (info.value.status, info.value.code) == (403, "forbidden")
     gate.refresh_from_db()
     assert gate.status == GateStatus.OPEN and gate_events(run, "FC-GATE-005") == []

@@ -15,9 +15,10 @@ from audit.verify import audit_verify
 from audit.verify_pack import Failure, verify_pack
 from fcore.errors import BadRequest, Conflict, Forbidden, FourEyes
 from fcore.members import member_set
-from gates.models import Gate, GateStatus
+from gates.models import OVERRIDE_PERMISSION, REVIEW_PERMISSION, Gate, GateStatus
 from runs.models import Run, RunStatus
 from runs.services import run_create, run_gate_override, run_gate_override_review
+from tests.conftest import person
 
 pytestmark = pytest.mark.django_db
 
@@ -53,15 +54,17 @@ def overridden(people, advance):
     gate = Gate.objects.get(run=run)
     with advance():
         run_gate_override(tenant=people, run_id=run.run_id, gate_id=gate.id,
-                          actor="user:otto", justification="bank cut-off", allowed=True)
+                          actor="user:otto", justification="bank cut-off",
+                          user=person("otto-acting", OVERRIDE_PERMISSION))
     gate.refresh_from_db()
     assert gate.needs_review
     return Run.objects.get(pk=run.pk), gate
 
 
-def review(run, gate, *, actor="user:rita", note="checked with finance", allowed=True):
+def review(run, gate, *, actor="user:rita", note="checked with finance", permitted=True):
+    user = person(f"{actor}-acting", *([REVIEW_PERMISSION] if permitted else []))
     return run_gate_override_review(tenant=run.tenant, run_id=run.run_id, gate_id=gate.id,
-                                    actor=actor, note=note, allowed=allowed)
+                                    actor=actor, note=note, user=user)
 
 
 def reviews(run) -> list[AuditEvent]:
@@ -117,7 +120,7 @@ def test_the_one_who_overrode_cannot_review(overridden):
 
 
 @pytest.mark.parametrize(("kwargs", "error", "code"), [
-    ({"allowed": False}, Forbidden, "forbidden"),
+    ({"permitted": False}, Forbidden, "forbidden"),
     ({"note": "   "}, BadRequest, "invalid"),
     ({"note": "x" * 4001}, BadRequest, "invalid"),
 ])

@@ -15,7 +15,13 @@ from django.test import Client
 from django.utils import timezone
 
 from fcore.errors import BadRequest
-from gates.models import DeliveryStatus, Gate, WebhookDelivery, WebhookEndpoint
+from gates.models import (
+    OVERRIDE_PERMISSION,
+    DeliveryStatus,
+    Gate,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from gates.notify.tasks import sweep
 from gates.notify.webhooks import (
     backoff_s,
@@ -33,6 +39,7 @@ from runs.services import (
     run_gate_vote,
     run_request_gate,
 )
+from tests.conftest import person
 
 pytestmark = pytest.mark.django_db
 
@@ -204,7 +211,8 @@ def test_resolution_escalation_expiry_and_override_are_notified(pt004, advance,
     third = open_gate(pt004, advance)
     with advance():
         run_gate_override(tenant=pt004, run_id=third.run_id, gate_id=third.id,
-                          actor="user:otto", justification="deadline", allowed=True)
+                          actor="user:otto", justification="deadline",
+                          user=person("otto-acting", OVERRIDE_PERMISSION))
     overridden = receiver.bodies()[-1]
     assert overridden["gate"]["status"] == "overridden"
     assert overridden["gate"]["needs_review"] is True

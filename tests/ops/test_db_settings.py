@@ -13,17 +13,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 VARIABLE = "FCORE_DB_PREPARED_STATEMENTS"
 
 
-@pytest.mark.parametrize(("value", "threshold"), [
-    (None, 5),
-    ("1", 5), ("on", 5), ("true", 5), ("YES", 5), (" True ", 5),
-    ("0", None), ("off", None), ("false", None), ("no", None), ("OFF", None),
+ON = {"server_side_binding": True, "prepare_threshold": 5}
+OFF = {"prepare_threshold": None}
+
+
+@pytest.mark.parametrize(("value", "options"), [
+    (None, ON),
+    ("1", ON), ("on", ON), ("true", ON), ("YES", ON), (" True ", ON),
+    ("0", OFF), ("off", OFF), ("false", OFF), ("no", OFF), ("OFF", OFF),
 ])
-def test_prepare_threshold_follows_the_variable(monkeypatch, value, threshold):
+def test_prepared_statements_follow_the_variable(monkeypatch, value, options):
     if value is None:
         monkeypatch.delenv(VARIABLE, raising=False)
     else:
         monkeypatch.setenv(VARIABLE, value)
-    assert fcore_settings._prepare_threshold() == threshold
+    assert fcore_settings._prepared_statements() == options
 
 
 def _postgres_options(tmp_path, **env) -> str:
@@ -41,8 +45,8 @@ def _postgres_options(tmp_path, **env) -> str:
 
 
 def test_postgres_prepares_statements_by_default(tmp_path):
-    assert _postgres_options(tmp_path) == "{'prepare_threshold': 5}"
+    assert _postgres_options(tmp_path) == str(ON)
 
 
 def test_postgres_prepared_statements_can_be_turned_off(tmp_path):
-    assert _postgres_options(tmp_path, **{VARIABLE: "off"}) == "{'prepare_threshold': None}"
+    assert _postgres_options(tmp_path, **{VARIABLE: "off"}) == str(OFF)

@@ -16,8 +16,8 @@ from gates.models import PolicyDecision
 from gates.policies import policy_save
 from runs import engine, examples, tasks
 from runs.definitions import definition_publish
+from runs.engine import lease_renew
 from runs.handlers import StepFailed
-from runs.heartbeat import lease_renew
 from runs.models import Run, RunStatus, StepRun
 from runs.services import run_create, run_set_status, step_report
 from runs.verification import run_receipts_verify

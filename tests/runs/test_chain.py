@@ -1,19 +1,20 @@
 """A worker that records a step's result runs the next internal step of the same run itself
-(`runs.engine._Chain`) instead of a round trip through the broker; fan-out still goes to the
-queue, `FCORE_STEP_CHAIN_MAX` bounds it, and a step it took but could not run goes back to
-the queue. These tests commit for real (the chain starts at commit)."""
+(`runs.engine.dispatch._Chain`) instead of a round trip through the broker; fan-out
+still goes to the queue, `FCORE_STEP_CHAIN_MAX` bounds it, and a step it took but could not
+run goes back to the queue. These tests commit for real (the chain starts at commit)."""
 
 import threading
 
 import pytest
+from celery import current_app
 from django.db import connection
 from django.test.utils import override_settings
 
 from audit.models import AuditEvent
 from audit.verify import audit_verify
 from fcore.models import Tenant
-from runs import engine
 from runs.definitions import definition_publish
+from runs.engine import dispatch, worker
 from runs.models import Run, RunStatus, StepRun, StepStatus
 from runs.services import run_create, run_set_status
 
@@ -32,7 +33,8 @@ class Broker:
     def __init__(self):
         self.queue, self.sent = [], []
 
-    def send(self, task, args, countdown=None):
+    def send(self, name, args, countdown=None):
+        task = current_app.tasks[name]
         self.queue.append((task, args))
         if task.name == "runs.tasks.execute_step":
             self.sent.append((args[1], args[2]))
@@ -46,7 +48,7 @@ class Broker:
 @pytest.fixture
 def broker(monkeypatch):
     broker = Broker()
-    monkeypatch.setattr(engine, "_send", broker.send)
+    monkeypatch.setattr(dispatch, "_send", broker.send)
     return broker
 
 
@@ -103,7 +105,7 @@ def test_a_step_taken_but_not_run_goes_back_to_the_queue(tenant, broker, monkeyp
     definition_publish(tenant=tenant, name="line", actor="user:priya",
                        steps=[{"id": f"s{i}", "type": "noop"} for i in range(3)])
     run, _ = run_create(tenant=tenant, workflow="line", input={}, actor="user:olivia")
-    run_one, calls = engine._step_execute_one, []
+    run_one, calls = worker._step_execute_one, []
 
     def crash_on_second(*args):
         calls.append(args[1])
@@ -111,7 +113,7 @@ def test_a_step_taken_but_not_run_goes_back_to_the_queue(tenant, broker, monkeyp
             raise RuntimeError("worker lost its database")
         run_one(*args)
 
-    monkeypatch.setattr(engine, "_step_execute_one", crash_on_second)
+    monkeypatch.setattr(worker, "_step_execute_one", crash_on_second)
     with pytest.raises(RuntimeError):
         broker.drain()
     assert calls == ["s0", "s1"]
@@ -120,13 +122,13 @@ def test_a_step_taken_but_not_run_goes_back_to_the_queue(tenant, broker, monkeyp
     states = dict(StepRun.objects.filter(run=run).values_list("step_id", "status"))
     assert states == {"s0": StepStatus.SUCCEEDED, "s1": StepStatus.RUNNING,
                       "s2": StepStatus.PENDING}
-    monkeypatch.setattr(engine, "_step_execute_one", run_one)
+    monkeypatch.setattr(worker, "_step_execute_one", run_one)
     broker.drain()  # the redelivery finishes the run
     assert Run.objects.get(pk=run.pk).status == RunStatus.COMPLETED
     assert broker.sent == [("s0", 1), ("s1", 1)]
 
 
-# --- what a chain's locks read (runs.locks.run_memo) ----------------------------------------
+# --- what a chain's locks read (runs.engine.run_memo) ----------------------------------------
 
 @pytest.fixture
 def steps_read():
@@ -134,7 +136,7 @@ def steps_read():
     reads = []
 
     def counting(execute, sql, params, many, context):
-        if sql.startswith('SELECT "runs_steprun"') and sql.endswith('ORDER BY "index"'):
+        if sql.startswith('SELECT "runs_steprun"') and 'ORDER BY "runs_steprun"."index"' in sql:
             reads.append(sql)
         return execute(sql, params, many, context)
 

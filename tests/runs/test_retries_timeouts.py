@@ -15,10 +15,9 @@ from fcore.errors import Conflict
 from fcore.models import Tenant
 from runs import engine
 from runs.definitions import definition_publish
+from runs.engine import retry_delay, runs_sweep
 from runs.models import Run, RunStatus, StepRun, StepStatus
 from runs.services import run_create, step_report
-from runs.steps import retry_delay
-from runs.sweeper import runs_sweep
 from runs.verification import run_receipts_verify
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_streams_verify")]

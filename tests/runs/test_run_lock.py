@@ -1,4 +1,4 @@
-"""What `runs.locks.run_lock` reads in one statement: the run and its stream's head row,
+"""What `runs.engine.run_lock` reads in one statement: the run and its stream's head row,
 both locked, and the stamp of the tenant's policies, whose evaluation snapshots each process
 keeps until the stamp moves (`gates.policies.versions.policies_enabled_at`)."""
 
@@ -12,11 +12,10 @@ from audit.models import AuditEvent
 from audit.services import audit_append
 from audit.verify import audit_verify
 from fcore.models import Tenant
-from fcore.rows import rows_fetch_together
 from gates.models import PolicyDecision
-from gates.policies import policies_enabled_at, policies_stamp_query, policy_save
+from gates.policies import policies_enabled_at, policies_stamp, policy_save
 from runs.definitions import definition_publish
-from runs.locks import run_lock
+from runs.engine import run_lock
 from runs.models import Run, RunStatus, StepRun
 from runs.services import run_create, step_report
 
@@ -32,7 +31,7 @@ def tenant(db):
 
 
 def stamp(tenant) -> str:
-    return rows_fetch_together(policies_stamp_query(tenant.id))[0][0][0]
+    return policies_stamp(tenant.id)
 
 
 def save(tenant, *, name="guard", when='step.id == "next"', effect="flag", **kw):

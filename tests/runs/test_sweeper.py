@@ -15,11 +15,11 @@ from audit.models import AuditEvent
 from fcore.actors import ENGINE
 from fcore.models import Tenant
 from gates.services import Voter
-from runs import engine, examples, sweeper, tasks
+from runs import engine, examples, tasks
 from runs.definitions import definition_publish
+from runs.engine import INTERNAL_GRACE_S, runs_sweep, sweeper
 from runs.models import Run, RunStatus, StepRun, StepStatus
 from runs.services import run_create, run_gate_vote, run_request_gate, step_report
-from runs.sweeper import INTERNAL_GRACE_S, runs_sweep
 from tests.concurrency import concurrently
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("audit_streams_verify")]

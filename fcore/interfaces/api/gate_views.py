@@ -12,7 +12,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fcore.errors import Forbidden
-from gates.models import OVERRIDE_PERMISSION, REVIEW_PERMISSION
 from gates.services import REVIEW_NOTE_MAX
 from runs import selectors, services
 
@@ -57,8 +56,7 @@ class GateOverride(APIView):
             request, run_id, "override gates", GateOverrideIn,
             lambda tenant, run_id, actor, data, user: services.run_gate_override(
                 tenant=tenant, run_id=run_id, gate_id=gate_id, actor=actor,
-                justification=data["justification"],
-                allowed=user.has_perm(OVERRIDE_PERMISSION)))
+                justification=data["justification"], user=user))
 
 
 class GateOverrideReview(APIView):
@@ -75,4 +73,4 @@ class GateOverrideReview(APIView):
             request, run_id, "review overrides", GateOverrideReviewIn,
             lambda tenant, run_id, actor, data, user: services.run_gate_override_review(
                 tenant=tenant, run_id=run_id, gate_id=gate_id, actor=actor,
-                note=data["note"], allowed=user.has_perm(REVIEW_PERMISSION)))
+                note=data["note"], user=user))

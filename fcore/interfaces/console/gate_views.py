@@ -29,8 +29,6 @@ from .access import (
     error_text,
     next_url,
     not_found,
-    override_allowed,
-    review_allowed,
     vote_message,
     voter_for,
 )
@@ -67,8 +65,7 @@ def gate_override(request, principal, gate_id: int):
     def act(gate, data):
         gate = run_gate_override(
             tenant=principal.tenant, run_id=gate.run_id, gate_id=gate.id,
-            actor=principal.actor, justification=data["justification"],
-            allowed=override_allowed(request.user, principal.tenant))
+            actor=principal.actor, justification=data["justification"], user=request.user)
         return messages.WARNING, (f"Gate {gate.id} overridden (break-glass): the run "
                                   "continues, and the override is marked for review.")
 
@@ -83,7 +80,7 @@ def gate_override_review(request, principal, gate_id: int):
     def act(gate, data):
         gate = run_gate_override_review(
             tenant=principal.tenant, run_id=gate.run_id, gate_id=gate.id,
-            actor=principal.actor, note=data["note"], allowed=review_allowed(request.user))
+            actor=principal.actor, note=data["note"], user=request.user)
         return messages.SUCCESS, f"Override of gate {gate.id} marked reviewed."
 
     return _gate_form_posted(request, principal, gate_id, OverrideReviewForm(request.POST), act)

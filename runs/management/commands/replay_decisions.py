@@ -8,9 +8,9 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from fcore.errors import NotFound
-from runs.decisions import replay_decisions
-from runs.locks import parse_run_id
+from runs.engine import parse_run_id
 from runs.models import Run
+from runs.replay import replay_decisions
 
 
 class Command(BaseCommand):

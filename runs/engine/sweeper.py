@@ -21,8 +21,9 @@ from django.utils import timezone
 
 from fcore.actors import SCHEDULER
 
-from . import engine
-from .models import Run, RunStatus, StepRun, StepStatus
+from ..models import Run, RunStatus, StepRun, StepStatus
+from .advance import step_record_result
+from .dispatch import enqueue_advance, enqueue_execute
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,8 @@ class Sweep:
 
 
 def _fail_attempt(step: StepRun, code: str, detail: str) -> bool:
-    return engine.step_record_result(step.run_id, step.step_id, step.attempt, succeeded=False,
-                                     output=None, actor=SCHEDULER,
+    return step_record_result(step.run_id, step.step_id, step.attempt, succeeded=False,
+                              output=None, actor=SCHEDULER,
                                      error={"code": code, "detail": detail})
 
 
@@ -79,7 +80,7 @@ def leases_expired(now, sweep: Sweep) -> None:
             if claimed:
                 log.info("lease of %s attempt %s expired; delivering it again", step,
                          step.attempt)
-                engine.enqueue_execute(step)
+                enqueue_execute(step)
                 sweep.redelivered += 1
 
 
@@ -94,7 +95,7 @@ def runs_due(now, sweep: Sweep, *, stalled_after_s: float) -> None:
     run_ids = set(retry_due[:BATCH]) | set(stalled[:BATCH])
     with transaction.atomic():
         for run_id in run_ids:
-            engine.enqueue_advance(run_id)
+            enqueue_advance(run_id)
     sweep.advanced += len(run_ids)
 
 

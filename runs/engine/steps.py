@@ -1,5 +1,6 @@
 """Step transitions, each with its audit event. Callers hold the run lock (`run_lock`) and
-pass the run's steps (`steps_of`): receipts chain from them without another query.
+pass the run's steps (`steps_of`): receipts chain from them without another query. Each
+transition marks the step changed (`step_changed`): the lock writes it when its block ends.
 
 Receipts: a step gets one receipt, for the attempt that ends it (succeeded, or failed for
 good). An attempt that fails and is retried is recorded by its `FC-STEP-003` and the
@@ -16,35 +17,23 @@ from django.utils import timezone
 from audit.hashing import GENESIS_HASH, json_hash
 from audit.services import audit_append
 from fcore.actors import ENGINE
-from fcore.rows import db_value, quote, row_update, rows_fetch
-from gates.policies import PolicySnapshot, policies_enabled
+from gates.policies import PolicySnapshot
 
-from .definitions import is_internal
-from .models import Run, StepRun
-from .receipts import receipt_hash
+from ..definitions import is_internal
+from ..models import Run, StepRun
+from ..receipts import receipt_hash
+from .dispatch import enqueue_execute
+from .lock import locked, step_changed
 
 
 def steps_of(run: Run) -> dict[str, StepRun]:
-    """The run's steps by id, in definition order (the run lock covers them). The first
-    call under `run_lock` takes the steps read with the run."""
-    steps = _prefetched(run, "steps")
-    if steps is None:
-        run.steps_reread = True  # not the instances read with the run (see runs.locks._Memo)
-        steps = rows_fetch(StepRun, "run_id = %s", [db_value(Run, "run_id", run.pk)],
-                           order_by=quote("index"))
-    return {s.step_id: s for s in steps}
+    """The steps of a run whose lock the caller holds, by id, in definition order."""
+    return locked(run).steps
 
 
 def run_policies(run: Run) -> list[PolicySnapshot]:
-    """The tenant's enabled policies for a locked run (the first call takes those read
-    with the run)."""
-    policies = _prefetched(run, "policies")
-    return policies_enabled(run.tenant) if policies is None else policies
-
-
-def _prefetched(run: Run, what: str):
-    prefetched = getattr(run, "prefetched", None)
-    return prefetched.pop(what, None) if prefetched else None
+    """The tenant's enabled policies, read with the run by its lock."""
+    return locked(run).policies
 
 
 def step_input(run: Run, step: StepRun) -> dict:
@@ -52,17 +41,9 @@ def step_input(run: Run, step: StepRun) -> dict:
     return {**run.input, **(step.config.get("input") or {})}
 
 
-_STARTED = ("status", "started_at", "input", "input_hash", "deadline_at", "lease_expires_at",
-            "decision", "policy_versions")
-_FINISHED = ("status", "ended_at", "output", "error", "output_hash", "lease_expires_at",
-             "receipt_seq", "prev_receipt_hash", "receipt_hash")
-
-
 def step_start(run: Run, step: StepRun, *, actor: str = ENGINE) -> None:
     """pending|waiting → running, `FC-STEP-001`. An internal step gets a lease (its worker
     renews it) and is enqueued on commit; a step with `timeout_s` gets a deadline."""
-    from .engine import enqueue_execute
-
     now = timezone.now()
     step.start()
     step.started_at = now
@@ -74,7 +55,7 @@ def step_start(run: Run, step: StepRun, *, actor: str = ENGINE) -> None:
     internal = is_internal(step.step_type)
     lease = timedelta(seconds=settings.FCORE_STEP_LEASE_S)
     step.lease_expires_at = now + lease if internal else None
-    row_update(step, _STARTED)
+    step_changed(run, step)
     run.current_step, run.step_index = step.step_id, step.index
     audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code="FC-STEP-001",
                  actor=actor, data={"step_id": step.step_id, "step_type": step.step_type,
@@ -108,20 +89,13 @@ def step_finish(run: Run, steps: dict[str, StepRun], step: StepRun, *, succeeded
             run_id=str(run.run_id), step_id=step.step_id, attempt=step.attempt,
             input_hash=step.input_hash, output_hash=step.output_hash, decision=step.decision,
             policy_versions=step.policy_versions, prev_receipt_hash=previous)
-    row_update(step, _FINISHED)
+    step_changed(run, step)
     data = {"step_id": step.step_id, "attempt": step.attempt, "output_hash": step.output_hash,
             "receipt_hash": step.receipt_hash if receipt else None}
     if not succeeded:
         data["error"] = error
     audit_append(tenant_id=run.tenant_id, stream=run.stream_name,
                  code="FC-STEP-002" if succeeded else "FC-STEP-003", actor=actor, data=data)
-
-
-def step_save(step: StepRun) -> None:
-    """Save a step whole but for `redeliveries`, which the sweeper counts without the run
-    lock (a stale count must not overwrite it)."""
-    step.save(update_fields=[f.name for f in StepRun._meta.concrete_fields
-                             if not f.primary_key and f.name != "redeliveries"])
 
 
 def retry_delay(retry: dict, failed_attempt: int) -> float:
@@ -146,7 +120,7 @@ def step_retry(run: Run, step: StepRun, *, actor: str) -> float:
     step.not_before = timezone.now() + timedelta(seconds=delay)
     step.started_at = step.ended_at = step.deadline_at = step.lease_expires_at = None
     step.decision, step.policy_versions = "", []
-    step_save(step)
+    step_changed(run, step)
     audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code="FC-STEP-004",
                  actor=actor,
                  data={"step_id": step.step_id, "attempt": step.attempt,
@@ -160,8 +134,9 @@ def step_close(run: Run, step: StepRun, how: str, *, actor: str, reason: str) ->
     """pending|waiting → skipped|cancelled, `FC-STEP-005`."""
     getattr(step, how)()
     step.ended_at = timezone.now()
+    step.lease_expires_at = None
     step.error = {"code": step.status, "detail": reason}
-    step_save(step)
+    step_changed(run, step)
     audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code="FC-STEP-005",
                  actor=actor, data={"step_id": step.step_id, "status": step.status,
                                     "reason": reason})

@@ -12,8 +12,8 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from .handlers import StepContext
-from .models import StepRun, StepStatus
+from ..handlers import StepContext
+from ..models import StepRun, StepStatus
 
 log = logging.getLogger(__name__)
 

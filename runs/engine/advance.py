@@ -17,12 +17,6 @@ line. A failed attempt is retried after a backoff when the step's `retry` allows
 failure fails the run. Every run that ends is sealed (`FC-RUN-003`).
 """
 
-import logging
-import threading
-import time
-
-from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 from django_fsm import can_proceed
 
@@ -30,18 +24,16 @@ from audit.hashing import GENESIS_HASH
 from audit.services import audit_append, audit_stream_head
 from fcore.actors import ENGINE
 from fcore.errors import InvalidTransition
-from fcore.rows import row_update
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 from gates.models import Gate, GateStatus
 from gates.policies import Decision
 from gates.services import gate_cancel, gate_open
 
+from ..models import RUN_TERMINAL, STEP_DONE, Run, RunStatus, StepRun, StepStatus
+from ..receipts import workflow_hash
 from .decisions import step_decide
-from .handlers import StepContext, handler_run
-from .heartbeat import lease_kept
-from .locks import run_lock, run_memo
-from .models import RUN_TERMINAL, STEP_DONE, Run, RunStatus, StepRun, StepStatus
-from .receipts import workflow_hash
+from .dispatch import enqueue_advance
+from .lock import run_changed, run_lock, step_changed
 from .steps import (
     run_policies,
     step_close,
@@ -49,68 +41,9 @@ from .steps import (
     step_input,
     step_retry,
     step_retry_due,
-    step_save,
     step_start,
     steps_of,
 )
-
-log = logging.getLogger(__name__)
-
-
-def _send(task, args, countdown: float | None = None) -> None:
-    """Enqueue after commit. The change is already committed then, so a broker that is
-    down must not turn it into an error: it is logged, and the beat sweeper re-drives the
-    run (`runs.sweeper.runs_sweep`)."""
-    try:
-        task.apply_async(args, countdown=countdown) if countdown else task.delay(*args)
-    except Exception:  # noqa: BLE001 - any broker failure; the state is safe in the database
-        log.exception("could not enqueue %s%r; the sweeper will re-drive it", task.name, args)
-
-
-def enqueue_advance(run_id, *, countdown: float | None = None) -> None:
-    from .tasks import advance_run
-
-    transaction.on_commit(lambda: _send(advance_run, (str(run_id),), countdown))
-
-
-class _Chain(threading.local):
-    """The worker executing a step of a run takes the next internal step of the same run
-    that its own commit started, instead of a round trip through the broker (at most
-    `FCORE_STEP_CHAIN_MAX` in a row). Other steps started by that commit (fan-out) go to
-    the queue. A worker that dies between the commit and the step loses nothing: the step
-    is running with a lease, and the sweeper re-delivers it when the lease expires."""
-
-    active = False
-    taken = 0
-    next: tuple | None = None
-
-    def offer(self, args: tuple) -> bool:
-        if not self.active or self.next is not None \
-                or self.taken >= settings.FCORE_STEP_CHAIN_MAX:
-            return False
-        self.next = args
-        self.taken += 1
-        return True
-
-
-_chain = _Chain()
-
-
-def _send_execute(args: tuple) -> None:
-    from .tasks import execute_step
-
-    _send(execute_step, args)
-
-
-def _dispatch(args: tuple) -> None:
-    if not _chain.offer(args):
-        _send_execute(args)
-
-
-def enqueue_execute(step: StepRun) -> None:
-    args = (str(step.run_id), step.step_id, step.attempt, step.step_type)
-    transaction.on_commit(lambda: _dispatch(args))
-
 
 # --- runs --------------------------------------------------------------------------------
 
@@ -137,7 +70,7 @@ def run_transition(run: Run, name: str, *, actor: str, reason: str = "",
         run.ended_at = now
     run.status_reason = reason[:500]
     run.paused_for_gate = for_gate and run.status == RunStatus.PAUSED
-    row_update(run, _RUN_FIELDS)
+    run_changed(run)
     audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code="FC-RUN-002",
                  actor=actor, data={"from": before, "to": run.status, "reason": reason})
 
@@ -181,7 +114,7 @@ def run_seal(run: Run, steps: dict[str, StepRun]) -> None:
     run.workflow_hash = workflow_hash(
         run_id=str(run.run_id), status=run.status, last_receipt_hash=last_receipt,
         stream=run.stream_name, head_seq=head_seq, head_hash=head_hash)
-    row_update(run, ("workflow_hash", "updated_at"))
+    run_changed(run)
     audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code="FC-RUN-003",
                  actor=ENGINE,
                  data={"workflow_hash": run.workflow_hash, "status": run.status,
@@ -238,7 +171,7 @@ def _step_release(run: Run, steps: dict[str, StepRun], step: StepRun) -> None:
 def _step_hold_at_gate(run: Run, step: StepRun, decision: Decision) -> None:
     gate_settings = _gate_settings_for(step, decision)  # may raise GateSettingsError
     step.wait()
-    step_save(step)
+    step_changed(run, step)
     run.current_step, run.step_index = step.step_id, step.index
     if decision.decision == "flag":
         source, reason = "policy", decision.reason
@@ -289,7 +222,7 @@ def advance_locked(run: Run, steps: dict[str, StepRun]) -> None:
             return
         step_start(run, step)
     if (run.current_step, run.step_index) != before:
-        row_update(run, ("current_step", "step_index", "updated_at"))
+        run_changed(run)
 
 
 def run_start(run: Run, steps: dict[str, StepRun]) -> None:
@@ -336,57 +269,3 @@ def step_record_result(run_id, step_id: str, attempt: int, *, succeeded: bool, o
         step_conclude(run, steps, step, succeeded=succeeded, output=output, actor=actor,
                       error=error)
         return True
-
-
-def step_execute(run_id, step_id: str, attempt: int, step_type: str | None = None) -> None:
-    """Execute an internal step (delivered at least once) and record its result once; then
-    the next step of the run this worker's commit started, if any (`_Chain`), without
-    reading again what its own commit left (`runs.locks.run_memo`)."""
-    if _chain.active:  # called from inside a chain (eager tests): the outer loop continues
-        _step_execute_one(run_id, step_id, attempt, step_type)
-        return
-    _chain.active, _chain.taken, _chain.next = True, 0, None
-    args, taken = (run_id, step_id, attempt, step_type), False
-    try:
-        with run_memo():  # each lock of the chain re-reads only what others changed
-            while args is not None:
-                _chain.next = None
-                _step_execute_one(*args)
-                args, taken = _chain.next, True
-    except BaseException:
-        # A step this worker took from its own commit has no message of its own: back to
-        # the queue with it (and with one a failing step's commit may have taken).
-        for lost in (args if taken else None, _chain.next):
-            if lost is not None:
-                _send_execute(lost)
-        raise
-    finally:
-        _chain.active, _chain.next = False, None
-
-
-def _step_execute_one(run_id, step_id: str, attempt: int, step_type: str | None) -> None:
-    """A long handler keeps its lease alive; it is asked to stop when the step stops running
-    (cancelled run, superseded attempt) or its deadline passes. A `noop` needs nothing of
-    the step: its result goes straight to the compare-and-set."""
-    if step_type == "noop":
-        step_record_result(run_id, step_id, attempt, succeeded=True, output={}, actor=ENGINE)
-        return
-    step = (StepRun.objects.filter(run_id=run_id, step_id=step_id, attempt=attempt,
-                                   status=StepStatus.RUNNING)
-            .only("run_id", "step_id", "attempt", "step_type", "input", "config",
-                  "deadline_at").first())
-    if step is None:
-        return  # already recorded, or superseded: a redelivery
-    deadline = None
-    if step.deadline_at is not None:
-        deadline = time.monotonic() + (step.deadline_at - timezone.now()).total_seconds()
-    ctx = StepContext(run_id=str(run_id), step_id=step_id, attempt=attempt,
-                      step_type=step.step_type, input=step.input or {}, config=step.config,
-                      deadline=deadline)
-    if step.step_type == "noop":
-        succeeded, output, error = handler_run(ctx)
-    else:
-        with lease_kept(step, ctx):
-            succeeded, output, error = handler_run(ctx)
-    step_record_result(run_id, step_id, attempt, succeeded=succeeded, output=output,
-                       actor=ENGINE, error=error)

@@ -1,0 +1,268 @@
+"""The engine's named SQL statements: the few it runs for every step, written out.
+
+Everything else in the engine goes through the ORM. These statements run for every step
+of every run, where building a query costs more than running it, so each is written once
+as SQL with its purpose, and executed through Django's public cursor API
+(`connection.cursor()`): Django's wrappers, error translation and query logging apply.
+On PostgreSQL, with `server_side_binding` on (settings), psycopg prepares each one on the
+server after five uses.
+
+`RunWrites` holds what one run lock changed, and `write` sends it: on PostgreSQL in one
+psycopg pipeline (one round trip), before the transaction commits.
+"""
+
+import json
+from dataclasses import dataclass, field
+
+from django.db import connection
+from django.utils import timezone
+
+from audit.services import Appended
+from runs.models import Run, StepRun
+
+# The run, locked, with its audit stream's head row, also locked (in READ COMMITTED a
+# locked row found changed is read again at its newest version, an unlocked joined one is
+# not), and the stamp of its tenant's policies (`gates.policies.policies_stamp_sql`).
+LOCK_RUN = """
+    SELECT r.run_id, r.tenant_id, r.definition_id, r.status, r.status_reason,
+           r.paused_for_gate, r.current_step, r.step_index, r.input, r.output, r.metadata,
+           r.created_by, r.created_by_key, r.idempotency_key, r.request_hash,
+           r.workflow_hash, r.created_at, r.updated_at, r.started_at, r.ended_at,
+           s.id AS stream_pk, s.head_seq AS stream_head_seq,
+           s.head_hash AS stream_head_hash, {stamp} AS policies_stamp
+      FROM runs_run r INNER JOIN audit_auditstream s ON s.name = %s
+     WHERE r.run_id = %s {tenant} {for_update}"""
+# The Run fields LOCK_RUN selects, in its order (tests/runs/test_engine_sql.py holds them
+# to the model), and those among them that hold JSON.
+LOCK_RUN_FIELDS = ("run_id", "tenant_id", "definition_id", "status", "status_reason",
+                   "paused_for_gate", "current_step", "step_index", "input", "output",
+                   "metadata", "created_by", "created_by_key", "idempotency_key",
+                   "request_hash", "workflow_hash", "created_at", "updated_at", "started_at",
+                   "ended_at")
+_LOCK_RUN_JSON = tuple(LOCK_RUN_FIELDS.index(name) for name in ("input", "output", "metadata"))
+
+# A step's state after a transition: every column the engine changes (not `redeliveries`,
+# which the sweeper counts without the run lock).
+STEP_SAVE = """
+    UPDATE runs_steprun
+       SET status = %s, attempt = %s, started_at = %s, ended_at = %s, input = %s,
+           input_hash = %s, output = %s, output_hash = %s, error = %s, decision = %s,
+           policy_versions = %s, receipt_seq = %s, prev_receipt_hash = %s,
+           receipt_hash = %s, lease_expires_at = %s, deadline_at = %s, not_before = %s
+     WHERE id = %s"""
+
+# The run's state after a transition or a move to another step.
+RUN_SAVE = """
+    UPDATE runs_run
+       SET status = %s, status_reason = %s, paused_for_gate = %s, current_step = %s,
+           step_index = %s, output = %s, workflow_hash = %s, started_at = %s, ended_at = %s,
+           updated_at = %s
+     WHERE run_id = %s"""
+
+# One policy decision taken before a step's attempt.
+DECISION_INSERT = """
+    INSERT INTO gates_policydecision
+           (tenant_id, step_run_id, attempt, decision, reason, policy_id, policy_version,
+            tier, rules_triggered, policies, context, evaluated_at, evaluation_us)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+
+# The events of the run's audit stream appended under one lock, one row each (`rows`).
+EVENTS_INSERT = """
+    INSERT INTO audit_auditevent
+           (stream_id, tenant_id, seq, code, actor, at, occurred_at, data, prev_hash, hash)
+    VALUES {rows}"""
+EVENT_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+
+# The run's stream head moved to its last event (the row is locked by LOCK_RUN).
+HEAD_MOVE = """
+    UPDATE audit_auditstream
+       SET head_seq = %s, head_hash = %s, updated_at = %s, unsealed = %s
+     WHERE id = %s"""
+
+
+# A new run, with its audit stream's head row and its steps (`insert_run`).
+RUN_INSERT = """
+    INSERT INTO runs_run
+           (run_id, tenant_id, definition_id, status, status_reason, paused_for_gate,
+            current_step, step_index, input, output, metadata, created_by, created_by_key,
+            idempotency_key, request_hash, workflow_hash, created_at, updated_at, started_at,
+            ended_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+STREAM_INSERT = """
+    INSERT INTO audit_auditstream
+           (tenant_id, name, head_seq, head_hash, created_at, updated_at, unsealed)
+    VALUES (%s, %s, 0, %s, %s, %s, %s) RETURNING id"""
+STEPS_INSERT = """
+    INSERT INTO runs_steprun
+           (run_id, step_id, step_type, "index", after, config, status, attempt, input_hash,
+            output_hash, decision, policy_versions, prev_receipt_hash, receipt_hash,
+            redeliveries)
+    VALUES {rows} RETURNING id"""
+STEP_ROW = "(%s, %s, %s, %s, %s, %s, %s, 1, '', '', '', %s, '', '', 0)"
+# The StepRun fields a new step holds, in order: what STEPS_INSERT writes, and the rest.
+NEW_STEP_FIELDS = ("id", "run_id", "step_id", "step_type", "index", "after", "config",
+                   "status", "attempt", "started_at", "ended_at", "input", "input_hash",
+                   "output", "output_hash", "error", "decision", "policy_versions",
+                   "receipt_seq", "prev_receipt_hash", "receipt_hash", "lease_expires_at",
+                   "redeliveries", "deadline_at", "not_before")
+
+
+def insert_run(values: dict, stream_name: str, steps: list[dict], head_hash: str) -> tuple:
+    """Insert a run (`values`: every field of LOCK_RUN_FIELDS), its stream's head row and
+    its steps (`steps`: step_id, step_type, index, after, config each), on PostgreSQL in
+    one round trip with the BEGIN. Returns (run, stream pk, steps) as loaded instances."""
+    now = values["created_at"]
+    run_params = [uuid_param(values["run_id"]), *[
+        _json(values[name]) if name in ("input", "output", "metadata")
+        else _at(values[name]) if name.endswith("_at") else values[name]
+        for name in LOCK_RUN_FIELDS[1:]]]
+    step_params = [p for s in steps for p in (
+        uuid_param(values["run_id"]), s["step_id"], s["step_type"], s["index"],
+        _json(s["after"]), _json(s["config"]), "pending", _json([]))]
+    with connection.cursor() as run_cursor, connection.cursor() as stream_cursor, \
+            connection.cursor() as steps_cursor:
+        def execute():
+            run_cursor.execute(RUN_INSERT, run_params)
+            stream_cursor.execute(STREAM_INSERT, [values["tenant_id"], stream_name, head_hash,
+                                                  _at(now), _at(now), True])
+            if steps:
+                steps_cursor.execute(STEPS_INSERT.format(rows=", ".join([STEP_ROW] * len(steps))),
+                                     step_params)
+
+        if connection.vendor == "postgresql":
+            with connection.wrap_database_errors, connection.connection.pipeline():
+                execute()
+        else:
+            execute()
+        stream_pk = stream_cursor.fetchone()[0]
+        step_ids = [row[0] for row in steps_cursor.fetchall()] if steps else []
+    run = Run.from_db(connection.alias, LOCK_RUN_FIELDS,
+                      [values[name] for name in LOCK_RUN_FIELDS])
+    new_steps = []
+    for step_pk, s in zip(step_ids, steps, strict=True):
+        fields = {"id": step_pk, "run_id": values["run_id"], "status": "pending",
+                  "attempt": 1, "input_hash": "", "output_hash": "", "decision": "",
+                  "policy_versions": [], "prev_receipt_hash": "", "receipt_hash": "",
+                  "redeliveries": 0, **s}
+        new_steps.append(StepRun.from_db(connection.alias, NEW_STEP_FIELDS,
+                                         [fields.get(name) for name in NEW_STEP_FIELDS]))
+    return run, stream_pk, new_steps
+
+
+def _lock_run_sql(stamp_sql: str, *, with_tenant: bool) -> str:
+    features = connection.features
+    for_update = "FOR UPDATE OF r, s" if features.has_select_for_update_of else (
+        "FOR UPDATE" if features.has_select_for_update else "")
+    return LOCK_RUN.format(stamp=stamp_sql, for_update=for_update,
+                           tenant="AND r.tenant_id = %s" if with_tenant else "")
+
+
+def run_locked(run_id, stream_name: str, tenant_id: int | None, stamp_sql: str):
+    """LOCK_RUN: the run, or None, with its stream head (`stream_pk`, `stream_head_seq`,
+    `stream_head_hash`) and its policies' stamp (`policies_stamp`) as attributes. On
+    PostgreSQL the BEGIN travels with it (a psycopg pipeline, the row fetched at once);
+    the ORM's `raw()` converts SQLite's values."""
+    sql = _lock_run_sql(stamp_sql, with_tenant=tenant_id is not None)
+    params = [stream_name, uuid_param(run_id)] + ([tenant_id] if tenant_id is not None else [])
+    if connection.vendor != "postgresql":
+        return next(iter(Run.objects.raw(sql, params)), None)
+    with connection.cursor() as cursor:
+        with connection.wrap_database_errors, connection.connection.pipeline():
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row[:len(LOCK_RUN_FIELDS)])
+    for n in _LOCK_RUN_JSON:  # Django reads jsonb as text; its JSONField decodes it
+        values[n] = None if values[n] is None else json.loads(values[n])
+    run = Run.from_db(connection.alias, LOCK_RUN_FIELDS, values)
+    run.stream_pk, run.stream_head_seq, run.stream_head_hash, run.policies_stamp = \
+        row[len(LOCK_RUN_FIELDS):]
+    return run
+
+
+def _json(value):
+    return None if value is None else connection.ops.adapt_json_value(value, None)
+
+
+def _at(value):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def uuid_param(value):
+    """A UUID as the database takes it (a hex string on SQLite)."""
+    return value if connection.features.has_native_uuid_field else value.hex
+
+
+def _step_params(step: StepRun) -> list:
+    return [step.status, step.attempt, _at(step.started_at), _at(step.ended_at),
+            _json(step.input), step.input_hash, _json(step.output), step.output_hash,
+            _json(step.error), step.decision, _json(step.policy_versions), step.receipt_seq,
+            step.prev_receipt_hash, step.receipt_hash, _at(step.lease_expires_at),
+            _at(step.deadline_at), _at(step.not_before), step.pk]
+
+
+def _run_params(run: Run) -> list:
+    return [run.status, run.status_reason, run.paused_for_gate, run.current_step,
+            run.step_index, _json(run.output), run.workflow_hash, _at(run.started_at),
+            _at(run.ended_at), _at(run.updated_at), uuid_param(run.run_id)]
+
+
+def _decision_params(d: dict) -> list:
+    return [d["tenant_id"], d["step_run_id"], d["attempt"], d["decision"], d["reason"],
+            d["policy_id"], d["policy_version"], d["tier"], _json(d["rules_triggered"]),
+            _json(d["policies"]), _json(d["context"]), _at(d["evaluated_at"]),
+            d["evaluation_us"]]
+
+
+def _event_params(e: Appended) -> list:
+    return [e.stream_id, e.tenant_id, e.seq, e.code, e.actor, e.at, _at(e.occurred_at),
+            _json(e.data), e.prev_hash, e.hash]
+
+
+@dataclass
+class RunWrites:
+    """What one run lock changed, written when its work is done (`write`): each changed
+    row once, with its final state."""
+
+    run: Run | None = None
+    steps: dict[int, StepRun] = field(default_factory=dict)
+    decisions: list[dict] = field(default_factory=list)
+    events: list[Appended] = field(default_factory=list)
+    head: tuple | None = None  # (stream pk, head seq, head hash)
+
+    def __bool__(self) -> bool:
+        return bool(self.run or self.steps or self.decisions or self.events)
+
+
+def write(writes: RunWrites) -> None:
+    """Send a lock's writes; on PostgreSQL in one round trip. Their errors (a unique
+    violation, a check) surface here, inside the transaction."""
+    statements = [(STEP_SAVE, [_step_params(s) for s in writes.steps.values()])]
+    if writes.decisions:
+        statements.append((DECISION_INSERT, [_decision_params(d) for d in writes.decisions]))
+    if writes.events:
+        statements.append((EVENTS_INSERT.format(rows=", ".join([EVENT_ROW] * len(writes.events))),
+                           [[p for e in writes.events for p in _event_params(e)]]))
+    if writes.head is not None:
+        pk, seq, digest = writes.head
+        statements.append((HEAD_MOVE, [[seq, digest, _at(timezone.now()), True, pk]]))
+    if writes.run is not None:
+        statements.append((RUN_SAVE, [_run_params(writes.run)]))
+    statements = [(sql, rows) for sql, rows in statements if rows]
+    if not statements:
+        return
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            _execute(cursor, statements)
+            return
+        with connection.wrap_database_errors, connection.connection.pipeline():
+            _execute(cursor, statements)
+
+
+def _execute(cursor, statements) -> None:
+    # One `execute` per row, not `executemany`: in a pipeline psycopg ends each
+    # `executemany` with a sync of its own, a round trip.
+    for sql, rows in statements:
+        for params in rows:
+            cursor.execute(sql, params)
