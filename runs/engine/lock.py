@@ -160,26 +160,21 @@ def run_memo():
         _memo.active, _memo.kept = False, None
 
 
-def _steps_read(run_uuid) -> list[StepRun]:
-    return list(StepRun.objects.filter(run_id=run_uuid).order_by("index"))
-
-
 def _read(run_uuid: uuid.UUID, tenant, memo: tuple | None) -> tuple:
     """(run, steps, stream head row, policies) for the lock: the run, its stream head and
     its policies' stamp in one statement (`sql.LOCK_RUN`), then its steps unless `memo`
     (see `_Memo`) holds them and the stream has not moved since. A run without a stream
     row yet is read without the join."""
-    run = sql.run_locked(run_uuid, run_stream_name(run_uuid),
-                         tenant.id if tenant is not None else None,
-                         policies_stamp_sql("r.tenant_id"))
+    run, steps = sql.run_locked(run_uuid, run_stream_name(run_uuid),
+                                tenant.id if tenant is not None else None,
+                                policies_stamp_sql("r.tenant_id"), with_steps=memo is None)
     if run is None:
         return _read_unjoined(run_uuid, tenant)
     stream = AuditStream(id=run.stream_pk, tenant_id=run.tenant_id, name=run.stream_name,
                          head_seq=run.stream_head_seq, head_hash=run.stream_head_hash)
-    if memo is not None and memo[2] == stream.head_hash:
-        steps = memo[1]  # the stream has not moved: nor have the steps
-    else:
-        steps = _steps_read(run_uuid)
+    if steps is None:
+        # the stream has not moved since this thread's last commit: nor have the steps
+        steps = memo[1] if memo[2] == stream.head_hash else sql.steps_of_run(run_uuid)
     return run, steps, stream, policies_enabled_at(run.tenant_id, run.policies_stamp)
 
 
@@ -190,7 +185,7 @@ def _read_unjoined(run_uuid, tenant) -> tuple:
     run = runs.first()
     if run is None:
         return None, [], None, []
-    return run, _steps_read(run_uuid), None, policies_enabled_of(run.tenant_id)
+    return run, sql.steps_of_run(run_uuid), None, policies_enabled_of(run.tenant_id)
 
 
 def run_insert(*, tenant, definition: WorkflowDefinition, input: dict, metadata: dict,

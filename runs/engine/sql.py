@@ -80,6 +80,16 @@ HEAD_MOVE = """
      WHERE id = %s"""
 
 
+# A run's steps, in definition order (every column, in STEP_FIELDS order).
+STEPS_OF_RUN = """
+    SELECT id, run_id, step_id, step_type, "index", after, config, status, attempt,
+           started_at, ended_at, input, input_hash, output, output_hash, error, decision,
+           policy_versions, receipt_seq, prev_receipt_hash, receipt_hash, lease_expires_at,
+           redeliveries, deadline_at, not_before
+      FROM runs_steprun WHERE run_id = %s
+     ORDER BY "index"
+"""
+
 # A new run, with its audit stream's head row and its steps (`insert_run`).
 RUN_INSERT = """
     INSERT INTO runs_run
@@ -99,12 +109,15 @@ STEPS_INSERT = """
             redeliveries)
     VALUES {rows} RETURNING id"""
 STEP_ROW = "(%s, %s, %s, %s, %s, %s, %s, 1, '', '', '', %s, '', '', 0)"
-# The StepRun fields a new step holds, in order: what STEPS_INSERT writes, and the rest.
-NEW_STEP_FIELDS = ("id", "run_id", "step_id", "step_type", "index", "after", "config",
+# Every StepRun field, in the order of STEPS_OF_RUN (tests/runs/test_engine_sql.py holds
+# them to the model), and those that hold JSON.
+STEP_FIELDS = ("id", "run_id", "step_id", "step_type", "index", "after", "config",
                    "status", "attempt", "started_at", "ended_at", "input", "input_hash",
                    "output", "output_hash", "error", "decision", "policy_versions",
                    "receipt_seq", "prev_receipt_hash", "receipt_hash", "lease_expires_at",
                    "redeliveries", "deadline_at", "not_before")
+_STEP_JSON = tuple(STEP_FIELDS.index(name) for name in (
+    "after", "config", "input", "output", "error", "policy_versions"))
 
 
 def insert_run(values: dict, stream_name: str, steps: list[dict], head_hash: str) -> tuple:
@@ -144,8 +157,8 @@ def insert_run(values: dict, stream_name: str, steps: list[dict], head_hash: str
                   "attempt": 1, "input_hash": "", "output_hash": "", "decision": "",
                   "policy_versions": [], "prev_receipt_hash": "", "receipt_hash": "",
                   "redeliveries": 0, **s}
-        new_steps.append(StepRun.from_db(connection.alias, NEW_STEP_FIELDS,
-                                         [fields.get(name) for name in NEW_STEP_FIELDS]))
+        new_steps.append(StepRun.from_db(connection.alias, STEP_FIELDS,
+                                         [fields.get(name) for name in STEP_FIELDS]))
     return run, stream_pk, new_steps
 
 
@@ -157,28 +170,51 @@ def _lock_run_sql(stamp_sql: str, *, with_tenant: bool) -> str:
                            tenant="AND r.tenant_id = %s" if with_tenant else "")
 
 
-def run_locked(run_id, stream_name: str, tenant_id: int | None, stamp_sql: str):
-    """LOCK_RUN: the run, or None, with its stream head (`stream_pk`, `stream_head_seq`,
-    `stream_head_hash`) and its policies' stamp (`policies_stamp`) as attributes. On
-    PostgreSQL the BEGIN travels with it (a psycopg pipeline, the row fetched at once);
-    the ORM's `raw()` converts SQLite's values."""
+def _loaded(model, fields: tuple, json_at: tuple, row):
+    """An instance of `model` from a PostgreSQL row of `fields`: Django reads jsonb as text
+    and its JSONField decodes it, as here; every other value comes as the field holds it."""
+    values = list(row[:len(fields)])
+    for n in json_at:
+        values[n] = None if values[n] is None else json.loads(values[n])
+    return model.from_db(connection.alias, fields, values)
+
+
+def steps_of_run(run_id) -> list[StepRun]:
+    """STEPS_OF_RUN: the run's steps, in definition order."""
+    if connection.vendor != "postgresql":
+        return list(StepRun.objects.raw(STEPS_OF_RUN, [uuid_param(run_id)]))
+    with connection.cursor() as cursor:
+        cursor.execute(STEPS_OF_RUN, [uuid_param(run_id)])
+        return [_loaded(StepRun, STEP_FIELDS, _STEP_JSON, row) for row in cursor.fetchall()]
+
+
+def run_locked(run_id, stream_name: str, tenant_id: int | None, stamp_sql: str, *,
+               with_steps: bool) -> tuple:
+    """LOCK_RUN: (the run or None, its steps or None). The run carries its stream head
+    (`stream_pk`, `stream_head_seq`, `stream_head_hash`) and its policies' stamp
+    (`policies_stamp`) as attributes; its steps come with it (STEPS_OF_RUN) when
+    `with_steps`. On PostgreSQL in one round trip with the BEGIN (a psycopg pipeline, the
+    rows fetched at once); on SQLite the ORM's `raw()` converts the values."""
     sql = _lock_run_sql(stamp_sql, with_tenant=tenant_id is not None)
     params = [stream_name, uuid_param(run_id)] + ([tenant_id] if tenant_id is not None else [])
     if connection.vendor != "postgresql":
-        return next(iter(Run.objects.raw(sql, params)), None)
-    with connection.cursor() as cursor:
+        run = next(iter(Run.objects.raw(sql, params)), None)
+        return run, (steps_of_run(run_id) if run is not None and with_steps else None)
+    with connection.cursor() as cursor, connection.cursor() as steps_cursor:
         with connection.wrap_database_errors, connection.connection.pipeline():
             cursor.execute(sql, params)
+            if with_steps:
+                steps_cursor.execute(STEPS_OF_RUN, [uuid_param(run_id)])
             row = cursor.fetchone()
+            step_rows = steps_cursor.fetchall() if with_steps else None
     if row is None:
-        return None
-    values = list(row[:len(LOCK_RUN_FIELDS)])
-    for n in _LOCK_RUN_JSON:  # Django reads jsonb as text; its JSONField decodes it
-        values[n] = None if values[n] is None else json.loads(values[n])
-    run = Run.from_db(connection.alias, LOCK_RUN_FIELDS, values)
+        return None, None
+    run = _loaded(Run, LOCK_RUN_FIELDS, _LOCK_RUN_JSON, row)
     run.stream_pk, run.stream_head_seq, run.stream_head_hash, run.policies_stamp = \
         row[len(LOCK_RUN_FIELDS):]
-    return run
+    steps = None if step_rows is None else [
+        _loaded(StepRun, STEP_FIELDS, _STEP_JSON, r) for r in step_rows]
+    return run, steps
 
 
 def _json(value):

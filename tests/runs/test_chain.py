@@ -15,6 +15,7 @@ from audit.verify import audit_verify
 from fcore.models import Tenant
 from runs.definitions import definition_publish
 from runs.engine import dispatch, worker
+from runs.engine.sql import STEPS_OF_RUN
 from runs.models import Run, RunStatus, StepRun, StepStatus
 from runs.services import run_create, run_set_status
 
@@ -136,7 +137,7 @@ def steps_read():
     reads = []
 
     def counting(execute, sql, params, many, context):
-        if sql.startswith('SELECT "runs_steprun"') and 'ORDER BY "runs_steprun"."index"' in sql:
+        if sql == STEPS_OF_RUN:
             reads.append(sql)
         return execute(sql, params, many, context)
 
