@@ -12,9 +12,10 @@ psycopg pipeline (one round trip), before the transaction commits.
 """
 
 import json
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from audit.services import Appended
@@ -111,81 +112,143 @@ STEPS_INSERT = """
 STEP_ROW = "(%s, %s, %s, %s, %s, %s, %s, 1, '', '', '', %s, '', '', 0)"
 # Every StepRun field, in the order of STEPS_OF_RUN (tests/runs/test_engine_sql.py holds
 # them to the model), and those that hold JSON.
-STEP_FIELDS = ("id", "run_id", "step_id", "step_type", "index", "after", "config",
-                   "status", "attempt", "started_at", "ended_at", "input", "input_hash",
-                   "output", "output_hash", "error", "decision", "policy_versions",
-                   "receipt_seq", "prev_receipt_hash", "receipt_hash", "lease_expires_at",
-                   "redeliveries", "deadline_at", "not_before")
+STEP_FIELDS = ("id", "run_id", "step_id", "step_type", "index", "after", "config", "status",
+               "attempt", "started_at", "ended_at", "input", "input_hash", "output",
+               "output_hash", "error", "decision", "policy_versions", "receipt_seq",
+               "prev_receipt_hash", "receipt_hash", "lease_expires_at", "redeliveries",
+               "deadline_at", "not_before")
 _STEP_JSON = tuple(STEP_FIELDS.index(name) for name in (
     "after", "config", "input", "output", "error", "policy_versions"))
+
+
+def _db():
+    """This thread's connection, looked up once per call here: `django.db.connection` is a
+    proxy that looks it up again at every attribute."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
+class _Values:
+    """Python values as the connection's database takes them (the backend's own
+    adapters: JSON as Jsonb on PostgreSQL and text on SQLite, datetimes as text on
+    SQLite, UUIDs as hex where there is no UUID type)."""
+
+    def __init__(self, db):
+        self.adapt_json = db.ops.adapt_json_value
+        self.at = db.ops.adapt_datetimefield_value
+        self.native_uuid = db.features.has_native_uuid_field
+
+    def json(self, value):
+        return None if value is None else self.adapt_json(value, None)
+
+    def uuid(self, value):
+        return value if self.native_uuid else value.hex
+
+    def step(self, step: StepRun) -> list:
+        at, json = self.at, self.json
+        return [step.status, step.attempt, at(step.started_at), at(step.ended_at),
+                json(step.input), step.input_hash, json(step.output), step.output_hash,
+                json(step.error), step.decision, json(step.policy_versions),
+                step.receipt_seq, step.prev_receipt_hash, step.receipt_hash,
+                at(step.lease_expires_at), at(step.deadline_at), at(step.not_before),
+                step.pk]
+
+    def run(self, run: Run) -> list:
+        at = self.at
+        return [run.status, run.status_reason, run.paused_for_gate, run.current_step,
+                run.step_index, self.json(run.output), run.workflow_hash, at(run.started_at),
+                at(run.ended_at), at(run.updated_at), self.uuid(run.run_id)]
+
+    def decision(self, d: dict) -> list:
+        json = self.json
+        return [d["tenant_id"], d["step_run_id"], d["attempt"], d["decision"], d["reason"],
+                d["policy_id"], d["policy_version"], d["tier"], json(d["rules_triggered"]),
+                json(d["policies"]), json(d["context"]), self.at(d["evaluated_at"]),
+                d["evaluation_us"]]
+
+    def event(self, e: Appended) -> list:
+        return [e.stream_id, e.tenant_id, e.seq, e.code, e.actor, e.at,
+                self.at(e.occurred_at), self.json(e.data), e.prev_hash, e.hash]
+
+
+def uuid_param(value):
+    """A UUID as the database takes it (a hex string where there is no UUID type)."""
+    return _Values(_db()).uuid(value)
+
+
+def _pipelined(db):
+    """On PostgreSQL, a psycopg pipeline: the statements executed inside travel together
+    (with the BEGIN, if the transaction has not started), and rows fetched inside are
+    fetched at once. Elsewhere, nothing."""
+    if db.vendor != "postgresql":
+        return nullcontext()
+    stack = ExitStack()
+    stack.enter_context(db.wrap_database_errors)
+    stack.enter_context(db.connection.pipeline())
+    return stack
 
 
 def insert_run(values: dict, stream_name: str, steps: list[dict], head_hash: str) -> tuple:
     """Insert a run (`values`: every field of LOCK_RUN_FIELDS), its stream's head row and
     its steps (`steps`: step_id, step_type, index, after, config each), on PostgreSQL in
     one round trip with the BEGIN. Returns (run, stream pk, steps) as loaded instances."""
+    db = _db()
+    v = _Values(db)
     now = values["created_at"]
-    run_params = [uuid_param(values["run_id"]), *[
-        _json(values[name]) if name in ("input", "output", "metadata")
-        else _at(values[name]) if name.endswith("_at") else values[name]
+    run_params = [v.uuid(values["run_id"]), *[
+        v.json(values[name]) if name in ("input", "output", "metadata")
+        else v.at(values[name]) if name.endswith("_at") else values[name]
         for name in LOCK_RUN_FIELDS[1:]]]
     step_params = [p for s in steps for p in (
-        uuid_param(values["run_id"]), s["step_id"], s["step_type"], s["index"],
-        _json(s["after"]), _json(s["config"]), "pending", _json([]))]
-    with connection.cursor() as run_cursor, connection.cursor() as stream_cursor, \
-            connection.cursor() as steps_cursor:
-        def execute():
+        v.uuid(values["run_id"]), s["step_id"], s["step_type"], s["index"],
+        v.json(s["after"]), v.json(s["config"]), "pending", v.json([]))]
+    with db.cursor() as run_cursor, db.cursor() as stream_cursor, db.cursor() as steps_cursor:
+        with _pipelined(db):
             run_cursor.execute(RUN_INSERT, run_params)
             stream_cursor.execute(STREAM_INSERT, [values["tenant_id"], stream_name, head_hash,
-                                                  _at(now), _at(now), True])
+                                                  v.at(now), v.at(now), True])
             if steps:
                 steps_cursor.execute(STEPS_INSERT.format(rows=", ".join([STEP_ROW] * len(steps))),
                                      step_params)
-
-        if connection.vendor == "postgresql":
-            with connection.wrap_database_errors, connection.connection.pipeline():
-                execute()
-        else:
-            execute()
         stream_pk = stream_cursor.fetchone()[0]
         step_ids = [row[0] for row in steps_cursor.fetchall()] if steps else []
-    run = Run.from_db(connection.alias, LOCK_RUN_FIELDS,
-                      [values[name] for name in LOCK_RUN_FIELDS])
+    run = Run.from_db(db.alias, LOCK_RUN_FIELDS, [values[name] for name in LOCK_RUN_FIELDS])
     new_steps = []
     for step_pk, s in zip(step_ids, steps, strict=True):
         fields = {"id": step_pk, "run_id": values["run_id"], "status": "pending",
                   "attempt": 1, "input_hash": "", "output_hash": "", "decision": "",
                   "policy_versions": [], "prev_receipt_hash": "", "receipt_hash": "",
                   "redeliveries": 0, **s}
-        new_steps.append(StepRun.from_db(connection.alias, STEP_FIELDS,
+        new_steps.append(StepRun.from_db(db.alias, STEP_FIELDS,
                                          [fields.get(name) for name in STEP_FIELDS]))
     return run, stream_pk, new_steps
 
 
-def _lock_run_sql(stamp_sql: str, *, with_tenant: bool) -> str:
-    features = connection.features
+def _lock_run_sql(db, stamp_sql: str, *, with_tenant: bool) -> str:
+    features = db.features
     for_update = "FOR UPDATE OF r, s" if features.has_select_for_update_of else (
         "FOR UPDATE" if features.has_select_for_update else "")
     return LOCK_RUN.format(stamp=stamp_sql, for_update=for_update,
                            tenant="AND r.tenant_id = %s" if with_tenant else "")
 
 
-def _loaded(model, fields: tuple, json_at: tuple, row):
+def _loaded(db, model, fields: tuple, json_at: tuple, row):
     """An instance of `model` from a PostgreSQL row of `fields`: Django reads jsonb as text
     and its JSONField decodes it, as here; every other value comes as the field holds it."""
     values = list(row[:len(fields)])
     for n in json_at:
         values[n] = None if values[n] is None else json.loads(values[n])
-    return model.from_db(connection.alias, fields, values)
+    return model.from_db(db.alias, fields, values)
 
 
 def steps_of_run(run_id) -> list[StepRun]:
     """STEPS_OF_RUN: the run's steps, in definition order."""
-    if connection.vendor != "postgresql":
-        return list(StepRun.objects.raw(STEPS_OF_RUN, [uuid_param(run_id)]))
-    with connection.cursor() as cursor:
-        cursor.execute(STEPS_OF_RUN, [uuid_param(run_id)])
-        return [_loaded(StepRun, STEP_FIELDS, _STEP_JSON, row) for row in cursor.fetchall()]
+    db = _db()
+    params = [_Values(db).uuid(run_id)]
+    if db.vendor != "postgresql":
+        return list(StepRun.objects.raw(STEPS_OF_RUN, params))
+    with db.cursor() as cursor:
+        cursor.execute(STEPS_OF_RUN, params)
+        return [_loaded(db, StepRun, STEP_FIELDS, _STEP_JSON, row) for row in cursor.fetchall()]
 
 
 def run_locked(run_id, stream_name: str, tenant_id: int | None, stamp_sql: str, *,
@@ -193,67 +256,30 @@ def run_locked(run_id, stream_name: str, tenant_id: int | None, stamp_sql: str, 
     """LOCK_RUN: (the run or None, its steps or None). The run carries its stream head
     (`stream_pk`, `stream_head_seq`, `stream_head_hash`) and its policies' stamp
     (`policies_stamp`) as attributes; its steps come with it (STEPS_OF_RUN) when
-    `with_steps`. On PostgreSQL in one round trip with the BEGIN (a psycopg pipeline, the
-    rows fetched at once); on SQLite the ORM's `raw()` converts the values."""
-    sql = _lock_run_sql(stamp_sql, with_tenant=tenant_id is not None)
-    params = [stream_name, uuid_param(run_id)] + ([tenant_id] if tenant_id is not None else [])
-    if connection.vendor != "postgresql":
+    `with_steps`. On PostgreSQL in one round trip with the BEGIN; on SQLite the ORM's
+    `raw()` converts the values."""
+    db = _db()
+    sql = _lock_run_sql(db, stamp_sql, with_tenant=tenant_id is not None)
+    run_param = _Values(db).uuid(run_id)
+    params = [stream_name, run_param] + ([tenant_id] if tenant_id is not None else [])
+    if db.vendor != "postgresql":
         run = next(iter(Run.objects.raw(sql, params)), None)
         return run, (steps_of_run(run_id) if run is not None and with_steps else None)
-    with connection.cursor() as cursor, connection.cursor() as steps_cursor:
-        with connection.wrap_database_errors, connection.connection.pipeline():
+    with db.cursor() as cursor, db.cursor() as steps_cursor:
+        with _pipelined(db):
             cursor.execute(sql, params)
             if with_steps:
-                steps_cursor.execute(STEPS_OF_RUN, [uuid_param(run_id)])
+                steps_cursor.execute(STEPS_OF_RUN, [run_param])
             row = cursor.fetchone()
             step_rows = steps_cursor.fetchall() if with_steps else None
     if row is None:
         return None, None
-    run = _loaded(Run, LOCK_RUN_FIELDS, _LOCK_RUN_JSON, row)
+    run = _loaded(db, Run, LOCK_RUN_FIELDS, _LOCK_RUN_JSON, row)
     run.stream_pk, run.stream_head_seq, run.stream_head_hash, run.policies_stamp = \
         row[len(LOCK_RUN_FIELDS):]
     steps = None if step_rows is None else [
-        _loaded(StepRun, STEP_FIELDS, _STEP_JSON, r) for r in step_rows]
+        _loaded(db, StepRun, STEP_FIELDS, _STEP_JSON, r) for r in step_rows]
     return run, steps
-
-
-def _json(value):
-    return None if value is None else connection.ops.adapt_json_value(value, None)
-
-
-def _at(value):
-    return connection.ops.adapt_datetimefield_value(value)
-
-
-def uuid_param(value):
-    """A UUID as the database takes it (a hex string on SQLite)."""
-    return value if connection.features.has_native_uuid_field else value.hex
-
-
-def _step_params(step: StepRun) -> list:
-    return [step.status, step.attempt, _at(step.started_at), _at(step.ended_at),
-            _json(step.input), step.input_hash, _json(step.output), step.output_hash,
-            _json(step.error), step.decision, _json(step.policy_versions), step.receipt_seq,
-            step.prev_receipt_hash, step.receipt_hash, _at(step.lease_expires_at),
-            _at(step.deadline_at), _at(step.not_before), step.pk]
-
-
-def _run_params(run: Run) -> list:
-    return [run.status, run.status_reason, run.paused_for_gate, run.current_step,
-            run.step_index, _json(run.output), run.workflow_hash, _at(run.started_at),
-            _at(run.ended_at), _at(run.updated_at), uuid_param(run.run_id)]
-
-
-def _decision_params(d: dict) -> list:
-    return [d["tenant_id"], d["step_run_id"], d["attempt"], d["decision"], d["reason"],
-            d["policy_id"], d["policy_version"], d["tier"], _json(d["rules_triggered"]),
-            _json(d["policies"]), _json(d["context"]), _at(d["evaluated_at"]),
-            d["evaluation_us"]]
-
-
-def _event_params(e: Appended) -> list:
-    return [e.stream_id, e.tenant_id, e.seq, e.code, e.actor, e.at, _at(e.occurred_at),
-            _json(e.data), e.prev_hash, e.hash]
 
 
 @dataclass
@@ -267,38 +293,25 @@ class RunWrites:
     events: list[Appended] = field(default_factory=list)
     head: tuple | None = None  # (stream pk, head seq, head hash)
 
-    def __bool__(self) -> bool:
-        return bool(self.run or self.steps or self.decisions or self.events)
-
 
 def write(writes: RunWrites) -> None:
-    """Send a lock's writes; on PostgreSQL in one round trip. Their errors (a unique
-    violation, a check) surface here, inside the transaction."""
-    statements = [(STEP_SAVE, [_step_params(s) for s in writes.steps.values()])]
-    if writes.decisions:
-        statements.append((DECISION_INSERT, [_decision_params(d) for d in writes.decisions]))
+    """Send a lock's writes: one statement per changed row, but one for all its events; on
+    PostgreSQL in one round trip. Their errors (a unique violation, a check) surface here,
+    inside the transaction."""
+    db = _db()
+    v = _Values(db)
+    statements = [(STEP_SAVE, v.step(s)) for s in writes.steps.values()]
+    statements += [(DECISION_INSERT, v.decision(d)) for d in writes.decisions]
     if writes.events:
         statements.append((EVENTS_INSERT.format(rows=", ".join([EVENT_ROW] * len(writes.events))),
-                           [[p for e in writes.events for p in _event_params(e)]]))
+                           [p for e in writes.events for p in v.event(e)]))
     if writes.head is not None:
         pk, seq, digest = writes.head
-        statements.append((HEAD_MOVE, [[seq, digest, _at(timezone.now()), True, pk]]))
+        statements.append((HEAD_MOVE, [seq, digest, v.at(timezone.now()), True, pk]))
     if writes.run is not None:
-        statements.append((RUN_SAVE, [_run_params(writes.run)]))
-    statements = [(sql, rows) for sql, rows in statements if rows]
+        statements.append((RUN_SAVE, v.run(writes.run)))
     if not statements:
         return
-    with connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
-            _execute(cursor, statements)
-            return
-        with connection.wrap_database_errors, connection.connection.pipeline():
-            _execute(cursor, statements)
-
-
-def _execute(cursor, statements) -> None:
-    # One `execute` per row, not `executemany`: in a pipeline psycopg ends each
-    # `executemany` with a sync of its own, a round trip.
-    for sql, rows in statements:
-        for params in rows:
+    with db.cursor() as cursor, _pipelined(db):
+        for sql, params in statements:
             cursor.execute(sql, params)
