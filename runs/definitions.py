@@ -222,10 +222,15 @@ def definition_current(tenant, workflow: str, version: int | None = None
         found = found.filter(version=version)
     definition = found.order_by("-version").first()
     if definition is None:
-        raise BadRequest(f"Unknown workflow {workflow!r}"
-                         + (f" version {version}" if version is not None else "") + ".",
-                         code="unknown_workflow", errors={"workflow": ["unknown workflow"]})
+        raise unknown_workflow(workflow, version)
     return definition
+
+
+def unknown_workflow(workflow: str, version: int | None) -> BadRequest:
+    """The 400 `unknown_workflow` for a workflow (at a version) the tenant does not have."""
+    return BadRequest(f"Unknown workflow {workflow!r}"
+                      + (f" version {version}" if version is not None else "") + ".",
+                      code="unknown_workflow", errors={"workflow": ["unknown workflow"]})
 
 
 def step_config(spec: dict) -> dict:

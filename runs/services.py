@@ -16,7 +16,6 @@ from fcore.jsonlimits import json_problem
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 from gates.models import OVERRIDE_PERMISSION, REVIEW_PERMISSION, Gate, GateStatus
 from gates.notify.links import LinkClaim, link_consume
-from gates.policies import policies_enabled_kept
 from gates.services import (
     Voter,
     gate_escalate,
@@ -28,8 +27,7 @@ from gates.services import (
 )
 
 from . import engine
-from .definitions import definition_current
-from .engine import parse_gate_id, run_held_new, run_insert, run_lock
+from .engine import parse_gate_id, run_definition, run_held_new, run_insert, run_lock
 from .models import Run, RunStatus, StepRun, StepStatus
 
 OPERATOR_TARGETS = {
@@ -54,7 +52,7 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
     if not isinstance(input, dict) or problem:
         raise BadRequest("The run input must be a JSON object that can be hashed.",
                          code="invalid", errors={"input": [problem or "must be an object"]})
-    definition = definition_current(tenant, workflow, version)
+    definition, policies = run_definition(tenant, workflow, version)
     request_hash = json_hash({"workflow": workflow, "version": version, "input": input,
                               "metadata": metadata or {}})
     if idempotency_key:
@@ -68,7 +66,7 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
                                             actor_key=actor_key,
                                             idempotency_key=idempotency_key or None,
                                             request_hash=request_hash)
-            with run_held_new(run, steps, stream, policies_enabled_kept(tenant.id)):
+            with run_held_new(run, steps, stream, policies):
                 audit_append(
                     tenant_id=tenant.id, stream=run.stream_name, code="FC-RUN-001",
                     actor=actor,

@@ -121,11 +121,6 @@ def policies_stamp(tenant_id: int) -> str:
         return cursor.fetchone()[0]
 
 
-def policies_enabled_kept(tenant_id: int) -> list[PolicySnapshot]:
-    """`policies_enabled_of`, kept per process until the tenant's stamp moves."""
-    return policies_enabled_at(tenant_id, policies_stamp(tenant_id))
-
-
 def policy_snapshots(policies: list[Policy]) -> list[PolicySnapshot]:
     """Evaluation snapshots of current policy rows."""
     return [PolicySnapshot(policy_id=p.id, name=p.name, version=p.version, tier=p.tier,

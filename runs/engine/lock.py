@@ -34,7 +34,7 @@ from gates.policies import (
     policies_stamp_sql,
 )
 
-from ..definitions import step_config
+from ..definitions import step_config, unknown_workflow
 from ..models import Run, StepRun, WorkflowDefinition
 from . import sql
 
@@ -186,6 +186,19 @@ def _read_unjoined(run_uuid, tenant) -> tuple:
     if run is None:
         return None, [], None, []
     return run, sql.steps_of_run(run_uuid), None, policies_enabled_of(run.tenant_id)
+
+
+def run_definition(tenant, workflow: str, version: int | None = None
+                   ) -> tuple[WorkflowDefinition, list[PolicySnapshot]]:
+    """The definition a new run of `workflow` pins (at `version`, or the newest) and the
+    tenant's enabled policies, in one statement (`sql.DEFINITION_CURRENT`); a 400
+    `unknown_workflow` when there is none."""
+    found = sql.definition_current(tenant.id, workflow, version,
+                                   policies_stamp_sql("d.tenant_id"))
+    if found is None:
+        raise unknown_workflow(workflow, version)
+    definition_id, stamp = found
+    return definition_of(definition_id), policies_enabled_at(tenant.id, stamp)
 
 
 def run_insert(*, tenant, definition: WorkflowDefinition, input: dict, metadata: dict,

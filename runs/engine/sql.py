@@ -81,6 +81,13 @@ HEAD_MOVE = """
      WHERE id = %s"""
 
 
+# The id of a tenant's definition of a workflow (at a version, or its newest), with the
+# stamp of the tenant's policies (`gates.policies.policies_stamp_sql`).
+DEFINITION_CURRENT = """
+    SELECT d.id, {stamp} FROM runs_workflowdefinition d
+     WHERE d.tenant_id = %s AND d.name = %s {version}
+     ORDER BY d.version DESC LIMIT 1"""
+
 # A run's steps, in definition order (every column, in STEP_FIELDS order).
 STEPS_OF_RUN = """
     SELECT id, run_id, step_id, step_type, "index", after, config, status, attempt,
@@ -187,6 +194,17 @@ def _pipelined(db):
     return stack
 
 
+def definition_current(tenant_id: int, workflow: str, version: int | None,
+                       stamp_sql: str) -> tuple | None:
+    """DEFINITION_CURRENT: (definition id, policies stamp), or None."""
+    sql = DEFINITION_CURRENT.format(stamp=stamp_sql,
+                                    version="" if version is None else "AND d.version = %s")
+    params = [tenant_id, workflow] + ([] if version is None else [version])
+    with _db().cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
 def insert_run(values: dict, stream_name: str, steps: list[dict], head_hash: str) -> tuple:
     """Insert a run (`values`: every field of LOCK_RUN_FIELDS), its stream's head row and
     its steps (`steps`: step_id, step_type, index, after, config each), on PostgreSQL in
@@ -265,13 +283,13 @@ def run_locked(run_id, stream_name: str, tenant_id: int | None, stamp_sql: str, 
     if db.vendor != "postgresql":
         run = next(iter(Run.objects.raw(sql, params)), None)
         return run, (steps_of_run(run_id) if run is not None and with_steps else None)
-    with db.cursor() as cursor, db.cursor() as steps_cursor:
-        with _pipelined(db):
-            cursor.execute(sql, params)
-            if with_steps:
-                steps_cursor.execute(STEPS_OF_RUN, [run_param])
-            row = cursor.fetchone()
-            step_rows = steps_cursor.fetchall() if with_steps else None
+    steps_cursor = db.cursor() if with_steps else None  # both sent before either is read
+    with db.cursor() as cursor, steps_cursor or nullcontext(), _pipelined(db):
+        cursor.execute(sql, params)
+        if steps_cursor is not None:
+            steps_cursor.execute(STEPS_OF_RUN, [run_param])
+        row = cursor.fetchone()
+        step_rows = steps_cursor.fetchall() if steps_cursor is not None else None
     if row is None:
         return None, None
     run = _loaded(db, Run, LOCK_RUN_FIELDS, _LOCK_RUN_JSON, row)
