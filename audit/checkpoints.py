@@ -29,6 +29,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from . import merkle, signing
+from .codes import Code
 from .hashing import GENESIS_HASH, checkpoint_body, checkpoint_hash, format_at
 from .jcs import canonical
 from .keys import signing_key, signing_key_register
@@ -90,7 +91,7 @@ def checkpoint_seal(*, tenant, actor: str = SEAL_ACTOR) -> Checkpoint | None:
             heads=heads, key_id=key.key_id, at=body["at"], hash=checkpoint_hash(body),
             signature=signing.sign(key.private, canonical(body)))
         event = audit_append(
-            tenant_id=tenant.id, stream=admin, code="FC-AUD-001", actor=actor,
+            tenant_id=tenant.id, stream=admin, code=Code.CHECKPOINT_SEALED, actor=actor,
             data={"checkpoint_seq": checkpoint.seq, "hash": checkpoint.hash,
                   "prev_hash": checkpoint.prev_hash, "root": checkpoint.root,
                   "tree_size": checkpoint.tree_size, "key_id": checkpoint.key_id})

@@ -23,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import signing
+from .codes import Code
 from .models import SigningKey
 from .services import admin_stream_name, audit_append
 
@@ -101,7 +102,7 @@ def _register(key: ActiveKey, *, actor: str) -> bool:
         for tenant_id, slug in (apps.get_model("fcore", "Tenant").objects
                                 .order_by("id").values_list("id", "slug")):
             audit_append(tenant_id=tenant_id, stream=admin_stream_name(slug),
-                         code="FC-AUD-002", actor=actor, data=data)
+                         code=Code.SIGNING_KEY_IN_SERVICE, actor=actor, data=data)
     return True
 
 

@@ -4,29 +4,31 @@ Messages are not stored: deriving them from hashed fields means they cannot be a
 without breaking the chain.
 """
 
+from .codes import Code
+
 TITLES = {
-    "FC-RUN-001": "Workflow run created for '{workflow}'",
-    "FC-RUN-002": "Run status changed from {from} to {to}",
-    "FC-RUN-003": "Run sealed with status {status}",
-    "FC-STEP-001": "Step {step_id} started",
-    "FC-STEP-002": "Step {step_id} completed",
-    "FC-STEP-003": "Step {step_id} failed",
-    "FC-STEP-004": "Step {step_id} retry scheduled",
-    "FC-STEP-005": "Step {step_id} {status}",
-    "FC-POL-001": "Policy decision for step {step_id}: {decision}",
-    "FC-GATE-001": "Gate opened at step {step_id}",
-    "FC-GATE-002": "Vote recorded on gate: {vote}",
-    "FC-GATE-003": "Gate resolved: {status}",
-    "FC-GATE-004": "Gate expired",  # or "Gate escalated to …" (see event_message)
-    "FC-GATE-005": "Gate overridden (break-glass)",
-    "FC-GATE-006": "Override of gate {gate_id} reviewed",
-    "FC-ADM-001": "Policy '{policy}' changed to version {version}",
-    "FC-ADM-002": "Workflow definition '{workflow}' version {version} published",
-    "FC-ADM-003": "API client '{name}' {action}",
-    "FC-ADM-004": "Webhook endpoint '{name}' {action}",
-    "FC-ADM-005": "Membership of '{user}' {action}",
-    "FC-AUD-001": "Checkpoint sealed",
-    "FC-AUD-002": "Signing key {key_id} put in service",
+    Code.RUN_CREATED: "Workflow run created for '{workflow}'",
+    Code.RUN_STATUS: "Run status changed from {from} to {to}",
+    Code.RUN_SEALED: "Run sealed with status {status}",
+    Code.STEP_STARTED: "Step {step_id} started",
+    Code.STEP_SUCCEEDED: "Step {step_id} completed",
+    Code.STEP_FAILED: "Step {step_id} failed",
+    Code.STEP_RETRY: "Step {step_id} retry scheduled",
+    Code.STEP_CLOSED: "Step {step_id} {status}",
+    Code.POLICY_DECISION: "Policy decision for step {step_id}: {decision}",
+    Code.GATE_OPENED: "Gate opened at step {step_id}",
+    Code.GATE_VOTE: "Vote recorded on gate: {vote}",
+    Code.GATE_RESOLVED: "Gate resolved: {status}",
+    Code.GATE_EXPIRED: "Gate expired",  # or "Gate escalated to …" (see event_message)
+    Code.GATE_OVERRIDDEN: "Gate overridden (break-glass)",
+    Code.GATE_OVERRIDE_REVIEWED: "Override of gate {gate_id} reviewed",
+    Code.POLICY_CHANGED: "Policy '{policy}' changed to version {version}",
+    Code.DEFINITION_PUBLISHED: "Workflow definition '{workflow}' version {version} published",
+    Code.API_CLIENT_CHANGED: "API client '{name}' {action}",
+    Code.WEBHOOK_ENDPOINT_CHANGED: "Webhook endpoint '{name}' {action}",
+    Code.MEMBERSHIP_CHANGED: "Membership of '{user}' {action}",
+    Code.CHECKPOINT_SEALED: "Checkpoint sealed",
+    Code.SIGNING_KEY_IN_SERVICE: "Signing key {key_id} put in service",
 }
 
 
@@ -40,8 +42,8 @@ def event_message(code: str, data: dict) -> str:
     template = TITLES.get(code, code)
     message = template.format_map(_Missing({k: v for k, v in data.items()}))
     reason = data.get("reason")
-    if code == "FC-RUN-002" and reason:
+    if code == Code.RUN_STATUS and reason:
         message += f" ({reason})"
-    if code == "FC-GATE-004" and data.get("action") == "escalated":
+    if code == Code.GATE_EXPIRED and data.get("action") == "escalated":
         message = f"Gate escalated to {data.get('escalate_to') or '?'}"
     return message

@@ -74,6 +74,7 @@ class StreamWriter:
         return self.row.head_seq, (self.row.head_hash if self.row.head_seq else GENESIS_HASH)
 
     def append(self, *, code: str, actor: str, data: dict) -> Appended:
+        code = str(code)  # a `Code` member is stored and hashed as its plain string
         if self.row is None:
             self.row = self.read_row or _locked_stream(tenant_id=self.tenant_id,
                                                        stream=self.stream)
@@ -87,7 +88,7 @@ class StreamWriter:
         digest = event_hash(prev_hash=prev_hash, stream=self.stream, seq=seq, code=code,
                             actor=actor, at=at, data=data)
         event = Appended(stream_id=self.row.id, tenant_id=self.tenant_id, seq=seq,
-                         code=str(code), actor=actor, at=at, occurred_at=moment, data=data,
+                         code=code, actor=actor, at=at, occurred_at=moment, data=data,
                          prev_hash=prev_hash, hash=digest)
         self.pending.append(event)
         return event

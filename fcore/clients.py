@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from audit.codes import Code
 from audit.services import admin_stream_name, audit_append
 
 from .actors import sub_problem
@@ -61,7 +62,7 @@ def api_client_create(*, tenant, name: str, scopes: list[str], actor: str,
             scopes=" ".join(sorted(set(scopes))), allowed_subs=allowed_subs,
             created_by=actor)
         audit_append(tenant_id=tenant.id, stream=admin_stream_name(tenant.slug),
-                     code="FC-ADM-003", actor=actor,
+                     code=Code.API_CLIENT_CHANGED, actor=actor,
                      data={"name": name, "kid": client.kid, "action": "created",
                            "scopes": client.scopes, "allowed_subs": allowed_subs})
     return client, client_secret(salt)
@@ -77,7 +78,7 @@ def api_client_revoke(*, client: ApiClient, actor: str) -> None:
         client.revoked_at = timezone.now()
         client.save(update_fields=["active", "revoked_at"])
         audit_append(tenant_id=client.tenant_id, stream=admin_stream_name(client.tenant.slug),
-                     code="FC-ADM-003", actor=actor,
+                     code=Code.API_CLIENT_CHANGED, actor=actor,
                      data={"name": client.name, "kid": client.kid, "action": "revoked",
                            "scopes": client.scopes})
 
@@ -95,7 +96,7 @@ def api_client_allowed_subs_set(*, client: ApiClient, allowed_subs: list[str],
         client.allowed_subs = allowed_subs
         client.save(update_fields=["allowed_subs"])
         audit_append(tenant_id=client.tenant_id, stream=admin_stream_name(client.tenant.slug),
-                     code="FC-ADM-003", actor=actor,
+                     code=Code.API_CLIENT_CHANGED, actor=actor,
                      data={"name": client.name, "kid": client.kid,
                            "action": "changed", "scopes": client.scopes,
                            "allowed_subs": allowed_subs, "allowed_subs_before": before})

@@ -16,12 +16,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
+from audit.codes import Code
 from audit.services import admin_stream_name, audit_append
 
 from .models import Membership, Tenant
 from .tenancy import GROUP_SCOPES
 
-AUDIT_CODE = "FC-ADM-005"
+AUDIT_CODE = Code.MEMBERSHIP_CHANGED
 BOOTSTRAP_ACTOR = "system:cli"
 
 

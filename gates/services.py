@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_fsm import can_proceed
 
+from audit.codes import Code
 from audit.services import audit_append
 from fcore.errors import BadRequest, Conflict, Forbidden, FourEyes, InvalidTransition
 from fcore.held import assert_run_held
@@ -64,7 +65,7 @@ def gate_open(*, run, step_run, source: str, reason: str, requested_by: str,
         input_schema=settings["input_schema"],
     )
     event = audit_append(
-        tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-001", actor=requested_by,
+        tenant_id=run.tenant_id, stream=run.stream_name, code=Code.GATE_OPENED, actor=requested_by,
         data={"gate_id": gate.id, "step_id": step_run.step_id if step_run else None,
               "source": source, "reason": gate.reason,
               "required_approvals": gate.required_approvals,
@@ -134,7 +135,7 @@ def gate_vote(*, gate: Gate, run, voter: Voter, decision: str, comment: str = ""
                        code="already_voted") from None
     approvals = gate.approvals.filter(decision=Vote.APPROVE).count()
     audit_append(
-        tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-002", actor=voter.actor,
+        tenant_id=run.tenant_id, stream=run.stream_name, code=Code.GATE_VOTE, actor=voter.actor,
         data={"gate_id": gate.id, "vote": decision, "comment": comment,
               "approvals": approvals, "required_approvals": gate.required_approvals,
               "input": data, "key": voter.key or None},
@@ -156,7 +157,7 @@ def _resolve(gate: Gate, run, transition_method, *, actor: str, reason: str) -> 
     gate.resolved_at = timezone.now()
     gate.save()
     event = audit_append(
-        tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-003", actor=actor,
+        tenant_id=run.tenant_id, stream=run.stream_name, code=Code.GATE_RESOLVED, actor=actor,
         data={"gate_id": gate.id, "status": gate.status, "reason": reason, "votes": votes},
     )
     gate_notify(gate=gate, run=run, event=EVENT_RESOLVED, audit_event=event)
@@ -180,7 +181,7 @@ def gate_expire(*, gate: Gate, run, actor: str) -> None:
     gate.resolution = {**(gate.resolution or {}), "by": actor, "reason": "expired"}
     gate.save()
     event = audit_append(
-        tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-004", actor=actor,
+        tenant_id=run.tenant_id, stream=run.stream_name, code=Code.GATE_EXPIRED, actor=actor,
         data={"gate_id": gate.id, "status": gate.status,
               "expires_at": gate.expires_at.isoformat() if gate.expires_at else None},
     )
@@ -195,7 +196,7 @@ def gate_cancel(*, gate: Gate, run, actor: str, reason: str) -> None:
     gate.resolution = {**(gate.resolution or {}), "by": actor, "reason": reason}
     gate.save()
     event = audit_append(
-        tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-003", actor=actor,
+        tenant_id=run.tenant_id, stream=run.stream_name, code=Code.GATE_RESOLVED, actor=actor,
         data={"gate_id": gate.id, "status": gate.status, "reason": reason, "votes": []},
     )
     gate_notify(gate=gate, run=run, event=EVENT_RESOLVED, audit_event=event)
@@ -212,7 +213,7 @@ def gate_escalate(*, gate: Gate, run, actor: str, now=None) -> bool:
     gate.resolution = {**resolution, "escalated": True}
     gate.save(update_fields=["expires_at", "resolution"])
     event = audit_append(
-        tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-004", actor=actor,
+        tenant_id=run.tenant_id, stream=run.stream_name, code=Code.GATE_EXPIRED, actor=actor,
         data={"gate_id": gate.id, "status": gate.status, "action": "escalated",
               "escalate_to": gate.escalate_to, "expires_at": gate.expires_at.isoformat()},
     )
@@ -240,7 +241,7 @@ def gate_override(*, gate: Gate, run, actor: str, justification: str) -> Gate:
     gate.needs_review = True
     gate.save()
     event = audit_append(
-        tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-005", actor=actor,
+        tenant_id=run.tenant_id, stream=run.stream_name, code=Code.GATE_OVERRIDDEN, actor=actor,
         data={"gate_id": gate.id, "status": gate.status, "justification": justification,
               "votes": votes, "approvals": sum(v["decision"] == Vote.APPROVE for v in votes),
               "required_approvals": gate.required_approvals, "needs_review": True},
@@ -278,7 +279,8 @@ def gate_override_review(*, gate: Gate, run, actor: str, note: str) -> Gate:
     gate.reviewed_by, gate.reviewed_at, gate.review_note = actor, timezone.now(), note
     gate.save(update_fields=["needs_review", "reviewed_by", "reviewed_at", "review_note"])
     audit_append(
-        tenant_id=run.tenant_id, stream=run.stream_name, code="FC-GATE-006", actor=actor,
+        tenant_id=run.tenant_id, stream=run.stream_name, code=Code.GATE_OVERRIDE_REVIEWED,
+        actor=actor,
         data={"gate_id": gate.id, "status": gate.status, "overridden_by": overridden_by,
               "note": note},
     )

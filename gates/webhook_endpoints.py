@@ -20,13 +20,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from django.conf import settings
 from django.db import transaction
 
+from audit.codes import Code
 from audit.services import admin_stream_name, audit_append
 from fcore.errors import BadRequest, NotFound
 from fcore.secret_box import secret_open, secret_seal
 
 from .models import NOTIFY_EVENTS, WebhookEndpoint
 
-AUDIT_CODE = "FC-ADM-004"
+AUDIT_CODE = Code.WEBHOOK_ENDPOINT_CHANGED
 REDACTED = "***"
 
 

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db import transaction
 
+from audit.codes import Code
 from audit.hashing import json_hash
 from audit.services import admin_stream_name, audit_append
 from fcore.errors import BadRequest
@@ -205,8 +206,8 @@ def definition_publish(*, tenant, name: str, steps, actor: str,
             tenant=tenant, name=name, version=(latest.version if latest else 0) + 1,
             description=description, steps=clean, spec_hash=spec_hash, created_by=actor)
         audit_append(
-            tenant_id=tenant.id, stream=admin_stream_name(tenant.slug), code="FC-ADM-002",
-            actor=actor,
+            tenant_id=tenant.id, stream=admin_stream_name(tenant.slug),
+            code=Code.DEFINITION_PUBLISHED, actor=actor,
             data={"workflow": name, "version": definition.version, "spec_hash": spec_hash,
                   "steps": [s["id"] for s in clean]},
         )

@@ -8,6 +8,7 @@ Where a gate's resolution moves a run, it happens here (lock order: run → gate
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.codes import Code
 from audit.hashing import json_hash
 from audit.services import audit_append
 from fcore.actors import SCHEDULER
@@ -68,7 +69,7 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
                                             request_hash=request_hash)
             with run_held_new(run, steps, stream, policies):
                 audit_append(
-                    tenant_id=tenant.id, stream=run.stream_name, code="FC-RUN-001",
+                    tenant_id=tenant.id, stream=run.stream_name, code=Code.RUN_CREATED,
                     actor=actor,
                     data={"run_id": str(run.run_id), "workflow": definition.name,
                           "version": definition.version, "input_hash": json_hash(input),

@@ -4,6 +4,7 @@ Stored JSON goes through `restore_floats` before hashing: PostgreSQL's jsonb giv
 such as 1e21 back as the integer 1000000000000000000000, which is not what was hashed.
 """
 
+from audit.codes import Code
 from audit.hashing import GENESIS_HASH, json_hash
 from audit.jcs import restore_floats
 from audit.models import AuditEvent
@@ -45,10 +46,10 @@ def run_receipts_verify(run, *, steps=None, events=None) -> dict:
             failures.append({**where, "problem": "receipt_hash does not match its fields"})
         prev = step.receipt_hash
     if events is None:
-        seal = (AuditEvent.objects.filter(stream__name=run.stream_name, code="FC-RUN-003")
+        seal = (AuditEvent.objects.filter(stream__name=run.stream_name, code=Code.RUN_SEALED)
                 .order_by("-seq").first())
     else:
-        seal = max((e for e in events if e.code == "FC-RUN-003"), key=lambda e: e.seq,
+        seal = max((e for e in events if e.code == Code.RUN_SEALED), key=lambda e: e.seq,
                    default=None)
     if run.workflow_hash or seal:
         if seal is None:

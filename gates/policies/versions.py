@@ -2,6 +2,7 @@
 
 from django.db import connection, transaction
 
+from audit.codes import Code
 from audit.hashing import json_hash
 from audit.services import admin_stream_name, audit_append
 from gates.models import Policy, PolicyVersion
@@ -57,7 +58,7 @@ def policy_save(*, tenant, name: str, rules, actor: str, tier: int = 1, applies_
             rules=clean_rules, enabled=bool(enabled), spec_hash=spec_hash, created_by=actor)
         fields = sorted(k for k in ("tier", "applies_to", "enabled") if old.get(k) != spec[k])
         audit_append(
-            tenant_id=tenant.id, stream=admin_stream_name(tenant.slug), code="FC-ADM-001",
+            tenant_id=tenant.id, stream=admin_stream_name(tenant.slug), code=Code.POLICY_CHANGED,
             actor=actor,
             data={"policy": name, "policy_id": policy.id, "version": policy.version,
                   "previous_version": latest.version if latest else None,

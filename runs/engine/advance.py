@@ -20,6 +20,7 @@ failure fails the run. Every run that ends is sealed (`FC-RUN-003`).
 from django.utils import timezone
 from django_fsm import can_proceed
 
+from audit.codes import Code
 from audit.hashing import GENESIS_HASH
 from audit.services import audit_append, audit_stream_head
 from fcore.actors import ENGINE
@@ -71,7 +72,7 @@ def run_transition(run: Run, name: str, *, actor: str, reason: str = "",
     run.status_reason = reason[:500]
     run.paused_for_gate = for_gate and run.status == RunStatus.PAUSED
     run_changed(run)
-    audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code="FC-RUN-002",
+    audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code=Code.RUN_STATUS,
                  actor=actor, data={"from": before, "to": run.status, "reason": reason})
 
 
@@ -115,7 +116,7 @@ def run_seal(run: Run, steps: dict[str, StepRun]) -> None:
         run_id=str(run.run_id), status=run.status, last_receipt_hash=last_receipt,
         stream=run.stream_name, head_seq=head_seq, head_hash=head_hash)
     run_changed(run)
-    audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code="FC-RUN-003",
+    audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code=Code.RUN_SEALED,
                  actor=ENGINE,
                  data={"workflow_hash": run.workflow_hash, "status": run.status,
                        "last_receipt_hash": last_receipt, "head_seq": head_seq,

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.utils import timezone
 
+from audit.codes import Code
 from audit.services import audit_append
 from fcore.actors import ENGINE, Actor
 from gates.policies import Decision, PolicySnapshot, evaluate
@@ -47,7 +48,7 @@ def step_decide(run: Run, step: StepRun, enabled: list[PolicySnapshot]) -> Decis
     step.decision = decision.decision
     step.policy_versions = decision.policy_versions
     audit_append(
-        tenant_id=run.tenant_id, stream=run.stream_name, code="FC-POL-001", actor=ENGINE,
+        tenant_id=run.tenant_id, stream=run.stream_name, code=Code.POLICY_DECISION, actor=ENGINE,
         data={"step_id": step.step_id, "attempt": step.attempt, "decision": decision.decision,
               "reason": decision.reason, "policy_id": decision.policy_id,
               "policy_version": decision.policy_version, "tier": decision.tier,

@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from audit.codes import Code
 from audit.hashing import GENESIS_HASH, json_hash
 from audit.services import audit_append
 from fcore.actors import ENGINE
@@ -57,7 +58,7 @@ def step_start(run: Run, step: StepRun, *, actor: str = ENGINE) -> None:
     step.lease_expires_at = now + lease if internal else None
     step_changed(run, step)
     run.current_step, run.step_index = step.step_id, step.index
-    audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code="FC-STEP-001",
+    audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code=Code.STEP_STARTED,
                  actor=actor, data={"step_id": step.step_id, "step_type": step.step_type,
                                     "attempt": step.attempt, "input_hash": step.input_hash})
     if internal:
@@ -95,7 +96,8 @@ def step_finish(run: Run, steps: dict[str, StepRun], step: StepRun, *, succeeded
     if not succeeded:
         data["error"] = error
     audit_append(tenant_id=run.tenant_id, stream=run.stream_name,
-                 code="FC-STEP-002" if succeeded else "FC-STEP-003", actor=actor, data=data)
+                 code=Code.STEP_SUCCEEDED if succeeded else Code.STEP_FAILED, actor=actor,
+                 data=data)
 
 
 def retry_delay(retry: dict, failed_attempt: int) -> float:
@@ -121,7 +123,7 @@ def step_retry(run: Run, step: StepRun, *, actor: str) -> float:
     step.started_at = step.ended_at = step.deadline_at = step.lease_expires_at = None
     step.decision, step.policy_versions = "", []
     step_changed(run, step)
-    audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code="FC-STEP-004",
+    audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code=Code.STEP_RETRY,
                  actor=actor,
                  data={"step_id": step.step_id, "attempt": step.attempt,
                        "failed_attempt": failed_attempt, "error": error,
@@ -137,6 +139,6 @@ def step_close(run: Run, step: StepRun, how: str, *, actor: str, reason: str) ->
     step.lease_expires_at = None
     step.error = {"code": step.status, "detail": reason}
     step_changed(run, step)
-    audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code="FC-STEP-005",
+    audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code=Code.STEP_CLOSED,
                  actor=actor, data={"step_id": step.step_id, "status": step.status,
                                     "reason": reason})

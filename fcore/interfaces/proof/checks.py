@@ -8,6 +8,8 @@ import hashlib
 
 import rfc8785
 
+from audit.codes import Code
+
 CAMPAIGN = "PT-004 Workflow Orchestration Execution Spine"
 WORKFLOW = "pt004_execution_spine"
 STEPS = ("step_1", "step_2", "step_3", "step_4", "step_5")
@@ -53,7 +55,7 @@ def receipts_check(run: dict, receipt_report: dict, logs: list[dict]) -> dict:
         if _sha256_jcs(body) != r.get("receipt_hash"):
             failures.append({"step_id": r.get("step_id"), "problem": "receipt_hash mismatch"})
         prev = r.get("receipt_hash")
-    seals = [e for e in logs if e.get("code") == "FC-RUN-003"]
+    seals = [e for e in logs if e.get("code") == Code.RUN_SEALED]
     if run.get("workflow_hash"):
         if not seals:
             failures.append({"problem": "workflow_hash set but no FC-RUN-003 event"})
@@ -74,7 +76,7 @@ def status_transitions(logs: list[dict]) -> list[dict]:
     """The run's status changes, in order, from its `FC-RUN-002` events."""
     return [{"from": e["data"].get("from"), "to": e["data"].get("to"),
              "reason": e["data"].get("reason", "")}
-            for e in logs if e.get("code") == "FC-RUN-002"]
+            for e in logs if e.get("code") == Code.RUN_STATUS]
 
 
 def step_of(run: dict, step_id: str) -> dict:

@@ -5,6 +5,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+from audit.codes import Code
 from fcore.interfaces.client import FCClient, FCError
 
 from .checks import (
@@ -128,13 +129,13 @@ class Scenario:
         self.check("server verifies receipts (GET …/receipt)", r.receipt_verified is True,
                    f"verified={r.receipt_verified}")
         self.check("workflow_hash set and sealed (FC-RUN-003)",
-                   bool(r.workflow_hash) and any(e["code"] == "FC-RUN-003" for e in logs),
+                   bool(r.workflow_hash) and any(e["code"] == Code.RUN_SEALED for e in logs),
                    r.workflow_hash or "missing")
         self.check("receipts and seal recomputed client-side", r.receipt_chain["ok"],
                    f"{r.receipt_chain['receipts']} receipts, failures: "
                    f"{r.receipt_chain['failures'] or 'none'}")
         self.check("every decision recorded (FC-POL-001)",
-                   len([e for e in logs if e["code"] == "FC-POL-001"])
+                   len([e for e in logs if e["code"] == Code.POLICY_DECISION])
                    == len(run.get("decisions", [])) > 0,
                    f"{len(run.get('decisions', []))} decisions")
 
@@ -195,7 +196,7 @@ def policy_flag(s: Scenario) -> None:
     s.common_checks(run, logs)
     codes = {e["code"] for e in logs}
     s.check("gate events FC-GATE-001/002/003",
-            {"FC-GATE-001", "FC-GATE-002", "FC-GATE-003"} <= codes,
+            {Code.GATE_OPENED, Code.GATE_VOTE, Code.GATE_RESOLVED} <= codes,
             ", ".join(sorted(c for c in codes if c.startswith("FC-GATE"))))
     s.check("every step succeeded",
             all(step_of(run, sid).get("status") == "succeeded" for sid in STEPS),
