@@ -5,6 +5,7 @@ and Django's into that shape. Nothing a client sends may end in a 500.
 """
 
 import logging
+from enum import StrEnum
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
@@ -15,11 +16,50 @@ from rest_framework.views import exception_handler as drf_exception_handler
 log = logging.getLogger(__name__)
 
 
+class ErrorCode(StrEnum):
+    """Every `code` of the API's error shape (DESIGN §8); members are the strings."""
+
+    ALREADY_REVIEWED = "already_reviewed"
+    ALREADY_VOTED = "already_voted"
+    AUTHENTICATION_FAILED = "authentication_failed"
+    BAD_CURSOR = "bad_cursor"
+    BAD_REQUEST = "bad_request"
+    BREAK_GLASS_DISABLED = "break_glass_disabled"
+    CONFLICT = "conflict"
+    CSRF_FAILED = "csrf_failed"
+    ERROR = "error"
+    FORBIDDEN = "forbidden"
+    FOUR_EYES = "four_eyes"
+    GATE_OPEN = "gate_open"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    INPUT_SCHEMA_UNUSABLE = "input_schema_unusable"
+    INVALID = "invalid"
+    INVALID_INPUT = "invalid_input"
+    INVALID_TRANSITION = "invalid_transition"
+    LINK_EXPIRED = "link_expired"
+    LINK_INVALID = "link_invalid"
+    LINK_USED = "link_used"
+    LINK_WRONG_USER = "link_wrong_user"
+    MALFORMED_REQUEST = "malformed_request"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    NOT_ACCEPTABLE = "not_acceptable"
+    NOT_AN_APPROVER = "not_an_approver"
+    NOT_AUTHENTICATED = "not_authenticated"
+    NOT_EXTERNAL = "not_external"
+    NOT_FOUND = "not_found"
+    NOT_OVERRIDDEN = "not_overridden"
+    SERVER_ERROR = "server_error"
+    STALE_ATTEMPT = "stale_attempt"
+    THROTTLED = "throttled"
+    UNKNOWN_WORKFLOW = "unknown_workflow"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+
+
 class FCError(Exception):
     """A refusal with an HTTP status, a stable code and optional context."""
 
     status = 400
-    code = "bad_request"
+    code = ErrorCode.BAD_REQUEST
 
     def __init__(self, detail: str, *, code: str | None = None, **context):
         super().__init__(detail)
@@ -29,33 +69,33 @@ class FCError(Exception):
         self.context = context
 
     def as_dict(self) -> dict:
-        return {"code": self.code, "detail": self.detail, **self.context}
+        return {"code": str(self.code), "detail": self.detail, **self.context}
 
 
 class BadRequest(FCError):
-    status, code = 400, "bad_request"
+    status, code = 400, ErrorCode.BAD_REQUEST
 
 
 class NotFound(FCError):
-    status, code = 404, "not_found"
+    status, code = 404, ErrorCode.NOT_FOUND
 
 
 class Forbidden(FCError):
-    status, code = 403, "forbidden"
+    status, code = 403, ErrorCode.FORBIDDEN
 
 
 class FourEyes(Forbidden):
-    code = "four_eyes"
+    code = ErrorCode.FOUR_EYES
 
 
 class Conflict(FCError):
-    status, code = 409, "conflict"
+    status, code = 409, ErrorCode.CONFLICT
 
 
 class InvalidTransition(Conflict):
     """A state change the state machine does not allow from the current state."""
 
-    code = "invalid_transition"
+    code = ErrorCode.INVALID_TRANSITION
 
     def __init__(self, *, obj: str, current: str, allowed: list[str], target: str = ""):
         detail = f"{obj} is {current}"
@@ -64,16 +104,16 @@ class InvalidTransition(Conflict):
 
 
 _DRF_CODES = {
-    drf.NotAuthenticated: "not_authenticated",
-    drf.AuthenticationFailed: "authentication_failed",
-    drf.PermissionDenied: "forbidden",
-    drf.NotFound: "not_found",
-    drf.MethodNotAllowed: "method_not_allowed",
-    drf.NotAcceptable: "not_acceptable",
-    drf.UnsupportedMediaType: "unsupported_media_type",
-    drf.Throttled: "throttled",
-    drf.ParseError: "malformed_request",
-    drf.ValidationError: "invalid",
+    drf.NotAuthenticated: ErrorCode.NOT_AUTHENTICATED,
+    drf.AuthenticationFailed: ErrorCode.AUTHENTICATION_FAILED,
+    drf.PermissionDenied: ErrorCode.FORBIDDEN,
+    drf.NotFound: ErrorCode.NOT_FOUND,
+    drf.MethodNotAllowed: ErrorCode.METHOD_NOT_ALLOWED,
+    drf.NotAcceptable: ErrorCode.NOT_ACCEPTABLE,
+    drf.UnsupportedMediaType: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    drf.Throttled: ErrorCode.THROTTLED,
+    drf.ParseError: ErrorCode.MALFORMED_REQUEST,
+    drf.ValidationError: ErrorCode.INVALID,
 }
 
 
@@ -81,7 +121,7 @@ def _drf_code(exc) -> str:
     for cls, code in _DRF_CODES.items():
         if isinstance(exc, cls):
             return code
-    return "error"
+    return ErrorCode.ERROR
 
 
 def exception_handler(exc, context):
@@ -96,7 +136,7 @@ def exception_handler(exc, context):
     if response is None:
         return None
     if isinstance(exc, drf.ValidationError):
-        body = {"code": "invalid", "detail": "The request has invalid fields.",
+        body = {"code": ErrorCode.INVALID, "detail": "The request has invalid fields.",
                 "errors": exc.detail}
     else:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
@@ -111,12 +151,12 @@ def exception_handler(exc, context):
 API_PREFIXES = ("/workflows/", "/api/")
 
 
-def json_error_view(status: int, code: str, detail: str):
+def json_error_view(status: int, code: ErrorCode, detail: str):
     """Error pages: the JSON error shape under the API, a plain page elsewhere."""
 
     def view(request, exception=None):
         if request.path.startswith(API_PREFIXES):
-            return JsonResponse({"code": code, "detail": detail}, status=status)
+            return JsonResponse({"code": str(code), "detail": detail}, status=status)
         from django.shortcuts import render
 
         return render(request, "error.html", {"status": status, "detail": detail},

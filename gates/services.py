@@ -18,7 +18,7 @@ from django_fsm import can_proceed
 
 from audit.codes import Code
 from audit.services import audit_append
-from fcore.errors import BadRequest, Conflict, Forbidden, FourEyes, InvalidTransition
+from fcore.errors import BadRequest, Conflict, ErrorCode, Forbidden, FourEyes, InvalidTransition
 from fcore.held import assert_run_held
 from fcore.jsonlimits import json_problem
 from fcore.models import FOUR_EYES_ACTOR_AND_KEY
@@ -97,7 +97,7 @@ def gate_check_voter(*, gate: Gate, run, voter: Voter) -> None:
                        "on it (four_eyes: actor_and_key), whatever its sub.")
     if not voter.may_vote(gate):
         raise Forbidden(f"Only members of '{gate.approver_group}' may vote on this gate.",
-                        code="not_an_approver")
+                        code=ErrorCode.NOT_AN_APPROVER)
 
 
 def gate_vote(*, gate: Gate, run, voter: Voter, decision: str, comment: str = "",
@@ -105,7 +105,7 @@ def gate_vote(*, gate: Gate, run, voter: Voter, decision: str, comment: str = ""
     """Record one vote on a locked open gate; resolve it on quorum or on the first reject."""
     assert_run_held(run)
     if decision not in Vote.values:
-        raise BadRequest("decision must be approve or reject", code="invalid",
+        raise BadRequest("decision must be approve or reject", code=ErrorCode.INVALID,
                          errors={"decision": ["approve or reject"]})
     if gate.status != GateStatus.OPEN:
         target = GateStatus.APPROVED if decision == Vote.APPROVE else GateStatus.REJECTED
@@ -113,7 +113,7 @@ def gate_vote(*, gate: Gate, run, voter: Voter, decision: str, comment: str = ""
     gate_check_voter(gate=gate, run=run, voter=voter)
     problem = json_problem(data)
     if problem:
-        raise BadRequest("The input cannot be stored.", code="invalid_input",
+        raise BadRequest("The input cannot be stored.", code=ErrorCode.INVALID_INPUT,
                          errors={"input": [problem]})
     if decision == Vote.APPROVE and gate.input_schema is not None:
         try:
@@ -122,17 +122,17 @@ def gate_vote(*, gate: Gate, run, voter: Voter, decision: str, comment: str = ""
             raise BadRequest(
                 f"This gate's input schema cannot be used: {exc}. The gate can still be "
                 "rejected, or overridden by someone allowed to.",
-                code="input_schema_unusable", errors={"input_schema": [str(exc)]}) from None
+                code=ErrorCode.INPUT_SCHEMA_UNUSABLE, errors={"input_schema": [str(exc)]}) from None
         if errors:
             raise BadRequest("The input does not match the gate's input schema.",
-                             code="invalid_input", errors=errors)
+                             code=ErrorCode.INVALID_INPUT, errors=errors)
     try:
         with transaction.atomic():
             Approval.objects.create(gate=gate, actor=voter.actor, decision=decision,
                                     comment=comment, input=data)
     except IntegrityError:
         raise Conflict("This actor has already voted on this gate.",
-                       code="already_voted") from None
+                       code=ErrorCode.ALREADY_VOTED) from None
     approvals = gate.approvals.filter(decision=Vote.APPROVE).count()
     audit_append(
         tenant_id=run.tenant_id, stream=run.stream_name, code=Code.GATE_VOTE, actor=voter.actor,
@@ -228,7 +228,7 @@ def gate_override(*, gate: Gate, run, actor: str, justification: str) -> Gate:
     assert_run_held(run)
     justification = (justification or "").strip()
     if not justification:
-        raise BadRequest("A justification is required to override a gate.", code="invalid",
+        raise BadRequest("A justification is required to override a gate.", code=ErrorCode.INVALID,
                          errors={"justification": ["required"]})
     if not can_proceed(gate.override):
         raise _invalid(gate, GateStatus.OVERRIDDEN)
@@ -260,17 +260,17 @@ def gate_override_review(*, gate: Gate, run, actor: str, note: str) -> Gate:
     assert_run_held(run)
     note = (note or "").strip()
     if not note:
-        raise BadRequest("A note is required to mark an override reviewed.", code="invalid",
+        raise BadRequest("A note is required to mark an override reviewed.", code=ErrorCode.INVALID,
                          errors={"note": ["required"]})
     if len(note) > REVIEW_NOTE_MAX:
         raise BadRequest(f"The note is longer than {REVIEW_NOTE_MAX} characters.",
-                         code="invalid", errors={"note": [f"at most {REVIEW_NOTE_MAX}"]})
+                         code=ErrorCode.INVALID, errors={"note": [f"at most {REVIEW_NOTE_MAX}"]})
     if gate.status != GateStatus.OVERRIDDEN:
         raise Conflict(f"Gate {gate.id} was not overridden: it is {gate.status}.",
-                       code="not_overridden", current=gate.status)
+                       code=ErrorCode.NOT_OVERRIDDEN, current=gate.status)
     if not gate.needs_review:
         raise Conflict(f"Gate {gate.id} was already reviewed by {gate.reviewed_by}.",
-                       code="already_reviewed", current=gate.status,
+                       code=ErrorCode.ALREADY_REVIEWED, current=gate.status,
                        reviewed_by=gate.reviewed_by)
     overridden_by = (gate.resolution or {}).get("by", "")
     if actor == overridden_by:

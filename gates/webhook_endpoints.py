@@ -22,7 +22,7 @@ from django.db import transaction
 
 from audit.codes import Code
 from audit.services import admin_stream_name, audit_append
-from fcore.errors import BadRequest, NotFound
+from fcore.errors import BadRequest, ErrorCode, NotFound
 from fcore.secret_box import secret_open, secret_seal
 
 from .models import NOTIFY_EVENTS, WebhookEndpoint
@@ -72,7 +72,7 @@ def _checked(*, name: str, url: str, events) -> str:
     if not (name or "").strip():
         errors["name"] = ["a name"]
     if errors:
-        raise BadRequest("Invalid webhook endpoint.", code="invalid", errors=errors)
+        raise BadRequest("Invalid webhook endpoint.", code=ErrorCode.INVALID, errors=errors)
     return name.strip()
 
 

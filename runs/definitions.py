@@ -10,7 +10,7 @@ from django.db import transaction
 from audit.codes import Code
 from audit.hashing import json_hash
 from audit.services import admin_stream_name, audit_append
-from fcore.errors import BadRequest
+from fcore.errors import BadRequest, ErrorCode
 from fcore.jsonlimits import json_problem
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 
@@ -231,7 +231,7 @@ def unknown_workflow(workflow: str, version: int | None) -> BadRequest:
     """The 400 `unknown_workflow` for a workflow (at a version) the tenant does not have."""
     return BadRequest(f"Unknown workflow {workflow!r}"
                       + (f" version {version}" if version is not None else "") + ".",
-                      code="unknown_workflow", errors={"workflow": ["unknown workflow"]})
+                      code=ErrorCode.UNKNOWN_WORKFLOW, errors={"workflow": ["unknown workflow"]})
 
 
 def step_config(spec: dict) -> dict:

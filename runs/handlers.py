@@ -11,6 +11,7 @@ deadline passed; long handlers should watch it.
 import threading
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from importlib import import_module
 
 import httpx
@@ -21,15 +22,34 @@ from fcore.jsonlimits import json_problem
 from .definitions import PYTHON_PREFIX, http_url_allowed, python_handler_allowed
 
 
+class StepError(StrEnum):
+    """The `code` of a failed step's `error` (DESIGN §5); members are the strings."""
+
+    HANDLER_FAILED = "handler_failed"
+    TIMEOUT = "timeout"
+    STOPPED = "stopped"
+    URL_NOT_ALLOWED = "url_not_allowed"
+    HTTP_ERROR = "http_error"
+    HTTP_STATUS = "http_status"
+    HTTP_NOT_JSON = "http_not_json"
+    HANDLER_MISSING = "handler_missing"
+    HANDLER_ERROR = "handler_error"
+    BAD_OUTPUT = "bad_output"
+    FLAKY = "flaky"
+    RUN_ENDED = "run_ended"
+    LEASE_LOST = "lease_lost"
+
+
 class StepFailed(Exception):
     """A handler's failure. `retryable=False` skips the step's remaining retries."""
 
-    def __init__(self, detail: str, *, code: str = "handler_failed", retryable: bool = True):
+    def __init__(self, detail: str, *, code: str = StepError.HANDLER_FAILED,
+                 retryable: bool = True):
         super().__init__(detail)
         self.code, self.retryable = code, retryable
 
     def as_error(self) -> dict:
-        return {"code": self.code, "detail": str(self)[:1000], "retryable": self.retryable}
+        return {"code": str(self.code), "detail": str(self)[:1000], "retryable": self.retryable}
 
 
 @dataclass
@@ -63,9 +83,10 @@ def sleep(ctx: StepContext) -> dict:
     remaining = ctx.remaining()
     if remaining is not None and remaining < seconds:
         ctx.stop.wait(remaining)
-        raise StepFailed(f"timed out after {ctx.config.get('timeout_s')} s", code="timeout")
+        raise StepFailed(f"timed out after {ctx.config.get('timeout_s')} s", code=StepError.TIMEOUT)
     if ctx.stop.wait(seconds):
-        raise StepFailed("stopped: the step no longer runs", code="stopped", retryable=False)
+        raise StepFailed("stopped: the step no longer runs", code=StepError.STOPPED,
+                         retryable=False)
     return {"slept_s": seconds}
 
 
@@ -74,7 +95,7 @@ def http(ctx: StepContext) -> dict:
     the output. Redirects are not followed (they could leave the allow-list)."""
     url = ctx.config.get("url")
     if not http_url_allowed(url):
-        raise StepFailed(f"url {url!r} is not allow-listed", code="url_not_allowed",
+        raise StepFailed(f"url {url!r} is not allow-listed", code=StepError.URL_NOT_ALLOWED,
                          retryable=False)
     timeout = ctx.remaining(settings.FCORE_HTTP_TIMEOUT_S)
     try:
@@ -83,17 +104,18 @@ def http(ctx: StepContext) -> dict:
                               headers={"Idempotency-Key": ctx.idempotency_key,
                                        "X-FC-Run": ctx.run_id, "X-FC-Step": ctx.step_id})
     except httpx.TimeoutException:
-        raise StepFailed(f"no answer from {url} within {timeout:.1f} s", code="timeout") from None
+        raise StepFailed(f"no answer from {url} within {timeout:.1f} s",
+                         code=StepError.TIMEOUT) from None
     except httpx.HTTPError as exc:
-        raise StepFailed(f"{url}: {type(exc).__name__}", code="http_error") from None
+        raise StepFailed(f"{url}: {type(exc).__name__}", code=StepError.HTTP_ERROR) from None
     if not response.is_success:
-        raise StepFailed(f"{url} answered {response.status_code}", code="http_status")
+        raise StepFailed(f"{url} answered {response.status_code}", code=StepError.HTTP_STATUS)
     try:
         output = response.json()
     except ValueError:
-        raise StepFailed(f"{url} did not answer JSON", code="http_not_json") from None
+        raise StepFailed(f"{url} did not answer JSON", code=StepError.HTTP_NOT_JSON) from None
     if not isinstance(output, dict):
-        raise StepFailed(f"{url} answered JSON that is not an object", code="http_not_json")
+        raise StepFailed(f"{url} answered JSON that is not an object", code=StepError.HTTP_NOT_JSON)
     return output
 
 
@@ -111,8 +133,8 @@ def handler_for(step_type: str):
             return getattr(import_module(module), name)
         except (ImportError, AttributeError) as exc:
             raise StepFailed(f"handler {step_type} cannot be loaded: {exc}",
-                             code="handler_missing", retryable=False) from None
-    raise StepFailed(f"no handler for step type {step_type!r}", code="handler_missing",
+                             code=StepError.HANDLER_MISSING, retryable=False) from None
+    raise StepFailed(f"no handler for step type {step_type!r}", code=StepError.HANDLER_MISSING,
                      retryable=False)
 
 
@@ -124,9 +146,10 @@ def handler_run(ctx: StepContext) -> tuple[bool, dict | None, dict | None]:
             output = {}
         if not isinstance(output, dict) or json_problem(output):
             raise StepFailed("the handler's output is not a JSON object that can be hashed",
-                             code="bad_output", retryable=False)
+                             code=StepError.BAD_OUTPUT, retryable=False)
         if ctx.deadline is not None and time.monotonic() > ctx.deadline:
-            raise StepFailed(f"timed out after {ctx.config.get('timeout_s')} s", code="timeout")
+            raise StepFailed(f"timed out after {ctx.config.get('timeout_s')} s",
+                             code=StepError.TIMEOUT)
         return True, output, None
     except StepFailed as exc:
         return False, None, exc.as_error()
@@ -134,7 +157,7 @@ def handler_run(ctx: StepContext) -> tuple[bool, dict | None, dict | None]:
         name = type(exc).__name__
         if name == "SoftTimeLimitExceeded":
             error = StepFailed(f"timed out after {ctx.config.get('timeout_s')} s",
-                               code="timeout")
+                               code=StepError.TIMEOUT)
         else:
-            error = StepFailed(f"{name}: {exc}"[:1000], code="handler_error")
+            error = StepFailed(f"{name}: {exc}"[:1000], code=StepError.HANDLER_ERROR)
         return False, None, error.as_error()

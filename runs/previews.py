@@ -2,7 +2,7 @@
 
 from django.utils import timezone
 
-from fcore.errors import BadRequest
+from fcore.errors import BadRequest, ErrorCode
 from gates.policies import Decision, evaluate, policies_applicable
 
 from .definitions import definition_current, step_config
@@ -18,7 +18,7 @@ def decision_preview(*, tenant, workflow: str, step_id: str, input: dict, actor:
     definition = definition_current(tenant, workflow, version)
     steps = {s["id"]: (i, s) for i, s in enumerate(definition.steps)}
     if step_id not in steps:
-        raise BadRequest(f"Workflow {workflow!r} has no step {step_id!r}.", code="invalid",
+        raise BadRequest(f"Workflow {workflow!r} has no step {step_id!r}.", code=ErrorCode.INVALID,
                          errors={"step_id": ["unknown step"]})
     index, spec = steps[step_id]
     run = Run(tenant=tenant, definition=definition, input=input, metadata=metadata or {},

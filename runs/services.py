@@ -12,7 +12,7 @@ from audit.codes import Code
 from audit.hashing import json_hash
 from audit.services import audit_append
 from fcore.actors import SCHEDULER
-from fcore.errors import BadRequest, Conflict, Forbidden, InvalidTransition, NotFound
+from fcore.errors import BadRequest, Conflict, ErrorCode, Forbidden, InvalidTransition, NotFound
 from fcore.jsonlimits import json_problem
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 from gates.models import OVERRIDE_PERMISSION, REVIEW_PERMISSION, Gate, GateStatus
@@ -52,7 +52,7 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
     problem = json_problem(input) or json_problem(metadata or {})
     if not isinstance(input, dict) or problem:
         raise BadRequest("The run input must be a JSON object that can be hashed.",
-                         code="invalid", errors={"input": [problem or "must be an object"]})
+                         code=ErrorCode.INVALID, errors={"input": [problem or "must be an object"]})
     definition, policies = run_definition(tenant, workflow, version)
     request_hash = json_hash({"workflow": workflow, "version": version, "input": input,
                               "metadata": metadata or {}})
@@ -91,7 +91,7 @@ def _replayed(tenant, key: str, request_hash: str) -> Run | None:
     run = Run.objects.for_tenant(tenant).filter(idempotency_key=key).first()
     if run and run.request_hash != request_hash:
         raise Conflict("This idempotency key was used with a different request.",
-                       code="idempotency_conflict", run_id=str(run.run_id))
+                       code=ErrorCode.IDEMPOTENCY_CONFLICT, run_id=str(run.run_id))
     return run
 
 
@@ -108,7 +108,7 @@ def run_set_status(*, tenant, run_id, status: str, actor: str, reason: str = "")
             open_gate = Gate.objects.filter(run=run, status=GateStatus.OPEN).first()
             if open_gate:
                 raise Conflict(f"Run waits at gate {open_gate.id}; decide the gate to resume.",
-                               code="gate_open", gate_id=open_gate.id, current=run.status)
+                               code=ErrorCode.GATE_OPEN, gate_id=open_gate.id, current=run.status)
         if status in (RunStatus.CANCELLED, RunStatus.FAILED):
             steps = engine.steps_locked(run)
             engine.run_end(run, steps, OPERATOR_TARGETS[status], actor=actor, reason=reason)
@@ -129,24 +129,25 @@ def step_report(*, tenant, run_id, step_id: str, actor: str, status: str, output
             raise NotFound(f"Run has no step {step_id!r}.")
         if step.step_type != "external":
             raise Conflict(f"Step {step_id} is {step.step_type!r}; only external steps are "
-                           "reported through the API.", code="not_external")
+                           "reported through the API.", code=ErrorCode.NOT_EXTERNAL)
         if step.status != StepStatus.RUNNING:
             raise InvalidTransition(obj=f"Step {step_id}", current=step.status,
                                     allowed=[], target=status)
         open_gate = Gate.objects.filter(step_run=step, status=GateStatus.OPEN).first()
         if open_gate:
-            raise Conflict(f"Step {step_id} waits at gate {open_gate.id}.", code="gate_open",
+            raise Conflict(f"Step {step_id} waits at gate {open_gate.id}.",
+                           code=ErrorCode.GATE_OPEN,
                            gate_id=open_gate.id, current=step.status)
         if attempt is not None and attempt != step.attempt:
             raise Conflict(f"Step {step_id} is at attempt {step.attempt}, not {attempt}.",
-                           code="stale_attempt", current=step.status)
+                           code=ErrorCode.STALE_ATTEMPT, current=step.status)
         succeeded = status == StepStatus.SUCCEEDED
         errors = {field: [problem] for field, problem in
                   (("output", json_problem(output)), ("error", json_problem(error))) if problem}
         if status not in (StepStatus.SUCCEEDED, StepStatus.FAILED):
             errors["status"] = ["succeeded or failed"]
         if errors:
-            raise BadRequest("The report is not valid.", code="invalid", errors=errors)
+            raise BadRequest("The report is not valid.", code=ErrorCode.INVALID, errors=errors)
         engine.step_conclude(run, steps, step, succeeded=succeeded,
                              output=output if succeeded else None, actor=actor,
                              error=None if succeeded else (error or {"detail": "failed"}))
@@ -159,7 +160,8 @@ def run_request_gate(*, tenant, run_id, actor: str, reason: str, step_id: str | 
     try:
         clean = gate_settings_clean(settings)
     except GateSettingsError as exc:
-        raise BadRequest("Invalid gate settings.", code="invalid", errors=exc.errors) from None
+        raise BadRequest("Invalid gate settings.", code=ErrorCode.INVALID,
+                         errors=exc.errors) from None
     with run_lock(run_id, tenant=tenant) as run:
         if run.status not in (RunStatus.RUNNING, RunStatus.PAUSED):
             raise InvalidTransition(obj=f"Run {run.run_id}", current=run.status,
@@ -169,7 +171,7 @@ def run_request_gate(*, tenant, run_id, actor: str, reason: str, step_id: str | 
         if step_id is not None:
             step = steps.get(step_id)
             if step is None:
-                raise BadRequest(f"Run has no step {step_id!r}.", code="invalid",
+                raise BadRequest(f"Run has no step {step_id!r}.", code=ErrorCode.INVALID,
                                  errors={"step_id": ["unknown step"]})
             # A pending step stays pending: the paused run starts nothing, and once the
             # gate is approved the step still gets its own policy decision. A running
@@ -216,9 +218,9 @@ def run_gate_override(*, tenant, run_id, gate_id, actor: str, justification: str
         raise Forbidden("Overriding a gate needs the gates.override_gate permission.")
     if tenant.settings.get("break_glass", True) is False:
         raise Forbidden("Break-glass overrides are switched off for this tenant.",
-                        code="break_glass_disabled")
+                        code=ErrorCode.BREAK_GLASS_DISABLED)
     if not (justification or "").strip():
-        raise BadRequest("A justification is required to override a gate.", code="invalid",
+        raise BadRequest("A justification is required to override a gate.", code=ErrorCode.INVALID,
                          errors={"justification": ["required"]})
     with run_lock(run_id, tenant=tenant) as run:
         gate = _locked_gate(run, gate_id)

@@ -15,14 +15,14 @@ pages never need more; what third-party pages need is decided here, per path:
 
 from csp.decorators import csp_update
 
-from fcore.errors import json_error_view
+from fcore.errors import ErrorCode, json_error_view
 
 SWAGGER_UI_STYLE_HASH = "'sha256-MMpT0iDxyjALd9PdfepImGX3DBfJPXZ4IlDWdPAgtn0='"
 
 swagger_ui_csp = csp_update({"style-src": [SWAGGER_UI_STYLE_HASH]})
 
 _csrf_failure_page = json_error_view(
-    403, "csrf_failed",
+    403, ErrorCode.CSRF_FAILED,
     "The form was out of date (CSRF check failed). Go back, reload the page and try again.")
 
 

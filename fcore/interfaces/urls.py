@@ -4,7 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from fcore.errors import json_error_view
+from fcore.errors import ErrorCode, json_error_view
 from fcore.interfaces.api.urls import alias_urlpatterns, workflows_urlpatterns
 from fcore.interfaces.csp import swagger_ui_csp
 from fcore.interfaces.metrics import metrics_view
@@ -29,5 +29,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-handler404 = json_error_view(404, "not_found", "Not found.")
-handler500 = json_error_view(500, "server_error", "Internal error; it has been logged.")
+handler404 = json_error_view(404, ErrorCode.NOT_FOUND, "Not found.")
+handler500 = json_error_view(500, ErrorCode.SERVER_ERROR, "Internal error; it has been logged.")

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core import signing
 from django.db import IntegrityError, transaction
 
-from fcore.errors import FCError
+from fcore.errors import ErrorCode, FCError
 
 from ..models import GateLinkUse
 
@@ -62,18 +62,18 @@ def link_token_read(token: str, *, gate_id: int, user_id: int,
         payload = signer.unsign_object(token or "", max_age=max_age)
     except signing.SignatureExpired:
         raise LinkRefused("This link has expired; open the gate from the console.",
-                          code="link_expired") from None
+                          code=ErrorCode.LINK_EXPIRED) from None
     except (signing.BadSignature, ValueError, TypeError):
-        raise LinkRefused("This link is not valid.", code="link_invalid") from None
+        raise LinkRefused("This link is not valid.", code=ErrorCode.LINK_INVALID) from None
     if (not isinstance(payload, dict) or payload.get("g") != gate_id
             or not isinstance(payload.get("u"), int) or not isinstance(payload.get("n"), str)):
-        raise LinkRefused("This link is not valid.", code="link_invalid")
+        raise LinkRefused("This link is not valid.", code=ErrorCode.LINK_INVALID)
     if payload["u"] != user_id:
         raise LinkRefused("This link was sent to someone else; sign in as its recipient.",
-                          code="link_wrong_user")
+                          code=ErrorCode.LINK_WRONG_USER)
     claim = LinkClaim(gate_id=gate_id, user_id=user_id, nonce=payload["n"])
     if GateLinkUse.objects.filter(nonce=claim.nonce).exists():
-        raise LinkRefused("This link has already been used.", code="link_used")
+        raise LinkRefused("This link has already been used.", code=ErrorCode.LINK_USED)
     return claim
 
 
@@ -82,9 +82,9 @@ def link_consume(claim: LinkClaim, *, gate) -> None:
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("link_consume must run inside the transaction of the vote")
     if claim.gate_id != gate.id:
-        raise LinkRefused("This link is not valid.", code="link_invalid")
+        raise LinkRefused("This link is not valid.", code=ErrorCode.LINK_INVALID)
     try:
         with transaction.atomic():
             GateLinkUse.objects.create(nonce=claim.nonce, gate=gate, user_id=claim.user_id)
     except IntegrityError:
-        raise LinkRefused("This link has already been used.", code="link_used") from None
+        raise LinkRefused("This link has already been used.", code=ErrorCode.LINK_USED) from None

@@ -30,6 +30,7 @@ from gates.models import Gate, GateStatus
 from gates.policies import Decision
 from gates.services import gate_cancel, gate_open
 
+from ..handlers import StepError
 from ..models import RUN_TERMINAL, STEP_DONE, Run, RunStatus, StepRun, StepStatus
 from ..receipts import workflow_hash
 from .decisions import step_decide
@@ -94,7 +95,7 @@ def run_end(run: Run, steps: dict[str, StepRun], name: str, *, actor: str,
             step_close(run, step, "cancel", actor=actor, reason=reason)
         elif step.status == StepStatus.RUNNING:
             step_finish(run, steps, step, succeeded=False, output=None, actor=actor,
-                        error={"code": "run_ended", "detail": reason})
+                        error={"code": StepError.RUN_ENDED.value, "detail": reason})
     run_seal(run, steps)
 
 

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from fcore.actors import SCHEDULER
 
+from ..handlers import StepError
 from ..models import Run, RunStatus, StepRun, StepStatus
 from .advance import step_record_result
 from .dispatch import enqueue_advance, enqueue_execute
@@ -47,7 +48,7 @@ class Sweep:
 def _fail_attempt(step: StepRun, code: str, detail: str) -> bool:
     return step_record_result(step.run_id, step.step_id, step.attempt, succeeded=False,
                               output=None, actor=SCHEDULER,
-                                     error={"code": code, "detail": detail})
+                              error={"code": str(code), "detail": detail})
 
 
 def steps_timed_out(now, sweep: Sweep) -> None:
@@ -59,7 +60,7 @@ def steps_timed_out(now, sweep: Sweep) -> None:
         if step.deadline_at + timedelta(seconds=grace) > now:
             continue
         detail = f"not finished within timeout_s={step.config.get('timeout_s')}"
-        sweep.timed_out += _fail_attempt(step, "timeout", detail)
+        sweep.timed_out += _fail_attempt(step, StepError.TIMEOUT, detail)
 
 
 def leases_expired(now, sweep: Sweep) -> None:
@@ -70,7 +71,7 @@ def leases_expired(now, sweep: Sweep) -> None:
                          "redeliveries")[:BATCH]:
         if step.redeliveries >= settings.FCORE_STEP_MAX_REDELIVERIES:
             detail = f"lease expired {step.redeliveries + 1} times: its workers keep dying"
-            sweep.lease_lost += _fail_attempt(step, "lease_lost", detail)
+            sweep.lease_lost += _fail_attempt(step, StepError.LEASE_LOST, detail)
             continue
         with transaction.atomic():
             claimed = StepRun.objects.filter(

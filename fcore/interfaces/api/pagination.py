@@ -15,14 +15,14 @@ from urllib.parse import parse_qs
 from django.core.exceptions import ValidationError
 from rest_framework.pagination import Cursor, CursorPagination
 
-from fcore.errors import BadRequest
+from fcore.errors import BadRequest, ErrorCode
 
 INT64_MAX = 2**63 - 1  # the widest integer column, on SQLite and PostgreSQL alike
 
 
 def _bad_cursor(why: str) -> BadRequest:
     return BadRequest(f"The cursor is not valid: {why}. Use a link this API returned.",
-                      code="bad_cursor")
+                      code=ErrorCode.BAD_CURSOR)
 
 
 class CheckedCursorPagination(CursorPagination):

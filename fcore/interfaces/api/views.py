@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from audit.stored import events_marked, events_readable, with_data_text
 from audit.verify import audit_verify
+from fcore.errors import ErrorCode
 from fcore.tenancy import RUN_STATUS_SCOPE
 from gates.services import Voter
 from runs import selectors, services
@@ -173,7 +174,7 @@ class GateDetail(APIView):
         run = selectors.run_get(request.principal.tenant, run_id)
         gate = selectors.gate_get(request.principal.tenant, gate_id)
         if gate.run_id != run.run_id:
-            return Response({"code": "not_found", "detail": "No such gate."}, status=404)
+            return Response({"code": ErrorCode.NOT_FOUND, "detail": "No such gate."}, status=404)
         return Response(s.GateOut(gate).data)
 
     @extend_schema(request=s.GateVoteIn, responses={200: s.GateOut, **ERRORS})
