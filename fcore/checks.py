@@ -30,7 +30,7 @@ SIGNING_KEY_HINT = (
 
 @register("fcore")
 def signing_key_configured(app_configs, **kwargs):
-    """fcore.E001: production (FCORE_ENV=production) signs checkpoints with a configured key.
+    """fcore.E002: production (FCORE_ENV=production) signs checkpoints with a configured key.
 
     Without one, each machine would make its own and retire the others' at start-up; so
     production creates none, and this check stops `serve`, `migrate` and `check` until a
@@ -39,12 +39,12 @@ def signing_key_configured(app_configs, **kwargs):
         return []
     if not (settings.FCORE_SIGNING_KEY or settings.FCORE_SIGNING_KEY_FILE):
         return [Error("Production needs a checkpoint signing key, and none is configured.",
-                      hint=SIGNING_KEY_HINT, id="fcore.E001")]
+                      hint=SIGNING_KEY_HINT, id="fcore.E002")]
     from audit.keys import signing_key
 
     try:
         signing_key()
     except ImproperlyConfigured as exc:
         return [Error(f"The checkpoint signing key cannot be used: {exc}.",
-                      hint=SIGNING_KEY_HINT, id="fcore.E001")]
+                      hint=SIGNING_KEY_HINT, id="fcore.E002")]
     return []

@@ -324,8 +324,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The private key is standard base64 of its raw 32 bytes, from FCORE_SIGNING_KEY or the
 # file FCORE_SIGNING_KEY_FILE (default var/signing_key, created once); never the database.
 # Production creates no key: every machine must sign with the one configured key, or each
-# would register its own and retire the others' (the system check fcore.E001 stops it).
+# would register its own and retire the others' (the system check fcore.E002 stops it).
 FCORE_CHECKPOINT_INTERVAL_S = int(os.environ.get("FCORE_CHECKPOINT_INTERVAL_S", "60"))
+# A background verification (audit.verifications) still running after this long is given
+# up (its worker died) and the next request starts a new one.
+FCORE_AUDIT_VERIFY_STALE_S = int(os.environ.get("FCORE_AUDIT_VERIFY_STALE_S", "3600"))
 FCORE_SIGNING_KEY = os.environ.get("FCORE_SIGNING_KEY", "")
 FCORE_SIGNING_KEY_FILE = os.environ.get("FCORE_SIGNING_KEY_FILE") or (
     "" if FCORE_SIGNING_KEY or PRODUCTION else _signing_key_file())

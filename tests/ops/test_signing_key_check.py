@@ -1,5 +1,5 @@
 """Production refuses to start without a configured checkpoint signing key (issue 22 item
-7): the system check fcore.E001, and no key file made behind the operator's back."""
+7): the system check fcore.E002, and no key file made behind the operator's back."""
 
 import base64
 import os
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 
 def e001() -> list:
-    return [m for m in run_checks() if m.id == "fcore.E001"]
+    return [m for m in run_checks() if m.id == "fcore.E002"]
 
 
 def run(args, env) -> subprocess.CompletedProcess:
@@ -31,7 +31,7 @@ def test_production_without_a_signing_key_is_a_check_error(settings):
     (error,) = e001()
     assert error.is_serious() and "none is configured" in error.msg
     assert "FCORE_SIGNING_KEY" in error.hint and "FCORE_SIGNING_KEY_FILE" in error.hint
-    with pytest.raises(SystemCheckError, match="fcore.E001"):
+    with pytest.raises(SystemCheckError, match="fcore.E002"):
         call_command("check")
 
 
@@ -73,6 +73,6 @@ def test_a_production_process_without_a_key_refuses_to_start_and_makes_none(tmp_
     for args in (["check"], ["serve", "--port", "9"]):
         result = run(args, env)
         assert result.returncode != 0, result.stdout + result.stderr
-        assert "fcore.E001" in result.stderr and "FCORE_SIGNING_KEY" in result.stderr
+        assert "fcore.E002" in result.stderr and "FCORE_SIGNING_KEY" in result.stderr
     assert not (tmp_path / "signing_key").exists()  # no per-machine key
     assert run(["check"], production_env(tmp_path)).returncode == 0
