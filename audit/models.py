@@ -175,3 +175,35 @@ class CheckpointCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stream}@{self.seq}"
+
+
+class VerificationStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"  # the walk finished: `report` says whether the chains verify
+    FAILED = "failed"  # the walk itself could not finish: `error` says why
+
+
+class AuditVerification(models.Model):
+    """One background verification of a tenant's chains and checkpoints (`audit_verify`).
+
+    Requested by `POST /workflows/audit/verify`, run by the Celery task
+    `audit.tasks.verify_tenant`, which claims it (pending → running) and records the report
+    (`ChainReport.as_dict()`) or the error (`audit.verifications`)."""
+
+    tenant = models.ForeignKey("fcore.Tenant", on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=16, choices=VerificationStatus.choices,
+                              default=VerificationStatus.PENDING)
+    requested_by = models.CharField(max_length=200)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    report = models.JSONField(null=True, blank=True)
+    error = models.CharField(max_length=1000, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "-requested_at"],
+                                name="audit_verif_tenant_recent")]
+
+    def __str__(self) -> str:
+        return f"verification {self.pk} of tenant {self.tenant_id} ({self.status})"

@@ -10,12 +10,16 @@ change, deleted or truncated a stream, or deleted a whole run.
 Speed: the scan bypasses the ORM (raw cursor, keyset-paginated chunks over the
 `(stream_id, seq)` index) and canonicalises with `audit.jcs` — orjson where that is proven
 byte-identical to RFC 8785, `rfc8785` otherwise.
+
+Progress (`fcore.progress`): the total is the sum of the stream heads in scope, and every
+chunk of events checked advances it — from forked workers too, through a queue the parent
+drains while it waits for them.
 """
 
 import hashlib
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import orjson
@@ -32,6 +36,9 @@ from .jcs import (
 )
 from .models import AuditStream
 from .verify_checkpoints import checkpoint_expectations
+
+# In a forked scan worker: where it reports the events it checked (None: nobody asked).
+_worker_progress = None
 
 CHUNK = 20000
 _OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
@@ -132,14 +139,16 @@ def _rows(tenant_ids, stream_id, id_range=(None, None)):
 
 def audit_verify(*, tenant_ids: list[int] | None = None, stream: str | None = None,
                  public_keys: dict[str, bytes] | None = None,
-                 checkpoints: bool = True, workers: int = 1) -> ChainReport:
+                 checkpoints: bool = True, workers: int = 1,
+                 progress=None) -> ChainReport:
     """Verify the chains in scope (all, some tenants, or one stream) and, unless
     `checkpoints=False`, the checkpoints of those tenants and every head they hold.
 
     `public_keys` ({key_id: raw}) pins the keys a checkpoint may be signed with; by default
     the registered keys and the configured one are trusted. `workers` > 1 splits the scan
     over forked processes by stream id (only outside a transaction, on a database other
-    processes can see; otherwise the scan stays in this process).
+    processes can see; otherwise the scan stays in this process). `progress`
+    (`fcore.progress.Progress`) hears the events expected, then each chunk checked.
     """
     started = time.perf_counter()
     report = ChainReport()
@@ -150,6 +159,8 @@ def audit_verify(*, tenant_ids: list[int] | None = None, stream: str | None = No
         streams = streams.filter(name=stream)
     by_id = {row[0]: row for row in streams.values_list("id", "name", "head_seq", "head_hash",
                                                         "tenant_id")}
+    if progress is not None:
+        progress.start(sum(row[2] for row in by_id.values()))
     expected, missing_failures = {}, []
     if checkpoints:
         expected, integrity, missing_failures, report.checkpoints, report.keys = (
@@ -160,11 +171,13 @@ def audit_verify(*, tenant_ids: list[int] | None = None, stream: str | None = No
     ranges = _ranges(by_id, workers) if stream is None and _can_fork(workers) else None
     if ranges:
         chain_failures, head_failures = _scan_parallel(report, ranges, by_id, expected,
-                                                       tenant_ids)
+                                                       tenant_ids, progress)
     else:
-        chain_failures, head_failures = _scan(report, by_id, expected, tenant_ids,
-                                              stream_id=next(iter(by_id)) if stream and by_id
-                                              else None, only_stream=stream is not None)
+        chain_failures, head_failures = _scan(
+            report, by_id, expected, tenant_ids,
+            stream_id=next(iter(by_id)) if stream and by_id else None,
+            only_stream=stream is not None,
+            advance=progress.advance if progress is not None else None)
     report.failures[:0] = chain_failures
     report.failures.extend(missing_failures + head_failures)
     report.seconds = time.perf_counter() - started
@@ -194,28 +207,51 @@ def _ranges(by_id: dict, workers: int) -> list[tuple] | None:
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
+def _worker_init(queue) -> None:
+    global _worker_progress
+    _worker_progress = queue
+
+
 def _scan_part(by_id, expected, tenant_ids, id_range):
     """One worker's share (runs in a forked process with its own connection)."""
     report = ChainReport()
+    advance = _worker_progress.put if _worker_progress is not None else None
     try:
         failures, head_failures = _scan(report, by_id, expected, tenant_ids, stream_id=None,
-                                        only_stream=False, id_range=id_range)
+                                        only_stream=False, id_range=id_range,
+                                        advance=advance)
     finally:
         connection.close()
     return report.events, report.streams, failures, head_failures
 
 
-def _scan_parallel(report, ranges, by_id, expected, tenant_ids):
+def _relay_progress(queue, futures, progress) -> None:
+    """Pass the workers' chunk counts on to `progress` until every worker is done. A
+    worker's put is complete before its result exists, so nothing is left behind."""
+    pending = set(futures)
+    while pending:
+        _, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+        while not queue.empty():
+            progress.advance(queue.get())
+    while not queue.empty():
+        progress.advance(queue.get())
+
+
+def _scan_parallel(report, ranges, by_id, expected, tenant_ids, progress=None):
     def inside(sid, low, high):
         return (low is None or sid >= low) and (high is None or sid < high)
 
     connections.close_all()  # each forked worker opens its own connection
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=len(ranges), mp_context=context) as pool:
+    queue = context.SimpleQueue() if progress is not None else None
+    with ProcessPoolExecutor(max_workers=len(ranges), mp_context=context,
+                             initializer=_worker_init, initargs=(queue,)) as pool:
         futures = [pool.submit(
             _scan_part, {s: r for s, r in by_id.items() if inside(s, lo, hi)},
             {s: e for s, e in expected.items() if inside(s, lo, hi)}, tenant_ids, (lo, hi))
             for lo, hi in ranges]
+        if queue is not None:
+            _relay_progress(queue, futures, progress)
         results = [future.result() for future in futures]
     failures, head_failures = [], []
     for events, streams, part_failures, part_heads in results:
@@ -227,8 +263,9 @@ def _scan_parallel(report, ranges, by_id, expected, tenant_ids):
 
 
 def _scan(report, by_id, expected, tenant_ids, *, stream_id, only_stream,
-          id_range=(None, None)):
-    """Walk the events; `expected` ({stream_id: {seq: (hash, label)}}) is consumed."""
+          id_range=(None, None), advance=None):
+    """Walk the events; `expected` ({stream_id: {seq: (hash, label)}}) is consumed;
+    `advance(n)` hears each chunk of `n` events once it is checked."""
     failures, head_failures, leftovers = [], [], {}
     if (only_stream and stream_id is None) or tenant_ids == []:
         rows = iter(())
@@ -284,6 +321,8 @@ def _scan(report, by_id, expected, tenant_ids, *, stream_id, only_stream,
                     head_failures.append({"stream": name, "seq": seq, "problem":
                                           f"differs from the head signed in {label}"})
             expected_prev, expected_seq = stored, seq + 1
+        if advance is not None:
+            advance(len(chunk))
     if current is not None:
         close()
     report.events += count

@@ -325,10 +325,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Signed checkpoints (audit.checkpoints): how often, and the Ed25519 key that signs them.
 # The private key is standard base64 of its raw 32 bytes, from FCORE_SIGNING_KEY or the
 # file FCORE_SIGNING_KEY_FILE (default var/signing_key, created once); never the database.
+# Production creates no key: every machine must sign with the one configured key, or each
+# would register its own and retire the others' (the system check fcore.E002 stops it).
 FCORE_CHECKPOINT_INTERVAL_S = int(os.environ.get("FCORE_CHECKPOINT_INTERVAL_S", "60"))
+# A background verification (audit.verifications) still running after this long is given
+# up (its worker died) and the next request starts a new one.
+FCORE_AUDIT_VERIFY_STALE_S = int(os.environ.get("FCORE_AUDIT_VERIFY_STALE_S", "3600"))
 FCORE_SIGNING_KEY = os.environ.get("FCORE_SIGNING_KEY", "")
 FCORE_SIGNING_KEY_FILE = os.environ.get("FCORE_SIGNING_KEY_FILE") or (
-    "" if FCORE_SIGNING_KEY else _signing_key_file())
+    "" if FCORE_SIGNING_KEY or PRODUCTION else _signing_key_file())
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "gates-expire-due": {"task": "runs.tasks.expire_due_gates", "schedule": 15.0},
@@ -352,12 +357,39 @@ if not 1 <= FCORE_JSON_MAX_DEPTH <= 100:  # audit.jcs.STORED_MAX_DEPTH leaves ro
     raise ImproperlyConfigured("FCORE_JSON_MAX_DEPTH must be from 1 to 100")
 
 
+def _email_password() -> str:
+    """FCORE_EMAIL_HOST_PASSWORD, or the content of the file FCORE_EMAIL_HOST_PASSWORD_FILE
+    (a mounted secret). Never logged: Django's error reports hide settings named *PASSWORD*."""
+    path = os.environ.get("FCORE_EMAIL_HOST_PASSWORD_FILE", "")
+    if not path:
+        return os.environ.get("FCORE_EMAIL_HOST_PASSWORD", "")
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"FCORE_EMAIL_HOST_PASSWORD_FILE {path}: {exc.strerror}") from None
+
+
 # Gate notifications (gates.notify). Email goes through Django's backend: the console
-# backend prints it (the demo); production sets FCORE_EMAIL_BACKEND and EMAIL_HOST/PORT.
+# backend prints it (the demo); production sets FCORE_EMAIL_BACKEND to the SMTP backend and
+# the FCORE_EMAIL_* server settings below (docs/operations.md).
 EMAIL_BACKEND = os.environ.get("FCORE_EMAIL_BACKEND",
                                "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = os.environ.get("FCORE_EMAIL_HOST", "localhost")
 EMAIL_PORT = int(os.environ.get("FCORE_EMAIL_PORT", "25"))
+EMAIL_USE_TLS = _env_bool("FCORE_EMAIL_USE_TLS", False)  # STARTTLS, usually port 587
+EMAIL_USE_SSL = _env_bool("FCORE_EMAIL_USE_SSL", False)  # implicit TLS, usually port 465
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("FCORE_EMAIL_USE_TLS (STARTTLS) and FCORE_EMAIL_USE_SSL "
+                               "(implicit TLS) exclude each other: set one")
+EMAIL_HOST_USER = os.environ.get("FCORE_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = _email_password()
+# A send runs under its notification's row lock: never wait on a server for ever.
+EMAIL_TIMEOUT = float(os.environ.get("FCORE_EMAIL_TIMEOUT_S", "30"))
 DEFAULT_FROM_EMAIL = os.environ.get("FCORE_FROM_EMAIL", "Federation Core <fc@example.invalid>")
 FCORE_PUBLIC_URL = os.environ.get("FCORE_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 FCORE_GATE_LINK_MAX_AGE_S = int(os.environ.get("FCORE_GATE_LINK_MAX_AGE_S", 24 * 3600))

@@ -216,7 +216,8 @@ def _all_events() -> list[str]:
 class WebhookEndpoint(models.Model):
     """A tenant's receiver of signed gate notifications.
 
-    The secret signs every delivery (`X-FC-Signature`); it is shown once when the endpoint
+    The secret signs every delivery (`webhook-signature`, Standard Webhooks, and the
+    deprecated `X-FC-Signature`); it is shown once when the endpoint
     is created and never displayed again. It is stored only encrypted under a key from
     settings (`fcore.secret_box`; `gates.webhook_endpoints.webhook_endpoint_secret`).
     """

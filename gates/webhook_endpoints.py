@@ -9,11 +9,20 @@ The event holds the endpoint's id, the action and its non-secret fields (`name`,
 a field really changed. The signing secret never enters an event: it is set once, at
 creation, and no service changes it afterwards. It is stored encrypted (`fcore.secret_box`,
 a key from settings): the server must sign with it, so a hash would not do, and a database
-dump alone does not give it away. Query-string values of the URL are recorded
-as `***`, in case a receiver put a token there (credentials in the URL's user part are
-refused outright).
+dump alone does not give it away.
+
+Secrets are in the Standard Webhooks format: `whsec_` + standard base64 of 32 random key
+bytes (`webhook_secret_key` decodes them). Secrets made before that (`whsec_` + 43
+URL-safe characters, no padding: not valid standard base64) stay valid: their key is their
+own UTF-8 bytes, the key the `X-FC-Signature` scheme always used, so nothing a receiver
+holds has to change (docs/api.md, "Secrets made before Standard Webhooks").
+
+Query-string values of the URL are recorded as `***`, in case a receiver put a token there
+(credentials in the URL's user part are refused outright).
 """
 
+import base64
+import binascii
 import secrets
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -29,6 +38,10 @@ from .models import NOTIFY_EVENTS, WebhookEndpoint
 
 AUDIT_CODE = Code.WEBHOOK_ENDPOINT_CHANGED
 REDACTED = "***"
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = 32
+# Standard Webhooks: a symmetric key is random, 24 bytes at least and 64 at most.
+SECRET_KEY_BYTES_RANGE = (24, 64)
 
 
 # --- what an endpoint may be --------------------------------------------------------------
@@ -55,8 +68,32 @@ def webhook_events_problem(events) -> str | None:
 
 
 def webhook_secret_new() -> str:
-    """A new signing secret (`whsec_…`)."""
-    return f"whsec_{secrets.token_urlsafe(32)}"
+    """A new signing secret, Standard Webhooks format: `whsec_` + base64 of 32 random bytes."""
+    key = secrets.token_bytes(SECRET_BYTES)
+    return SECRET_PREFIX + base64.b64encode(key).decode("ascii")
+
+
+def _standard_key(secret: str) -> bytes | None:
+    """The key bytes of a Standard Webhooks secret; None when `secret` is not one."""
+    if not secret.startswith(SECRET_PREFIX):
+        return None
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    low, high = SECRET_KEY_BYTES_RANGE
+    return key if low <= len(key) <= high else None
+
+
+def webhook_secret_is_standard(secret: str) -> bool:
+    """The secret is `whsec_` + standard base64 of a 24–64 byte key (not a legacy one)."""
+    return _standard_key(secret) is not None
+
+
+def webhook_secret_key(secret: str) -> bytes:
+    """The HMAC key of `webhook-signature`: the decoded bytes of a Standard Webhooks secret,
+    or, for a legacy secret, its UTF-8 bytes (what `X-FC-Signature` has always used)."""
+    return _standard_key(secret) or secret.encode()
 
 
 def webhook_endpoint_secret(endpoint: WebhookEndpoint) -> str:

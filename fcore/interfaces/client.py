@@ -198,8 +198,19 @@ class _ClientBase:
         return self._call("GET", "/audit", params=_params(filters))
 
     def audit_verify(self):
-        """`GET /workflows/audit/verify`: `{ok, streams, events, failures}` for the tenant."""
+        """`GET /workflows/audit/verify`: `{ok, streams, events, failures}` for the tenant,
+        walked inside the request (a large trail: `audit_verify_start`)."""
         return self._call("GET", "/audit/verify")
+
+    def audit_verify_start(self):
+        """`POST /workflows/audit/verify`: start a background verification (or get the one
+        in progress): `{verification_id, status, …}`."""
+        return self._call("POST", "/audit/verify")
+
+    def audit_verification(self, verification_id: int | str = "latest"):
+        """`GET /workflows/audit/verify/{verification_id}` (default the latest): its
+        `status` and, once `done`, its `report`."""
+        return self._call("GET", f"/audit/verify/{verification_id}")
 
 
 def _params(filters: dict) -> dict:

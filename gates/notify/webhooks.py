@@ -1,17 +1,27 @@
 """Signed webhooks: the outbox rows, signing, and one delivery attempt. Endpoints (what one
 may be, and the audited services that change them) are in `gates.webhook_endpoints`.
 
-Every delivery is a POST of the JSON payload (RFC 8785 bytes) with headers
+Every delivery is a POST of the JSON payload (RFC 8785 bytes), signed as the Standard
+Webhooks specification (1.0) defines, by its reference library `standardwebhooks`:
 
     Content-Type: application/json
-    X-FC-Event: gate.opened | gate.escalated | gate.resolved
-    X-FC-Delivery: <uuid, the same on every attempt: receivers deduplicate on it>
-    X-FC-Timestamp: <unix seconds of this attempt>
-    X-FC-Signature: v1=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>
+    webhook-id: <the delivery's uuid, the same on every attempt: receivers deduplicate on it>
+    webhook-timestamp: <unix seconds of this attempt>
+    webhook-signature: v1,<base64 HMAC-SHA256(key, f"{id}.{timestamp}.{body}")>
 
-A receiver recomputes the signature over the raw body, compares in constant time, and
-rejects timestamps more than five minutes from its clock (`webhook_signature_verify` is a
-standalone version; docs/api.md shows it). Only hosts in `FCORE_WEBHOOK_ALLOWED_HOSTS` are
+where the key is the base64-decoded part of the endpoint's `whsec_…` secret
+(`webhook_secret_key`). The id, the timestamp and the body are all signed. Receivers verify
+with any Standard Webhooks library (`standardwebhooks.Webhook(secret).verify(body,
+headers)`), which also rejects timestamps more than five minutes from its clock.
+
+Deprecated, kept for one release (0.2) and then removed: the headers of FC's own scheme,
+
+    X-FC-Event: gate.opened | gate.escalated | gate.resolved
+    X-FC-Delivery: <the same uuid as webhook-id>
+    X-FC-Timestamp: <the same as webhook-timestamp>
+    X-FC-Signature: v1=<hex HMAC-SHA256(secret's UTF-8 bytes, f"{timestamp}.{body}")>
+
+(`webhook_signature_verify` checks them). Only hosts in `FCORE_WEBHOOK_ALLOWED_HOSTS` are
 called, redirects are not followed, and any answer but 2xx is a failed attempt, retried
 with exponential backoff up to `FCORE_WEBHOOK_MAX_ATTEMPTS`. Every attempt is logged on the
 `WebhookDelivery` row (admin shows it).
@@ -22,17 +32,22 @@ import hmac
 import logging
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from standardwebhooks import Webhook
 
 from audit.hashing import canonical
 
 from ..models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
-from ..webhook_endpoints import webhook_endpoint_secret, webhook_url_problem
+from ..webhook_endpoints import (
+    webhook_endpoint_secret,
+    webhook_secret_key,
+    webhook_url_problem,
+)
 
 log = logging.getLogger("fcore.webhooks")
 
@@ -41,10 +56,37 @@ TOLERANCE_S = 300
 CLAIM_SLACK_S = 30  # a claimed (sending) delivery is free again after timeout + this
 
 
-# --- signing (standalone: stdlib only) -----------------------------------------------------
+# --- signing -------------------------------------------------------------------------------
+
+def webhook_standard_signature(*, secret: str, msg_id: str, timestamp: int,
+                               body: bytes) -> str:
+    """The `webhook-signature` value (Standard Webhooks `v1,<base64>`), made by the
+    `standardwebhooks` library with the secret's key."""
+    return Webhook(webhook_secret_key(secret)).sign(
+        msg_id, datetime.fromtimestamp(timestamp, tz=UTC), body.decode("utf-8"))
+
+
+def webhook_headers(*, secret: str, msg_id: str, event: str, timestamp: int,
+                    body: bytes) -> dict[str, str]:
+    """Every header of one attempt: the Standard Webhooks ones and the deprecated `X-FC-*`."""
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "FederationCore-Webhooks/1",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": webhook_standard_signature(
+            secret=secret, msg_id=msg_id, timestamp=timestamp, body=body),
+        # deprecated (FC's own scheme), removed after 0.2
+        "X-FC-Event": event,
+        "X-FC-Delivery": msg_id,
+        "X-FC-Timestamp": str(timestamp),
+        "X-FC-Signature": webhook_signature(secret, timestamp, body),
+    }
+
 
 def webhook_signature(secret: str, timestamp: int | str, body: bytes) -> str:
-    """The `X-FC-Signature` value: `v1=` + hex HMAC-SHA256(secret, "<timestamp>.<body>")."""
+    """The deprecated `X-FC-Signature` value: `v1=` + hex HMAC-SHA256(secret's UTF-8 bytes,
+    "<timestamp>.<body>")."""
     message = f"{timestamp}.".encode() + body
     digest = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
     return f"{SIGNATURE_VERSION}={digest}"
@@ -52,7 +94,8 @@ def webhook_signature(secret: str, timestamp: int | str, body: bytes) -> str:
 
 def webhook_signature_verify(*, secret: str, body: bytes, timestamp: str, signature: str,
                              now: float | None = None, tolerance: int = TOLERANCE_S) -> bool:
-    """What a receiver does: the timestamp is recent and the signature matches the body."""
+    """What a receiver of the deprecated `X-FC-*` headers does: the timestamp is recent and
+    the signature matches the body."""
     try:
         sent = int(timestamp)
     except (TypeError, ValueError):
@@ -104,16 +147,9 @@ def _post(endpoint: WebhookEndpoint, delivery: WebhookDelivery) -> tuple[int | N
     if problem:
         return None, f"refused: {problem}"
     body = canonical(delivery.payload)
-    timestamp = int(time.time())
-    signature = webhook_signature(webhook_endpoint_secret(endpoint), timestamp, body)
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "FederationCore-Webhooks/1",
-        "X-FC-Event": delivery.event,
-        "X-FC-Delivery": str(delivery.delivery_id),
-        "X-FC-Timestamp": str(timestamp),
-        "X-FC-Signature": signature,
-    }
+    headers = webhook_headers(secret=webhook_endpoint_secret(endpoint),
+                              msg_id=str(delivery.delivery_id), event=delivery.event,
+                              timestamp=int(time.time()), body=body)
     try:
         response = httpx.post(endpoint.url, content=body, headers=headers,
                               timeout=settings.FCORE_WEBHOOK_TIMEOUT_S, follow_redirects=False)

@@ -74,16 +74,21 @@ class PolicyVersions:
         return self.cache[key]
 
 
-def policy_simulate(*, tenant, drafts: list[dict], limit: int = DEFAULT_LIMIT
-                    ) -> SimulationReport:
-    """Re-evaluate the tenant's last `limit` decisions with `drafts`; nothing is written."""
+def policy_simulate(*, tenant, drafts: list[dict], limit: int = DEFAULT_LIMIT,
+                    progress=None) -> SimulationReport:
+    """Re-evaluate the tenant's last `limit` decisions with `drafts`; nothing is written.
+    `progress` (`fcore.progress.Progress`) hears how many decisions, then each one."""
     names = {d["name"] for d in drafts}
     ids = dict(Policy.objects.filter(tenant=tenant, name__in=names).values_list("name", "id"))
     snapshots = {d["name"]: draft_snapshot(d, policy_id=ids.get(d["name"])) for d in drafts}
     versions, report = PolicyVersions(), SimulationReport()
     decisions = (PolicyDecision.objects.filter(tenant=tenant).select_related("step_run__run")
                  .order_by("-evaluated_at", "-id")[:limit])
+    if progress is not None:
+        progress.start(decisions.count())
     for decision in decisions:
+        if progress is not None:
+            progress.advance()
         context = decision_context(decision.context)
         if not context:
             continue

@@ -155,6 +155,9 @@ CALLS = [
     ("audit", (), {"code": "FC-RUN-002", "limit": 5}, "GET", "/workflows/audit",
      {"code": "FC-RUN-002", "limit": "5"}, None),
     ("audit_verify", (), {}, "GET", "/workflows/audit/verify", {}, None),
+    ("audit_verify_start", (), {}, "POST", "/workflows/audit/verify", {}, None),
+    ("audit_verification", (), {}, "GET", "/workflows/audit/verify/latest", {}, None),
+    ("audit_verification", (7,), {}, "GET", "/workflows/audit/verify/7", {}, None),
 ]
 
 

@@ -75,3 +75,22 @@ def test_internal_steps_run_on_the_worker(worker, credentials):
         assert run.steps.filter(status="succeeded").count() == 3
         assert run.workflow_hash
     call_command("audit_verify")
+
+
+def test_a_background_verification_runs_on_the_worker(live_server, worker, credentials):
+    from fcore.interfaces.client import FCClient
+
+    kid, secret = credentials
+    with FCClient(live_server.url, kid, secret, "tenant_omega", "auditor") as fc:
+        fc.create_run("pt004_execution_spine", {"amount": 5})
+        started = fc.audit_verify_start()
+        assert started["status"] in ("pending", "running", "done")
+        deadline = time.monotonic() + 60
+        latest = started
+        while latest["status"] in ("pending", "running") and time.monotonic() < deadline:
+            time.sleep(0.2)
+            latest = fc.audit_verification()
+        assert latest["status"] == "done", Path(worker.log_path).read_text()[-3000:]
+        assert latest["verification_id"] == started["verification_id"]
+        report = latest["report"]
+        assert report["ok"] is True and report["events"] > 0 and report["failures"] == []

@@ -10,7 +10,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from audit.models import AuditEvent, AuditStream
+from audit.models import AuditEvent, AuditStream, AuditVerification
+from audit.verifications import audit_verification_request
 from fcore.clients import api_client_create
 from fcore.members import member_set
 from fcore.models import ApiClient, Membership, Tenant
@@ -25,12 +26,14 @@ pytestmark = pytest.mark.django_db
 # code under test, so the test also holds an admin that forgot to say it)
 TENANT_PATHS = {Tenant: "pk", Membership: "tenant", ApiClient: "tenant",
                 AuditStream: "tenant", AuditEvent: "tenant", WorkflowDefinition: "tenant",
-                Run: "tenant", Policy: "tenant", WebhookEndpoint: "tenant"}
+                Run: "tenant", Policy: "tenant", WebhookEndpoint: "tenant",
+                AuditVerification: "tenant"}
 
 
 @pytest.fixture
 def both_tenants(pt004, other_tenant, advance):
-    """One API client, webhook endpoint, member and run in each tenant."""
+    """One API client, webhook endpoint, member, run and audit verification in each
+    tenant."""
     for tenant in (pt004, other_tenant):
         api_client_create(tenant=tenant, name=f"ci-{tenant.slug}", scopes=["runs:read"],
                           actor="user:seed")
@@ -40,6 +43,7 @@ def both_tenants(pt004, other_tenant, advance):
         with advance():
             run_create(tenant=tenant, workflow="pt004_execution_spine", actor="client:seed",
                        input={"amount": 10})
+            audit_verification_request(tenant_id=tenant.id, actor="user:seed")
     return pt004, other_tenant
 
 

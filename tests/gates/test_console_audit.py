@@ -133,3 +133,33 @@ def test_another_tenants_events_and_chains_are_invisible(tenant, other_tenant, m
     assert "No stream" in by_run
     by_stream = client.get(AUDIT, {"stream": run.stream_name}).content.decode()
     assert event_ids(by_stream) == [] and 'class="chain' not in by_stream
+
+
+def test_the_whole_trail_is_verified_in_the_background_from_the_page(
+        tenant, other_tenant, make_run, django_capture_on_commit_callbacks):
+    run = make_run(tenant)
+    client = login("adam")
+    assert "No verification of every chain and checkpoint has run yet" in \
+        client.get(AUDIT).content.decode()
+    assert client.get("/console/audit/verify").status_code == 405
+    with django_capture_on_commit_callbacks(execute=True):
+        started = client.post("/console/audit/verify", follow=True)
+        pending = started.content.decode()  # the task runs once the request has committed
+    assert started.redirect_chain == [("/console/audit/", 302)]
+    assert "started: this page shows its result when it is done" in pending
+    assert '<span class="badge">pending</span>' in pending
+    body = client.get(AUDIT).content.decode()
+    events = AuditEvent.objects.filter(tenant=tenant).count()
+    assert '<span class="badge badge-ok">every chain verifies</span>' in body
+    assert f"{events} events" in body and "asked by user:adam" in body
+    event = AuditEvent.objects.filter(stream__name=run.stream_name).order_by("seq")[1]
+    with triggers_suspended(connection), connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_auditevent SET actor = %s WHERE id = %s",
+                       ["client:mallory", event.id])
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/console/audit/verify")
+    body = client.get(AUDIT).content.decode()
+    assert "does NOT verify" in body
+    assert f"<code>{run.stream_name}</code> seq {event.seq}: hash does not match content" in body
+    other = login("oscar").get(AUDIT).content.decode()  # another tenant sees none of it
+    assert "No verification of every chain and checkpoint has run yet" in other

@@ -6,6 +6,7 @@ import time
 from datetime import datetime
 
 import pytest
+from standardwebhooks import Webhook
 
 from fcore.members import member_set
 from fcore.models import Tenant
@@ -14,7 +15,7 @@ from gates.webhook_endpoints import webhook_endpoint_create
 from runs.services import run_create
 from tests.api.test_worker_e2e import credentials, worker  # noqa: F401  (fixtures)
 
-from .test_webhooks import Receiver, receiver_verify
+from .webhook_receiver import Receiver, receiver_verify
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -47,6 +48,8 @@ def test_a_worker_delivers_signed_webhooks_with_backoff_and_sends_email(worker, 
         assert (second - first).total_seconds() >= 9  # the 10 s backoff, through Celery
         assert len(receiver.requests) == 2
         assert all(receiver_verify(secret, h, b) for _, h, b in receiver.requests)
+        for _, headers, body in receiver.requests:  # Standard Webhooks, from the worker too
+            assert Webhook(secret).verify(body, headers)["id"] == str(delivery.delivery_id)
         assert json.loads(receiver.requests[0][2])["event"] == "gate.opened"
         assert wait_for(lambda: EmailNotification.objects.filter(
             status=DeliveryStatus.DELIVERED).exists(), timeout=20)

@@ -12,15 +12,9 @@ from fcore.secret_box import InvalidToken, secret_open, secret_seal
 from gates.models import WebhookEndpoint
 from gates.webhook_endpoints import webhook_endpoint_create, webhook_endpoint_secret
 
-from .test_webhooks import (  # noqa: F401  (fixtures)
-    endpoint_for,
-    open_gate,
-    quick_retries,
-    receiver_factory,
-    receiver_verify,
-)
+from .webhook_receiver import endpoint_for, open_gate, receiver_verify
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("quick_retries")]
 
 URL = "http://127.0.0.1:9/hooks"
 
@@ -34,7 +28,7 @@ def endpoint_row_text(endpoint_id: int) -> str:
 
 
 def test_the_database_holds_no_signing_secret_and_deliveries_still_verify(
-        pt004, advance, receiver_factory):  # noqa: F811
+        pt004, advance, receiver_factory):
     receiver = receiver_factory()
     endpoint, secret = endpoint_for(pt004, receiver)
     text = endpoint_row_text(endpoint.pk)

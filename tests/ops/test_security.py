@@ -31,6 +31,8 @@ def production_env(tmp_path) -> dict:
             "FCORE_SECRET_KEY": secrets.token_urlsafe(50),
             "FCORE_CLIENT_KEY": secrets.token_urlsafe(32),
             "FCORE_SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+            # one checkpoint key for every machine (check fcore.E002)
+            "FCORE_SIGNING_KEY": base64.b64encode(os.urandom(32)).decode(),
             "FCORE_ALLOWED_HOSTS": "fc.example.com", "DATABASE_URL": "sqlite:///:memory:",
             # several web processes share their throttling counters (check fcore.W001)
             "FCORE_CACHE_URL": "redis://127.0.0.1:6379/0"}

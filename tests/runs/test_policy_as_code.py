@@ -1,5 +1,6 @@
 """Policy as code: export/import round trip, simulation from the command line, dry run."""
 
+import io
 import json
 
 import pytest
@@ -133,3 +134,25 @@ def test_dry_run_endpoint_decides_without_creating_anything(api):
 def test_dry_run_bad_input(api, body, code):
     response = api.post("/workflows/policies/evaluate", body)
     assert response.status_code == 400 and response.json()["code"] == code
+
+
+def test_simulation_shows_progress_on_stderr_only_when_asked(history, tmp_path):
+    bundle = str(draft_bundle(tmp_path, 100))
+
+    def simulate(*args):
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            call_command("policy_simulate", "--bundle", bundle, *args, stdout=out, stderr=err)
+        except CommandError as exc:
+            return out.getvalue(), err.getvalue(), str(exc)
+        return out.getvalue(), err.getvalue(), None
+
+    plain, with_bar = simulate(), simulate("--progress")
+    assert plain[1] == "" and plain[2] is None
+    assert (with_bar[0], with_bar[2]) == (plain[0], None)
+    assert "policy_simulate" in with_bar[1] and "100%" in with_bar[1] and "6/6" in with_bar[1]
+    failing_plain = simulate("--fail-on-change")
+    failing_bar = simulate("--fail-on-change", "--progress")
+    assert failing_plain[2] and "1 decision" in failing_plain[2]
+    assert (failing_bar[0], failing_bar[2]) == (failing_plain[0], failing_plain[2])
+    assert "decision" in failing_bar[1]

@@ -3,7 +3,7 @@ nothing of FC) so that they are tenant-scoped like every other admin page."""
 
 from django.contrib import admin
 
-from audit.models import AuditEvent, AuditStream
+from audit.models import AuditEvent, AuditStream, AuditVerification
 
 from .readonly import ReadOnlyAdmin
 from .tenancy import TenantScopedAdmin
@@ -21,3 +21,11 @@ class AuditEventAdmin(TenantScopedAdmin, ReadOnlyAdmin):
     list_display = ("stream", "seq", "code", "actor", "at", "hash")
     list_filter = ("tenant", "code")
     search_fields = ("stream__name", "actor", "hash")
+
+
+@admin.register(AuditVerification)
+class AuditVerificationAdmin(TenantScopedAdmin, ReadOnlyAdmin):
+    """Background verifications (`POST /workflows/audit/verify`) and what each found."""
+
+    list_display = ("id", "tenant", "status", "requested_by", "requested_at", "finished_at")
+    list_filter = ("tenant", "status")

@@ -1,13 +1,18 @@
-"""Audit endpoints of the evidence work: the public keys that sign checkpoints."""
+"""Audit endpoints: verifying the tenant's chains (inline, or as a background job), and the
+public keys that sign checkpoints."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
+from rest_framework import status as http
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.models import SigningKey
+from audit.models import AuditVerification, SigningKey
+from audit.verifications import audit_verification_request, audit_verifications_for_tenant
+from audit.verify import audit_verify
+from fcore.errors import NotFound
 
-from .serializers import ERROR_RESPONSES
+from .serializers import ERROR_RESPONSES, ChainReportOut
 
 
 class SigningKeyOut(serializers.ModelSerializer):
@@ -32,3 +37,82 @@ class AuditKeys(APIView):
         sealed; this read registers nothing."""
         keys = SigningKey.objects.order_by("created_at", "id")
         return Response(SigningKeyOut(keys, many=True).data)
+
+
+class AuditVerificationOut(serializers.ModelSerializer):
+    verification_id = serializers.IntegerField(
+        source="pk", help_text="Id of this verification: GET /workflows/audit/verify/{id}.")
+    report = ChainReportOut(
+        allow_null=True, help_text="What the walk found, once `status` is `done` "
+                                   "(the same shape as GET /workflows/audit/verify).")
+
+    class Meta:
+        model = AuditVerification
+        fields = ["verification_id", "status", "requested_by", "requested_at", "started_at",
+                  "finished_at", "report", "error"]
+        extra_kwargs = {
+            "status": {"help_text": "pending → running → done (the walk finished; `report` "
+                                    "says whether the chains verify) or failed (the walk "
+                                    "could not finish; `error` says why)."},
+            "requested_by": {"help_text": "The actor who asked for it."},
+            "requested_at": {"help_text": "When it was asked for."},
+            "started_at": {"help_text": "When a worker started the walk."},
+            "finished_at": {"help_text": "When the walk ended (done or failed)."},
+            "error": {"help_text": "Why the walk could not finish (status failed)."},
+        }
+
+
+def _verification_response(verification, status=http.HTTP_200_OK) -> Response:
+    response = Response(AuditVerificationOut(verification).data, status=status)
+    response["Location"] = f"/workflows/audit/verify/{verification.pk}"
+    return response
+
+
+class AuditVerify(APIView):
+    required_scopes = {"GET": "audit:read", "POST": "audit:read"}
+
+    @extend_schema(responses={200: ChainReportOut, **ERROR_RESPONSES})
+    def get(self, request):
+        """Re-walk every chain of the tenant and check it against the signed checkpoints,
+        inside this request: `{ok, streams, events, checkpoints, keys, failures[]}`. Over a
+        large trail this outlasts a web time-out: POST starts the same walk in the
+        background."""
+        report = audit_verify(tenant_ids=[request.principal.tenant.id])
+        return Response(report.as_dict())
+
+    @extend_schema(operation_id="workflows_audit_verify_start", request=None,
+                   responses={202: AuditVerificationOut, **ERROR_RESPONSES})
+    def post(self, request):
+        """Start a background verification of the tenant's chains (202, `Location` names
+        it); while one is pending or running, that one is answered instead."""
+        verification, _ = audit_verification_request(tenant_id=request.principal.tenant.id,
+                                                     actor=request.principal.actor)
+        return _verification_response(verification, status=http.HTTP_202_ACCEPTED)
+
+
+class AuditVerificationLatest(APIView):
+    required_scopes = {"GET": "audit:read"}
+
+    @extend_schema(operation_id="workflows_audit_verify_latest",
+                   responses={200: AuditVerificationOut, **ERROR_RESPONSES})
+    def get(self, request):
+        """The tenant's most recent background verification (404 when there is none)."""
+        verification = audit_verifications_for_tenant(request.principal.tenant.id).first()
+        if verification is None:
+            raise NotFound("No verification has been requested yet: POST "
+                           "/workflows/audit/verify.")
+        return _verification_response(verification)
+
+
+class AuditVerificationDetail(APIView):
+    required_scopes = {"GET": "audit:read"}
+
+    @extend_schema(operation_id="workflows_audit_verification_retrieve",
+                   responses={200: AuditVerificationOut, **ERROR_RESPONSES})
+    def get(self, request, verification_id: int):
+        """One of the tenant's background verifications."""
+        verification = audit_verifications_for_tenant(request.principal.tenant.id).filter(
+            pk=verification_id).first()
+        if verification is None:
+            raise NotFound("No such verification.")
+        return _verification_response(verification)

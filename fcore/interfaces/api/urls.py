@@ -20,7 +20,11 @@ workflows_urlpatterns = [
     *run_patterns,
     path("policies/evaluate", policy_views.PolicyEvaluate.as_view(), name="policy-evaluate"),
     path("audit", views.AuditList.as_view(), name="audit"),
-    path("audit/verify", views.AuditVerify.as_view(), name="audit-verify"),
+    path("audit/verify", audit_views.AuditVerify.as_view(), name="audit-verify"),
+    path("audit/verify/latest", audit_views.AuditVerificationLatest.as_view(),
+         name="audit-verify-latest"),
+    path("audit/verify/<int:verification_id>", audit_views.AuditVerificationDetail.as_view(),
+         name="audit-verify-detail"),
     path("audit/keys", audit_views.AuditKeys.as_view(), name="audit-keys"),
 ]
 

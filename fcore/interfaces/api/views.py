@@ -12,7 +12,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.stored import events_marked, events_readable, with_data_text
-from audit.verify import audit_verify
 from fcore.errors import ErrorCode
 from fcore.tenancy import RUN_STATUS_SCOPE
 from gates.services import Voter
@@ -227,14 +226,3 @@ class AuditList(APIView):
         paginator = self.pagination_class()
         page = events_marked(paginator.paginate_queryset(with_data_text(qs), request, view=self))
         return paginator.get_paginated_response(s.EventOut(page, many=True).data)
-
-
-class AuditVerify(APIView):
-    required_scopes = {"GET": "audit:read"}
-
-    @extend_schema(responses={200: s.ChainReportOut, **ERRORS})
-    def get(self, request):
-        """Re-walk every chain of the tenant and check it against the signed checkpoints:
-        `{ok, streams, events, checkpoints, keys, failures[]}`."""
-        report = audit_verify(tenant_ids=[request.principal.tenant.id])
-        return Response(report.as_dict())

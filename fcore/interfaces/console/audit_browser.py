@@ -6,16 +6,22 @@ time range). When the filters narrow the page to one stream, that stream's chain
 re-walked with `audit.verify.audit_verify_stream` (every hash recomputed, no checkpoint
 checks) and the page says whether it verifies; other pages link to each stream's check.
 A page costs a constant number of queries (count, page, and the one stream's walk).
+
+The whole trail (every chain and checkpoint of the tenant) is verified in the background:
+the page shows the latest `AuditVerification` and a button that starts one
+(`audit_verify_start`, the same service as `POST /workflows/audit/verify`).
 """
 
 import json
 
+from django.contrib import messages
 from django.core.paginator import Paginator
-from django.shortcuts import render
-from django.views.decorators.http import require_safe
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 
 from audit.stored import events_readable
+from audit.verifications import audit_verification_request, audit_verifications_for_tenant
 from audit.verify import audit_verify_stream
 from runs import selectors
 
@@ -75,7 +81,21 @@ def audit_trail(request, principal):
         "streams": [(name, run_id_of(name)) for name in streams],
         "chain": chain_status(principal.tenant, single), "single": single,
         "query": query_string(request.GET),
+        "verification": audit_verifications_for_tenant(principal.tenant.id).first(),
     }
     template = "console/audit.html#audit-results" if wants_partial(request) else \
         "console/audit.html"
     return render(request, template, context)
+
+
+@require_POST
+@console_view(scope="audit:read")
+def audit_verify_start(request, principal):
+    """Start a background verification of every chain of the tenant (or show the one in
+    progress), then back to the audit page."""
+    verification, created = audit_verification_request(tenant_id=principal.tenant.id,
+                                                       actor=principal.actor)
+    messages.info(request, f"Verification {verification.pk} "
+                           f"{'started' if created else 'is already in progress'}: "
+                           "this page shows its result when it is done.")
+    return redirect("console:audit")

@@ -23,5 +23,6 @@ urlpatterns = [
     path("runs/<str:run_id>/cancel", views.run_cancel, name="run-cancel"),
     path("runs/<str:run_id>/evidence.json", evidence.run_evidence, name="run-evidence"),
     path("audit/", views.audit_trail, name="audit"),
+    path("audit/verify", views.audit_verify_start, name="audit-verify"),
     path("tenant", tenants.tenant_switch, name="tenant-switch"),
 ]

@@ -13,10 +13,10 @@ Every page works without JavaScript; with htmx a page polls or swaps a named par
 own template, and a history-restore request always gets the full page (`wants_partial`).
 """
 
-from .audit_browser import audit_trail
+from .audit_browser import audit_trail, audit_verify_start
 from .bulk import gates_bulk_decide
 from .queue import gate_decide, queue
 from .runs import run_cancel, run_detail, run_list
 
-__all__ = ["audit_trail", "gate_decide", "gates_bulk_decide", "queue", "run_cancel",
-           "run_detail", "run_list"]
+__all__ = ["audit_trail", "audit_verify_start", "gate_decide", "gates_bulk_decide", "queue",
+           "run_cancel", "run_detail", "run_list"]

@@ -2,7 +2,8 @@
 
 Re-evaluates the tenant's last N recorded decisions with the bundle's policies standing in
 for the current ones, and prints how many would change. In CI, `--fail-on-change` exits
-non-zero when any would.
+non-zero when any would. A progress bar (decisions re-evaluated) goes to stderr when it is
+a terminal, or with `--progress`; stdout and the exit code are the same either way.
 """
 
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from fcore.models import Tenant
+from fcore.progress import add_progress_arguments, command_progress
 from gates.policies import DEFAULT_LIMIT, RuleError, policy_simulate
 from runs.bundles import BundleError, bundle_check
 from runs.management.commands.load_workflows import read_bundle
@@ -25,6 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT)
         parser.add_argument("--json", action="store_true", dest="as_json")
         parser.add_argument("--fail-on-change", action="store_true")
+        add_progress_arguments(parser)
 
     def handle(self, *args, bundle, tenant=None, limit, as_json, fail_on_change, **options):
         path = Path(bundle)
@@ -43,8 +46,9 @@ class Command(BaseCommand):
         if limit < 1:
             raise CommandError("--limit must be at least 1")
         try:
-            report = policy_simulate(tenant=tenant_obj, drafts=data.get("policies") or [],
-                                     limit=limit).as_dict()
+            with command_progress(options, desc="policy_simulate", unit="decision") as bar:
+                report = policy_simulate(tenant=tenant_obj, drafts=data.get("policies") or [],
+                                         limit=limit, progress=bar).as_dict()
         except RuleError as exc:
             raise CommandError(f"{path}: {exc}") from None
         if as_json:
