@@ -3,8 +3,8 @@ into a scratch virtual environment, and driven only through its `fc` console scr
 a directory outside the checkout. On a new PostgreSQL database and the run's Redis: `fc
 migrate`, `fc demo-seed` (the example bundles come from inside the package), `fc serve`
 (gunicorn, a Celery worker, beat), the console's templates and static files, the PT-004
-proof as an outside client, `fc audit-verify`; everything written lands in FCORE_VAR_DIR
-and nothing in site-packages."""
+proof as an outside client, `fc verify-pack` of a run's evidence pack, `fc audit-verify`;
+everything written lands in FCORE_VAR_DIR and nothing in site-packages."""
 
 import json
 import subprocess
@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection
 
 from fcore import celery_app
+from fcore.interfaces.client import FCClient
 from tests.conftest import ALL_SCOPES
 from tests.install import (
     ROOT,
@@ -56,7 +57,7 @@ def test_the_installed_wheel_serves_and_passes_the_proof(installed, tmp_path):
     var_dir = tmp_path / "var"
 
     def fc(*args, env, timeout=180):
-        result = subprocess.run([installed / "fc", *args], cwd=work, env=env,
+        result = subprocess.run([installed / "fc", *map(str, args)], cwd=work, env=env,
                                 capture_output=True, text=True, timeout=timeout)
         assert result.returncode == 0, f"fc {args[0]}:\n{result.stdout}\n{result.stderr}"
         return result.stdout
@@ -97,6 +98,15 @@ def test_the_installed_wheel_serves_and_passes_the_proof(installed, tmp_path):
                "--secret", credentials["secret"], "--out", str(out), env=env)
             report = json.loads((out / "proof-report.json").read_text())
             assert [t["passed"] for t in report["tests"]] == [True, True, True]
+            # the happy path's evidence pack, sealed now, checked by `fc verify-pack`: no
+            # settings, so no FCORE_VAR_DIR
+            fc("audit-checkpoint", env=env)
+            with FCClient(f"http://127.0.0.1:{port}", kid=credentials["kid"],
+                          secret=credentials["secret"], tenant="tenant_omega",
+                          sub="auditor", scope="audit:read runs:read") as client:
+                pack = client.evidence(report["tests"][0]["run_id"])
+            (tmp_path / "pack.json").write_text(json.dumps(pack), encoding="utf-8")
+            assert fc("verify-pack", tmp_path / "pack.json", env=child_env()).startswith("OK ")
             assert served.stop(bound=30) == 0
             assert "Warm shutdown" in served.output()
         finally:
