@@ -11,6 +11,7 @@ versions installed here, so pip resolves at once and takes them from its cache.
 import importlib.metadata
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -52,9 +53,10 @@ def venv_create(path: Path, *wheels: Path) -> Path:
                    timeout=60)
     python = path / "bin" / "python"
     constraints = path / "constraints.txt"
-    constraints.write_text("".join(
-        f"{name}=={dist.version}\n" for dist in importlib.metadata.distributions()
-        if (name := dist.metadata["Name"].lower().replace("_", "-")) not in OWN))
+    pinned = {re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower(): dist.version
+              for dist in importlib.metadata.distributions()}
+    constraints.write_text("".join(f"{name}=={version}\n" for name, version in
+                                   sorted(pinned.items()) if name and name not in OWN))
     result = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
          "--no-compile", "-c", str(constraints), *map(str, wheels)],

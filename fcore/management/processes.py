@@ -9,7 +9,7 @@ import sys
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
 
 # The worker's embedded-broker transport (fcore.management.commands.serve), named on its
 # command line (Celery's `--` options).
@@ -60,6 +60,7 @@ def signing_key_register(command) -> None:
 
 def exec_process(argv: list[str]) -> None:
     """Become the process (no parent in between): its signals, its exit status."""
+    connections.close_all()  # the signing key's queries: the program opens its own
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(argv[0], argv)

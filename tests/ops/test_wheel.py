@@ -69,7 +69,7 @@ def test_the_installed_wheel_serves_and_passes_the_proof(installed, tmp_path):
     assert "FCORE_VAR_DIR is not set" in refused.stderr
     assert not (work / "var").exists()
 
-    with scratch_database("wheel") as database_url:
+    with scratch_database("installed") as database_url:
         env = child_env(FCORE_VAR_DIR=str(var_dir), DATABASE_URL=database_url,
                         CELERY_BROKER_URL=settings.CELERY_BROKER_URL)
         where = fc("shell", "-c", "import fcore, runs.engine; from django.conf import settings;"

@@ -13,7 +13,6 @@ from fcore.management.processes import exec_process, web_argv
 
 class Command(BaseCommand):
     help = "Run the web server (gunicorn) on HOST:PORT, in this process."
-    requires_system_checks = []  # gunicorn's workers load the application and its checks
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
