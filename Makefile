@@ -10,7 +10,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/fcore
 TEST_BROKER_URL   ?= redis://127.0.0.1:6379/15
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 
-.PHONY: install run test test-sqlite test-postgres lint bench clean
+.PHONY: install run test test-sqlite test-postgres lint wheel bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ test-postgres: install
 	  DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	    FCORE_VAR_DIR=var/test-postgres FCORE_TEST_WORKER=1 $(PYTEST) --create-db -m worker; \
 	else echo "PostgreSQL not reachable at $(TEST_DATABASE_URL): PostgreSQL run skipped"; fi
+
+# The wheels of FC and of the offline verifier (fc-verify), in dist/ (docs/operations.md).
+wheel: install
+	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist . ./verifier
 
 bench: install
 	@echo "benchmarks live in bench/ (see docs/operations.md)"

@@ -4,7 +4,7 @@
 from celery import shared_task
 
 from .checkpoints import checkpoints_seal_all
-from .verifications import audit_verification_run
+from .verifications import VERIFY_TASK, audit_verification_run
 
 
 @shared_task(name="audit.tasks.seal_checkpoints")
@@ -13,7 +13,7 @@ def seal_checkpoints() -> int:
     return checkpoints_seal_all()
 
 
-@shared_task(name="audit.tasks.verify_tenant")
+@shared_task(name=VERIFY_TASK)
 def verify_tenant(verification_id: int) -> bool:
     """Run one requested verification (`audit.verifications`); safe to deliver twice."""
     return audit_verification_run(verification_id)

@@ -17,6 +17,7 @@ audit event; the rows are its own record of who asked when, and what was found.
 import logging
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -25,6 +26,9 @@ from fcore.models import Tenant
 
 from .models import AuditVerification, VerificationStatus
 from .verify import audit_verify
+
+# Sent by name (audit.tasks registers it), so this module does not import its task.
+VERIFY_TASK = "audit.tasks.verify_tenant"
 
 log = logging.getLogger("fcore.audit")
 
@@ -40,11 +44,13 @@ def _give_up_stale(tenant_id: int, now) -> None:
              error="given up: no worker finished it in time")
 
 
+def _send(verification_id: int) -> None:
+    current_app.tasks[VERIFY_TASK].delay(verification_id)
+
+
 def audit_verification_request(*, tenant_id: int, actor: str) -> tuple[AuditVerification, bool]:
     """Start a background verification of the tenant's chains (or return the one in
     progress). Returns (verification, created)."""
-    from .tasks import verify_tenant
-
     with transaction.atomic():
         now = timezone.now()
         _give_up_stale(tenant_id, now)
@@ -55,11 +61,11 @@ def audit_verification_request(*, tenant_id: int, actor: str) -> tuple[AuditVeri
                    .order_by("-requested_at", "-id").first())
         if current is not None:
             if current.status == VerificationStatus.PENDING:  # its task may have been lost
-                transaction.on_commit(lambda: verify_tenant.delay(current.pk), robust=True)
+                transaction.on_commit(lambda: _send(current.pk), robust=True)
             return current, False
         verification = AuditVerification.objects.create(tenant_id=tenant_id,
                                                         requested_by=actor)
-        transaction.on_commit(lambda: verify_tenant.delay(verification.pk), robust=True)
+        transaction.on_commit(lambda: _send(verification.pk), robust=True)
     return verification, True
 
 

@@ -356,8 +356,8 @@ def verify_pack(pack, *, public_keys: list[bytes] = ()) -> list[str]:
             anchored, attested]
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m audit.verify_pack",
+def main(argv=None, prog: str = f"python -m {__package__}.verify_pack") -> int:
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Verify a Federation Core evidence pack.")
     parser.add_argument("pack", help="the evidence pack (JSON)")
     parser.add_argument("--public-key", action="append", default=[], dest="keys",

@@ -11,7 +11,33 @@ from pathlib import Path
 import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("FCORE_VAR_DIR", BASE_DIR / "var"))
+# Where the templates, static files and example bundles are. A checkout keeps them at its
+# top (templates/, static/, docs/examples/); the wheel carries them inside this package as
+# fcore/assets/ (pyproject.toml), and then BASE_DIR is site-packages.
+_ASSETS = Path(__file__).resolve().parent / "assets"
+FCORE_INSTALLED = _ASSETS.is_dir()
+FCORE_TEMPLATES_DIR = _ASSETS / "templates" if FCORE_INSTALLED else BASE_DIR / "templates"
+FCORE_STATIC_DIR = _ASSETS / "static" if FCORE_INSTALLED else BASE_DIR / "static"
+FCORE_EXAMPLES_DIR = _ASSETS / "examples" if FCORE_INSTALLED else BASE_DIR / "docs" / "examples"
+
+
+def _var_dir() -> Path:
+    """FCORE_VAR_DIR: everything FC writes (the embedded database and broker, generated
+    keys, beat's schedule, collected static files, proof reports). A checkout defaults to
+    its own var/; an installed copy has no such place and refuses to guess (never
+    site-packages, never wherever it was started from)."""
+    if os.environ.get("FCORE_VAR_DIR"):
+        return Path(os.environ["FCORE_VAR_DIR"]).resolve()
+    if FCORE_INSTALLED:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(VAR_DIR_REQUIRED)
+    return BASE_DIR / "var"
+
+
+VAR_DIR_REQUIRED = ("FCORE_VAR_DIR is not set: an installed Federation Core writes its "
+                    "files only there (e.g. FCORE_VAR_DIR=/var/lib/fcore)")
+VAR_DIR = _var_dir()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
@@ -101,7 +127,7 @@ WSGI_APPLICATION = "fcore.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [FCORE_TEMPLATES_DIR],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -170,7 +196,7 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [FCORE_STATIC_DIR]
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
 STORAGES = {

@@ -15,7 +15,6 @@ from fcore.errors import BadRequest
 from gates.models import (
     OVERRIDE_PERMISSION,
     DeliveryStatus,
-    Gate,
     WebhookDelivery,
     WebhookEndpoint,
 )

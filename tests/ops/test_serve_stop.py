@@ -5,16 +5,13 @@ finishes first (warm shutdown). Each test serves the embedded default (SQLite, f
 broker) from its own FCORE_VAR_DIR on a free port, whatever this test run is configured
 with."""
 
-import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,6 +22,7 @@ from fcore.management.commands.serve import (
     QuickStopFilesystemTransport,
     _descendants,
 )
+from tests.install import Tree, alive, free_port, healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP_BOUND_S = 15
@@ -66,20 +64,6 @@ def migrated(tmp_path_factory) -> Path:
     return var_dir
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting to be reaped."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
@@ -87,21 +71,15 @@ def _cmdline(pid: int) -> str:
         return "?"
 
 
-class Served:
+class Served(Tree):
     """`manage.py serve` in its own process group, with its output in a file."""
 
     def __init__(self, var_dir: Path):
-        self.var_dir, self.port = var_dir, _free_port()
-        self.log_path = var_dir / "serve.log"
-        self.log = open(self.log_path, "w")
+        self.var_dir, self.port = var_dir, free_port()
         # info level: the worker says "ready." and beat "Starting" once they are up
-        self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--port", str(self.port)], cwd=ROOT,
-            env=_env(var_dir, FCORE_LOG_LEVEL="INFO"), stdout=self.log,
-            stderr=subprocess.STDOUT, start_new_session=True)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        super().__init__([sys.executable, "manage.py", "serve", "--port", str(self.port)],
+                         cwd=ROOT, env=_env(var_dir, FCORE_LOG_LEVEL="INFO"),
+                         log_path=var_dir / "serve.log")
 
     def wait_ready(self, timeout: float = 90) -> None:
         """/healthz answers, the worker consumes, beat runs, and the pools have forked."""
@@ -109,20 +87,12 @@ class Served:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"serve exited:\n{self.output()[-3000:]}"
             text = self.output()
-            if "ready." in text and "beat: Starting" in text and self._healthy():
+            if "ready." in text and "beat: Starting" in text and healthy(self.port):
                 # gunicorn with its 2 workers, the Celery worker with its 2 pool processes, beat
                 if len(_descendants(self.proc.pid)) >= 7:
                     return
             time.sleep(0.2)
         raise AssertionError(f"serve not ready:\n{self.output()[-3000:]}")
-
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz",
-                                        timeout=2) as answer:
-                return json.load(answer) == {"ok": True}
-        except OSError:
-            return False
 
     def stop(self, sig: int, *, group: bool = False) -> float:
         """Send `sig` (to the whole group, as a terminal's Ctrl-C does, when `group`) and
@@ -136,21 +106,12 @@ class Served:
             self.proc.send_signal(sig)
         while time.monotonic() - started < STOP_BOUND_S:
             self.proc.poll()  # reap serve itself
-            if not any(_alive(pid) for pid in pids):
+            if not any(alive(pid) for pid in pids):
                 return time.monotonic() - started
             time.sleep(0.05)
-        left = "\n".join(f"{pid} {names[pid]}" for pid in pids if _alive(pid))
+        left = "\n".join(f"{pid} {names[pid]}" for pid in pids if alive(pid))
         raise AssertionError(f"still running {STOP_BOUND_S} s after the signal:\n{left}\n"
                              f"{self.output()[-3000:]}")
-
-    def close(self) -> None:
-        """Whatever happened, leave nothing running."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(timeout=10)
-        self.log.close()
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ class JSONObjectField(HashableJSONField):
 
 # --- input -------------------------------------------------------------------------------
 
-# Every integer a client sends reaches SQL, and the hot path (fcore.rows) binds it without
+# Every integer a client sends reaches SQL, and the hot path (runs.engine.sql) binds it without
 # Django's overflow guard: each is bounded to its column, so an overflow is a field error.
 POSITIVE_INT_MAX = 2**31 - 1  # models.PositiveIntegerField, on every database
 

@@ -38,7 +38,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         tenant = None
         for name in BUNDLES:
-            path = Path(settings.BASE_DIR) / name
+            path = Path(settings.FCORE_EXAMPLES_DIR) / Path(name).name  # installed too
             summary = bundle_load(read_bundle(path), actor="system:demo", source=name)
             tenant = summary["tenant"]
         from fcore.models import Tenant

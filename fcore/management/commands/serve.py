@@ -18,17 +18,22 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from kombu.transport import filesystem
 
-# The worker's embedded-broker transport, named on its command line (Celery's `--` options).
-QUICK_STOP_TRANSPORT = f"{__name__}:QuickStopFilesystemTransport"
+from fcore.management.processes import (
+    QUICK_STOP_TRANSPORT,
+    beat_argv,
+    signing_key_register,
+    web_argv,
+    worker_argv,
+)
+
+__all__ = ["QUICK_STOP_TRANSPORT", "QuickStopFilesystemTransport", "Command"]
 
 
 def _worker_stopping() -> bool:
@@ -95,23 +100,10 @@ class Command(BaseCommand):
                                  "before it kills them (a second Ctrl-C kills at once)")
 
     def handle(self, *args, port, host, workers, concurrency, stop_timeout, **options):
-        self._register_signing_key()
-        bin_dir = os.path.dirname(sys.executable)
-        embedded = settings.CELERY_BROKER_URL.startswith("filesystem://")
-        level = os.environ.get("FCORE_LOG_LEVEL", "warning").lower()
-        worker = [os.path.join(bin_dir, "celery"), "-A", "fcore", "worker", "-l", level,
-                  "-c", str(concurrency)]
-        if embedded:  # the file-system transport has no broadcast: no gossip, no mingle
-            worker += ["--without-gossip", "--without-mingle", "--without-heartbeat",
-                       "--", f"broker.transport={QUICK_STOP_TRANSPORT}"]
-        commands = {
-            "web": [os.path.join(bin_dir, "gunicorn"), "fcore.wsgi", "-b", f"{host}:{port}",
-                    "-w", str(workers), "--log-level", level,
-                    *(["--access-logfile", "-"] if level in ("info", "debug") else [])],
-            "worker": worker,
-            "beat": [os.path.join(bin_dir, "celery"), "-A", "fcore", "beat", "-l", level,
-                     "-s", str(settings.VAR_DIR / "celerybeat-schedule")],
-        }
+        signing_key_register(self)
+        commands = {"web": web_argv(host=host, port=port, workers=workers),
+                    "worker": worker_argv(concurrency=concurrency),
+                    "beat": beat_argv()}
         # links in notifications point at this server unless FCORE_PUBLIC_URL says otherwise
         env = {**os.environ}
         env.setdefault("FCORE_PUBLIC_URL", f"http://{host}:{port}")
@@ -145,13 +137,6 @@ class Command(BaseCommand):
                     signal.signal(sig, handler)
             wake_r.close()
             wake_w.close()
-
-    def _register_signing_key(self) -> None:
-        """Put the configured checkpoint key in service before anything signs (audited)."""
-        try:
-            call_command("register_signing_key", stdout=self.stdout)
-        except CommandError as exc:
-            self.stderr.write(f"no checkpoint signing key: {exc}")
 
     def _stop(self, procs, wake_r, received, timeout):
         """SIGTERM to every child at once; wait for all of them together, up to `timeout`
@@ -199,6 +184,7 @@ class Command(BaseCommand):
         from fcore.management.commands.demo_seed import DEMO_PASSWORD, PEOPLE
 
         url = f"http://{host}:{port}"
+        fc = "fc" if settings.FCORE_INSTALLED else ".venv/bin/python manage.py"
         db = settings.DATABASES["default"]
         people = "\n".join(f"    {name:<8} {', '.join(groups)}" for name, groups in PEOPLE)
         self.stdout.write(f"""
@@ -212,10 +198,10 @@ Demo logins (password: {DEMO_PASSWORD}):
 {people}
 
 API credentials (in another terminal):
-    .venv/bin/python manage.py create_api_client --tenant tenant_omega --name harness \\
+    {fc} create_api_client --tenant tenant_omega --name harness \\
         --scopes "runs:read runs:write gates:request gates:resolve audit:read"
 Then prove PT-004 end to end:
-    .venv/bin/python manage.py proof --url {url} --kid <kid> --secret <secret>
+    {fc} proof --url {url} --kid <kid> --secret <secret>
 
 Ctrl-C stops the web server, the worker and the scheduler.
 """)
