@@ -124,9 +124,9 @@ def step_changed(run: Run, step: StepRun) -> None:
 class _Memo(threading.local):
     """Inside `run_memo()`: the steps of the run whose lock this thread last committed, and
     the stream head its commit left. Every change of a run's steps appends to the run's
-    audit stream in the same transaction (tests/runs/test_chain.py checks it of every
-    transition), so while the stream's head is still that one, the steps are as this
-    thread left them, and the next lock of that run does not read them again. The one
+    audit stream in the same transaction (`_holding` refuses a change without an event),
+    so while the stream's head is still that one, the steps are as this thread left them,
+    and the next lock of that run does not read them again. The one
     step column changed without an event, `redeliveries`, is never read under the lock
     and never written by it (`sql.STEP_SAVE`); `lease_expires_at`, renewed without the
     lock, is written by the lock only with a new value, at a step's start or end."""
@@ -243,6 +243,9 @@ def _holding(run: Run, steps: list[StepRun], stream: AuditStream | None, policie
         yield
         events = writer.take()
     writes = held.writes
+    if (writes.steps or writes.run) and not events:
+        # The chain's memo (`_Memo`) trusts an unmoved stream head to mean unchanged steps.
+        raise RuntimeError(f"run {run.pk}: state changed without an audit event")
     if events:
         writes.events = events
         writes.head = (writer.row.pk, events[-1].seq, events[-1].hash)

@@ -3,12 +3,14 @@ run without their run's lock."""
 
 import pytest
 from django.core.checks import run_checks
+from django.utils import timezone
 
 from fcore.celery import app
 from gates.models import Gate
 from gates.services import gate_cancel
-from runs.engine import run_lock
-from runs.models import Run
+from runs.engine import run_lock, steps_of
+from runs.engine.lock import step_changed
+from runs.models import Run, StepRun
 from runs.services import run_create
 
 ENGINE_IDS = {"fcore.E010", "fcore.E011", "fcore.E012", "fcore.E013", "fcore.E014",
@@ -57,3 +59,20 @@ def test_gate_services_refuse_to_run_without_the_run_lock(pt004, advance):
                     actor="user:otto", reason="locked")
     gate.refresh_from_db()
     assert gate.status == "cancelled"
+
+
+@pytest.mark.django_db
+def test_a_lock_refuses_a_step_change_without_an_audit_event(pt004, advance):
+    """The chain's memo trusts an unmoved stream head to mean unchanged steps: a change
+    of a step that records no event is refused, and nothing of it is written."""
+    with advance():
+        run, _ = run_create(tenant=pt004, workflow="vendor_payment", actor="user:olivia",
+                            input={"amount": 1200, "vendor": "v-1"})
+    before = {s.step_id: (s.status, s.not_before) for s in StepRun.objects.filter(run=run)}
+    with pytest.raises(RuntimeError, match="without an audit event"):
+        with run_lock(run.run_id) as locked:
+            step = next(iter(steps_of(locked).values()))
+            step.not_before = timezone.now()
+            step_changed(locked, step)
+    after = {s.step_id: (s.status, s.not_before) for s in StepRun.objects.filter(run=run)}
+    assert after == before
