@@ -110,7 +110,7 @@ def run_set_status(*, tenant, run_id, status: str, actor: str, reason: str = "")
                 raise Conflict(f"Run waits at gate {open_gate.id}; decide the gate to resume.",
                                code=ErrorCode.GATE_OPEN, gate_id=open_gate.id, current=run.status)
         if status in (RunStatus.CANCELLED, RunStatus.FAILED):
-            steps = engine.steps_locked(run)
+            steps = engine.steps_of(run)
             engine.run_end(run, steps, OPERATOR_TARGETS[status], actor=actor, reason=reason)
         else:
             engine.run_transition(run, OPERATOR_TARGETS[status], actor=actor, reason=reason)
@@ -123,7 +123,7 @@ def step_report(*, tenant, run_id, step_id: str, actor: str, status: str, output
                 error=None, attempt: int | None = None) -> StepRun:
     """An external executor reports its step `succeeded` or `failed`."""
     with run_lock(run_id, tenant=tenant) as run:
-        steps = engine.steps_locked(run)
+        steps = engine.steps_of(run)
         step = steps.get(step_id)
         if step is None:
             raise NotFound(f"Run has no step {step_id!r}.")
@@ -166,7 +166,7 @@ def run_request_gate(*, tenant, run_id, actor: str, reason: str, step_id: str | 
         if run.status not in (RunStatus.RUNNING, RunStatus.PAUSED):
             raise InvalidTransition(obj=f"Run {run.run_id}", current=run.status,
                                     allowed=[], target=RunStatus.PAUSED)
-        steps = engine.steps_locked(run)
+        steps = engine.steps_of(run)
         step = None
         if step_id is not None:
             step = steps.get(step_id)
@@ -253,7 +253,7 @@ def _after_gate(run: Run, gate: Gate, *, actor: str) -> None:
     still open, and the engine releases the waiting step. Otherwise the run fails closed."""
     if gate.status not in (GateStatus.APPROVED, GateStatus.OVERRIDDEN):
         if run.status in (RunStatus.RUNNING, RunStatus.PAUSED):
-            engine.run_fail(run, engine.steps_locked(run), actor=actor,
+            engine.run_fail(run, engine.steps_of(run), actor=actor,
                             reason=f"gate {gate.id} {gate.status}")
         return
     still_open = Gate.objects.filter(run=run, status=GateStatus.OPEN).exists()

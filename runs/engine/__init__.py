@@ -26,7 +26,6 @@ from .advance import (
     run_transition,
     step_conclude,
     step_record_result,
-    steps_locked,
 )
 from .decisions import decision_context
 from .dispatch import ADVANCE_TASK, EXECUTE_TASK, enqueue_advance, enqueue_execute
@@ -53,5 +52,5 @@ __all__ = [
     "run_advance", "run_cancel", "run_definition", "run_end", "run_fail", "run_held_new",
     "run_insert", "run_lock", "run_memo", "run_paused_for_gate", "run_start",
     "run_transition", "runs_sweep", "step_conclude", "step_execute", "step_record_result",
-    "steps_locked", "steps_of",
+    "steps_of",
 ]

@@ -77,11 +77,6 @@ def run_transition(run: Run, name: str, *, actor: str, reason: str = "",
                  actor=actor, data={"from": before, "to": run.status, "reason": reason})
 
 
-def steps_locked(run: Run) -> dict[str, StepRun]:
-    """The steps of a run whose lock the caller holds."""
-    return steps_of(run)
-
-
 def run_end(run: Run, steps: dict[str, StepRun], name: str, *, actor: str,
             reason: str) -> None:
     """Fail or cancel a locked run: cancel open gates and the steps not started; a running

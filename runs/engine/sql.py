@@ -116,7 +116,12 @@ STEPS_INSERT = """
             output_hash, decision, policy_versions, prev_receipt_hash, receipt_hash,
             redeliveries)
     VALUES {rows} RETURNING id"""
-STEP_ROW = "(%s, %s, %s, %s, %s, %s, %s, 1, '', '', '', %s, '', '', 0)"
+STEP_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+# What a new step holds besides its run, id, type, index, after and config: what
+# STEPS_INSERT writes, and (with every other field None) what its instance is loaded with.
+NEW_STEP = {"status": "pending", "attempt": 1, "input_hash": "", "output_hash": "",
+            "decision": "", "policy_versions": [], "prev_receipt_hash": "", "receipt_hash": "",
+            "redeliveries": 0}
 # Every StepRun field, in the order of STEPS_OF_RUN (tests/runs/test_engine_sql.py holds
 # them to the model), and those that hold JSON.
 STEP_FIELDS = ("id", "run_id", "step_id", "step_type", "index", "after", "config", "status",
@@ -177,11 +182,6 @@ class _Values:
                 self.at(e.occurred_at), self.json(e.data), e.prev_hash, e.hash]
 
 
-def uuid_param(value):
-    """A UUID as the database takes it (a hex string where there is no UUID type)."""
-    return _Values(_db()).uuid(value)
-
-
 def _pipelined(db):
     """On PostgreSQL, a psycopg pipeline: the statements executed inside travel together
     (with the BEGIN, if the transaction has not started), and rows fetched inside are
@@ -216,9 +216,12 @@ def insert_run(values: dict, stream_name: str, steps: list[dict], head_hash: str
         v.json(values[name]) if name in ("input", "output", "metadata")
         else v.at(values[name]) if name.endswith("_at") else values[name]
         for name in LOCK_RUN_FIELDS[1:]]]
+    new = NEW_STEP
     step_params = [p for s in steps for p in (
         v.uuid(values["run_id"]), s["step_id"], s["step_type"], s["index"],
-        v.json(s["after"]), v.json(s["config"]), "pending", v.json([]))]
+        v.json(s["after"]), v.json(s["config"]), new["status"], new["attempt"],
+        new["input_hash"], new["output_hash"], new["decision"], v.json(new["policy_versions"]),
+        new["prev_receipt_hash"], new["receipt_hash"], new["redeliveries"])]
     with db.cursor() as run_cursor, db.cursor() as stream_cursor, db.cursor() as steps_cursor:
         with _pipelined(db):
             run_cursor.execute(RUN_INSERT, run_params)
@@ -232,10 +235,8 @@ def insert_run(values: dict, stream_name: str, steps: list[dict], head_hash: str
     run = Run.from_db(db.alias, LOCK_RUN_FIELDS, [values[name] for name in LOCK_RUN_FIELDS])
     new_steps = []
     for step_pk, s in zip(step_ids, steps, strict=True):
-        fields = {"id": step_pk, "run_id": values["run_id"], "status": "pending",
-                  "attempt": 1, "input_hash": "", "output_hash": "", "decision": "",
-                  "policy_versions": [], "prev_receipt_hash": "", "receipt_hash": "",
-                  "redeliveries": 0, **s}
+        fields = {**NEW_STEP, "policy_versions": [],  # a list of its own for each step
+                  "id": step_pk, "run_id": values["run_id"], **s}
         new_steps.append(StepRun.from_db(db.alias, STEP_FIELDS,
                                          [fields.get(name) for name in STEP_FIELDS]))
     return run, stream_pk, new_steps
