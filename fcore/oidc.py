@@ -190,17 +190,18 @@ class ProviderBackend(OIDCAuthenticationBackend):
         username = username_for(claims.get("sub"))
         try:
             with transaction.atomic():
-                user = self.UserModel.objects.create_user(username, email=claims.get("email")
-                                                          or "")
+                user = self.UserModel.objects.create_user(username)
         except IntegrityError:
             user = self.UserModel.objects.get(username=username)
         return self.update_user(user, claims)
 
     def update_user(self, user, claims):
-        """Copy e-mail and names, staff from FCORE_OIDC_STAFF_VALUES when set, and the
-        memberships the groups claim maps to."""
+        """Copy e-mail (unless the provider says it is not verified: gate notifications go
+        there) and names, staff from FCORE_OIDC_STAFF_VALUES when set, and the memberships
+        the groups claim maps to."""
         values = claim_values(claims, settings.FCORE_OIDC_GROUPS_CLAIM)
-        user.email = str(claims.get("email") or user.email)[:254]
+        if claims.get("email_verified") is not False:
+            user.email = str(claims.get("email") or user.email)[:254]
         user.first_name = str(claims.get("given_name") or user.first_name)[:150]
         user.last_name = str(claims.get("family_name") or user.last_name)[:150]
         if settings.FCORE_OIDC_STAFF_VALUES:

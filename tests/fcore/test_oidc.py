@@ -183,6 +183,13 @@ def test_people_are_found_by_subject_never_by_email(oidc, pt004):
 
 
 @pytest.mark.django_db
+def test_an_address_the_provider_has_not_verified_is_not_taken(oidc, pt004):
+    user = sign_in({"sub": "u-8", "email": "a@example.org", "email_verified": False})
+    assert user.email == ""
+    assert sign_in({"sub": "u-8", "email": "b@example.org"}).email == "b@example.org"
+
+
+@pytest.mark.django_db
 def test_staff_follows_the_configured_claim_values(oidc, pt004, settings):
     settings.FCORE_OIDC_STAFF_VALUES = ["fc-admins"]
     user = sign_in({"sub": "u-5", "groups": ["fc-admins"]})
