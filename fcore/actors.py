@@ -1,7 +1,9 @@
 """Actors: who did something. Stored everywhere as one string `<kind>:<id>`.
 
-Kinds: `user` (a person signed in to the console), `client` (a machine acting through an
-API token; the id is the token's `sub`), `system` (the engine, the scheduler).
+Kinds: `user` (a person signed in to the console; the id is their username, which for a
+person from the OIDC provider is `oidc:<issuer host>:<sub>`, see `fcore.oidc`), `client` (a
+machine acting through an API token; the id is the token's `sub`), `system` (the engine,
+the scheduler, `system:oidc` applying a provider's groups claim).
 """
 
 import re

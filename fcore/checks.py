@@ -48,3 +48,32 @@ def signing_key_configured(app_configs, **kwargs):
         return [Error(f"The checkpoint signing key cannot be used: {exc}.",
                       hint=SIGNING_KEY_HINT, id="fcore.E002")]
     return []
+
+
+OIDC_REQUIRED = {
+    "FCORE_OIDC_CLIENT_ID": "OIDC_RP_CLIENT_ID",
+    "FCORE_OIDC_CLIENT_SECRET": "OIDC_RP_CLIENT_SECRET",
+    "FCORE_OIDC_AUTHORIZATION_ENDPOINT": "OIDC_OP_AUTHORIZATION_ENDPOINT",
+    "FCORE_OIDC_TOKEN_ENDPOINT": "OIDC_OP_TOKEN_ENDPOINT",
+    "FCORE_OIDC_USERINFO_ENDPOINT": "OIDC_OP_USER_ENDPOINT",
+    "FCORE_OIDC_JWKS_ENDPOINT": "OIDC_OP_JWKS_ENDPOINT",
+}
+
+
+@register("fcore")
+def oidc_configured(app_configs, **kwargs):
+    """fcore.E003: with an OIDC provider (FCORE_OIDC_ISSUER), its client, its endpoints and
+    a readable FCORE_OIDC_GROUP_MAP; a wrong map would sign people in without their groups."""
+    if not settings.FCORE_OIDC_ENABLED:
+        return []
+    from fcore.oidc import group_map_parse
+
+    errors = [Error(f"{env} is not set, and the OIDC provider needs it.",
+                    hint="docs/security.md, \"Signing in with an identity provider\".",
+                    id="fcore.E003")
+              for env, name in OIDC_REQUIRED.items() if not getattr(settings, name)]
+    try:
+        group_map_parse(settings.FCORE_OIDC_GROUP_MAP)
+    except ValueError as exc:
+        errors.append(Error(str(exc), id="fcore.E003"))
+    return errors

@@ -60,6 +60,20 @@ def _secret_from_file(name: str) -> str:
     return path.read_text().strip()
 
 
+def _secret_env(name: str) -> str:
+    """A secret from the environment variable `name`, or from the file named by `name`_FILE
+    (a mounted secret). Django's error reports hide settings named *SECRET*."""
+    path = os.environ.get(f"{name}_FILE", "")
+    if not path:
+        return os.environ.get(name, "")
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"{name}_FILE {path}: {exc.strerror}") from None
+
+
 def _signing_key_file() -> str:
     """var/signing_key: a base64 Ed25519 private key (raw 32 bytes), created once."""
     path = VAR_DIR / "signing_key"
@@ -170,10 +184,37 @@ else:
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
-]
+# Sign-in (fcore.oidc, docs/security.md "Signing in"): local passwords, the organisation's
+# OpenID Connect provider (mozilla-django-oidc), or both. FCORE_LOCAL_PASSWORDS=0 leaves
+# only the provider: the login pages show its button alone and refuse a password.
+FCORE_LOCAL_PASSWORDS = _env_bool("FCORE_LOCAL_PASSWORDS", True)
+FCORE_OIDC_ISSUER = os.environ.get("FCORE_OIDC_ISSUER", "").rstrip("/")
+FCORE_OIDC_ENABLED = bool(FCORE_OIDC_ISSUER)
+FCORE_OIDC_PROVIDER_NAME = os.environ.get("FCORE_OIDC_PROVIDER_NAME", "")  # on the button
+FCORE_OIDC_GROUPS_CLAIM = os.environ.get("FCORE_OIDC_GROUPS_CLAIM", "groups")
+FCORE_OIDC_GROUP_MAP = os.environ.get("FCORE_OIDC_GROUP_MAP", "{}")  # JSON, fcore.oidc
+FCORE_OIDC_STAFF_VALUES = _env_list("FCORE_OIDC_STAFF_VALUES", "")
+OIDC_RP_CLIENT_ID = os.environ.get("FCORE_OIDC_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = _secret_env("FCORE_OIDC_CLIENT_SECRET")
+OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("FCORE_OIDC_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = os.environ.get("FCORE_OIDC_TOKEN_ENDPOINT", "")
+OIDC_OP_USER_ENDPOINT = os.environ.get("FCORE_OIDC_USERINFO_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = os.environ.get("FCORE_OIDC_JWKS_ENDPOINT", "")
+OIDC_RP_SIGN_ALGO = os.environ.get("FCORE_OIDC_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = os.environ.get("FCORE_OIDC_SCOPES", "openid email profile groups")
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = float(os.environ.get("FCORE_OIDC_TIMEOUT_S", "10"))
+LOGIN_REDIRECT_URL_FAILURE = "/console/login/?provider=failed"
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend"]
+if FCORE_OIDC_ENABLED:
+    AUTHENTICATION_BACKENDS.append("fcore.oidc.ProviderBackend")
+if FCORE_LOCAL_PASSWORDS:
+    AUTHENTICATION_BACKENDS.append("django.contrib.auth.backends.ModelBackend")
+elif not FCORE_OIDC_ENABLED:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("FCORE_LOCAL_PASSWORDS=0 needs an OIDC provider "
+                               "(FCORE_OIDC_ISSUER): nobody could sign in")
 # Five failed sign-ins for one username from one address lock it for 15 minutes (429).
 AXES_FAILURE_LIMIT = int(os.environ.get("FCORE_LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = 0.25  # hours
@@ -383,21 +424,6 @@ if not 1 <= FCORE_JSON_MAX_DEPTH <= 100:  # audit.jcs.STORED_MAX_DEPTH leaves ro
     raise ImproperlyConfigured("FCORE_JSON_MAX_DEPTH must be from 1 to 100")
 
 
-def _email_password() -> str:
-    """FCORE_EMAIL_HOST_PASSWORD, or the content of the file FCORE_EMAIL_HOST_PASSWORD_FILE
-    (a mounted secret). Never logged: Django's error reports hide settings named *PASSWORD*."""
-    path = os.environ.get("FCORE_EMAIL_HOST_PASSWORD_FILE", "")
-    if not path:
-        return os.environ.get("FCORE_EMAIL_HOST_PASSWORD", "")
-    from django.core.exceptions import ImproperlyConfigured
-
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        raise ImproperlyConfigured(
-            f"FCORE_EMAIL_HOST_PASSWORD_FILE {path}: {exc.strerror}") from None
-
-
 # Gate notifications (gates.notify). Email goes through Django's backend: the console
 # backend prints it (the demo); production sets FCORE_EMAIL_BACKEND to the SMTP backend and
 # the FCORE_EMAIL_* server settings below (docs/operations.md).
@@ -413,7 +439,8 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
     raise ImproperlyConfigured("FCORE_EMAIL_USE_TLS (STARTTLS) and FCORE_EMAIL_USE_SSL "
                                "(implicit TLS) exclude each other: set one")
 EMAIL_HOST_USER = os.environ.get("FCORE_EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = _email_password()
+# FCORE_EMAIL_HOST_PASSWORD, or the file FCORE_EMAIL_HOST_PASSWORD_FILE (a mounted secret)
+EMAIL_HOST_PASSWORD = _secret_env("FCORE_EMAIL_HOST_PASSWORD")
 # A send runs under its notification's row lock: never wait on a server for ever.
 EMAIL_TIMEOUT = float(os.environ.get("FCORE_EMAIL_TIMEOUT_S", "30"))
 DEFAULT_FROM_EMAIL = os.environ.get("FCORE_FROM_EMAIL", "Federation Core <fc@example.invalid>")

@@ -11,9 +11,16 @@ pages never need more; what third-party pages need is decided here, per path:
   element fails a test instead of silently losing the style.
 - Django's CSRF failure page carries a `<style>` element; `csrf_failure` replaces it with
   our own error page (settings.CSRF_FAILURE_VIEW).
+- The login pages: their "Sign in with <provider>" button is a form whose POST is
+  redirected to the OIDC provider, and `form-action` covers redirects; `provider_form_action`
+  adds the origin of the provider's authorization endpoint, on those pages only.
 """
 
+from functools import wraps
+from urllib.parse import urlsplit
+
 from csp.decorators import csp_update
+from django.conf import settings
 
 from fcore.errors import ErrorCode, json_error_view
 
@@ -29,3 +36,18 @@ _csrf_failure_page = json_error_view(
 def csrf_failure(request, reason=""):
     """A refused CSRF check: our plain error page (the middleware has logged the reason)."""
     return _csrf_failure_page(request)
+
+
+def provider_form_action(view):
+    """Allow the login page's provider button to lead to the OIDC provider (`form-action`
+    with the authorization endpoint's origin), while a provider is configured."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        endpoint = urlsplit(settings.OIDC_OP_AUTHORIZATION_ENDPOINT)
+        if not (settings.FCORE_OIDC_ENABLED and endpoint.scheme and endpoint.netloc):
+            return view(request, *args, **kwargs)
+        origin = f"{endpoint.scheme}://{endpoint.netloc}"
+        return csp_update({"form-action": [origin]})(view)(request, *args, **kwargs)
+
+    return wrapper

@@ -8,6 +8,8 @@ from fcore.errors import ErrorCode, json_error_view
 from fcore.interfaces.api.urls import alias_urlpatterns, workflows_urlpatterns
 from fcore.interfaces.csp import swagger_ui_csp
 from fcore.interfaces.metrics import metrics_view
+from fcore.interfaces.signin import admin_sign_in
+from fcore.interfaces.signin import urlpatterns as oidc_urlpatterns
 
 
 def healthz(request):
@@ -26,6 +28,8 @@ urlpatterns = [
     path("api/docs/", swagger_ui_csp(SpectacularSwaggerSplitView.as_view(url_name="schema")),
          name="swagger"),
     path("console/", include("fcore.interfaces.console.urls")),
+    path("oidc/", include(oidc_urlpatterns)),
+    path("admin/login/", admin_sign_in, name="admin-sign-in"),  # before the admin's own
     path("admin/", admin.site.urls),
 ]
 

@@ -18,6 +18,7 @@ from fcore.members import (
     member_user_delete,
 )
 from fcore.models import Membership
+from fcore.oidc import is_provider_user
 
 from .services import ServiceDeleteAdmin
 from .tenancy import TenantScopedAdmin
@@ -58,7 +59,12 @@ admin.site.unregister(Group)
 
 @admin.register(get_user_model())
 class PersonAdmin(ServiceDeleteAdmin, UserAdmin):
-    """Django's user admin; deleting a person ends their memberships, audited."""
+    """Django's user admin; deleting a person ends their memberships, audited. A person
+    from the OIDC provider keeps the username the provider's subject gives them."""
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return fields + ("username",) if obj is not None and is_provider_user(obj) else fields
 
     def delete_with(self, obj, actor):
         member_user_delete(user=obj, actor=actor)

@@ -3,14 +3,15 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from fcore.interfaces.signin import console_sign_in
+
 from . import evidence, gate_views, tenants, views
 
 app_name = "console"
 
 urlpatterns = [
     path("", views.queue, name="queue"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True),
-         name="login"),
+    path("login/", console_sign_in, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("gates/bulk", views.gates_bulk_decide, name="gates-bulk"),
     path("gates/<int:gate_id>/decide", views.gate_decide, name="gate-decide"),
