@@ -242,3 +242,19 @@ def test_a_straight_line_without_the_language_costs_what_it_did(tenant, advance)
     measured = (_queries(tenant, advance, "short", line[:3]),
                 _queries(tenant, advance, "long", line))
     assert measured == STRAIGHT_LINE_STATEMENTS[connection.vendor]
+
+
+def test_the_evidence_pack_of_a_map_run_with_an_output_verifies(api, pt004):
+    from audit.verify_pack import verify_pack
+
+    definition_publish(tenant=pt004, name="fan_pack", actor="user:priya", steps=[
+        {"id": "fan", "type": ECHO, "map": "run.input.xs", "input": {"x": "=item"}},
+        {"id": "skip", "type": "noop", "when": "false"},
+    ], output={"n": "=steps.fan.output.items.size()", "skip": "=steps.skip.status"})
+    run_id = api.post("/workflows/runs", {"workflow": "fan_pack", "input": {"xs": [1, 2]}}
+                      ).json()["run_id"]
+    body = api.get(f"/workflows/runs/{run_id}").json()
+    assert body["status"] == "completed" and body["output"] == {"n": 2, "skip": "skipped"}
+    pack = api.get(f"/workflows/runs/{run_id}/evidence").json()
+    assert pack["definition"]["output"]["n"] == "=steps.fan.output.items.size()"
+    verify_pack(pack)  # raises at the first failure
