@@ -259,3 +259,34 @@ def test_the_evidence_pack_of_a_map_run_with_an_output_verifies(api, pt004):
     pack = api.get(f"/workflows/runs/{run_id}/evidence").json()
     assert pack["definition"]["output"]["n"] == "=steps.fan.output.items.size()"
     verify_pack(pack)  # raises at the first failure
+
+
+def test_the_worked_example_end_to_end_through_the_api(api, approver, pt004):
+    """docs/examples/agent_payment.yaml: the plan's amount is what the payment is decided
+    on and receives; notifications are mapped over the plan's recipients."""
+    from tests.conftest import load_bundle
+
+    load_bundle("docs/examples/agent_payment.yaml")
+    run_id = api.post("/workflows/runs", {"workflow": "agent_payment", "input": {}}
+                      ).json()["run_id"]
+    plan = {"amount": 25000, "payee": "ACME", "recipients": ["a@x", "b@x", "c@x"]}
+    assert api.patch(f"/workflows/runs/{run_id}/steps/plan",
+                     {"status": "succeeded", "output": plan}).status_code == 200
+    body = api.get(f"/workflows/runs/{run_id}").json()
+    assert body["status"] == "paused"
+    gate = body["gates"][0]
+    assert gate["step_id"] == "pay" and gate["reason"] == "agent plans a payment above 10,000"
+    decision = [d for d in body["decisions"] if d["step_id"] == "pay"][0]
+    assert decision["decision"] == "flag"
+    assert approver.patch(f"/workflows/runs/{run_id}/gates/{gate['gate_id']}",
+                          {"decision": "approve"}).status_code == 200
+    assert api.patch(f"/workflows/runs/{run_id}/steps/pay",
+                     {"status": "succeeded", "output": {"paid": 25000}}).status_code == 200
+    body = api.get(f"/workflows/runs/{run_id}").json()
+    assert body["status"] == "completed", body["status_reason"]
+    assert body["output"] == {"paid": True, "payment": {"paid": 25000}, "notified": 3}
+    notified = [s for s in body["steps"] if s["step_id"].startswith("notify[")]
+    assert [s["output"]["input"]["to"] for s in notified] == ["a@x", "b@x", "c@x"]
+    run = Run.objects.get(pk=run_id)
+    assert steps(run)["pay"].input["amount"] == 25000
+    assert replay_decisions(run).ok
