@@ -259,7 +259,10 @@ class Evaluation:
     limit (`FCORE_EXPRESSION_TIME_LIMIT_MS`) they share."""
 
     def __init__(self, variables: dict):
-        self.context = cel.Context(variables)
+        try:
+            self.context = cel.Context(variables)
+        except Exception as exc:  # a value the binding cannot take fails closed
+            raise ExpressionFailed(f"context: {_describe(exc)}") from None
         self.limit_s = settings.FCORE_EXPRESSION_TIME_LIMIT_MS / 1000
         self.deadline = time.perf_counter() + self.limit_s
 
@@ -306,6 +309,9 @@ def map_items(evaluation: Evaluation, expression: Expression) -> list:
     if not isinstance(result, list):
         raise ExpressionFailed(f"map: {expression.source!r} gave "
                                f"{type(result).__name__}, not a list")
+    problem = json_problem(result)
+    if problem:
+        raise ExpressionFailed(f"map: items cannot be stored: {problem}")
     return result
 
 

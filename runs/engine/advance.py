@@ -174,7 +174,8 @@ def _step_release(run: Run, steps: dict[str, StepRun], step: StepRun) -> None:
         step_start(run, step, actor=actor)
         return
     gate_input = (gate.resolution or {}).get("input")
-    step.input = step_input(run, step)
+    # the input its decision resolved (an approval step's expressions are not run again)
+    step.input = dict(step.input) if step.input is not None else step_input(run, step)
     if gate_input is not None:
         step.input["approval_input"] = gate_input
     step_start(run, step, actor=actor)

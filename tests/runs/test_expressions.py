@@ -171,3 +171,8 @@ def test_a_definition_reading_its_upstream_steps_is_clean():
                       "max_concurrency": 3, "input": {"to": "=item", "via": "=steps.pay.status"}})
     assert clean[2]["map"] == "steps.plan.output.to" and clean[2]["max_concurrency"] == 3
     assert clean[1]["when"] == "steps.plan.output.ok"
+
+
+def test_map_items_must_be_storable_json():
+    with pytest.raises(ExpressionFailed, match="items cannot be stored"):
+        map_items(Evaluation(CONTEXT), expression_compile("[1.0 / 0.0]"))
