@@ -14,7 +14,8 @@ from fcore.errors import BadRequest, ErrorCode
 from fcore.jsonlimits import json_problem
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 
-from .expressions import ExpressionError, key_text, output_check, step_language_check
+from .expression_checks import output_check, step_language_check
+from .expressions import ExpressionError, key_text
 from .models import WorkflowDefinition
 
 STEP_TYPES = ("noop", "external", "approval", "http", "sleep", "python:<dotted.path>")
