@@ -290,3 +290,19 @@ def test_the_worked_example_end_to_end_through_the_api(api, approver, pt004):
     run = Run.objects.get(pk=run_id)
     assert steps(run)["pay"].input["amount"] == 25000
     assert replay_decisions(run).ok
+
+
+def test_the_evidence_pack_of_a_run_failed_by_an_expression_verifies(api, pt004):
+    from audit.verify_pack import verify_pack
+
+    definition_publish(tenant=pt004, name="bad_expr", actor="user:priya", steps=[
+        {"id": "a", "type": "noop"},
+        {"id": "b", "type": "noop", "input": {"x": "=steps.a.output.nope"}},
+        {"id": "fan", "type": "noop", "map": "[1, 2]"}])
+    run_id = api.post("/workflows/runs", {"workflow": "bad_expr", "input": {}}).json()["run_id"]
+    body = api.get(f"/workflows/runs/{run_id}").json()
+    assert body["status"] == "failed"
+    b = [s for s in body["steps"] if s["step_id"] == "b"][0]
+    assert b["status"] == "failed" and b["error"]["code"] == "expression_error"
+    assert b["error"]["retryable"] is False and "input.x" in b["error"]["detail"]
+    verify_pack(api.get(f"/workflows/runs/{run_id}/evidence").json())
