@@ -67,3 +67,21 @@ def test_the_run_page_shows_a_real_map_run_collapsed(tenant, django_capture_on_c
     assert '<g class="node status-succeeded map" data-step="fan">' in body
     assert "fan ×9" in body and "succeeded · 9/9" in body
     assert "skipped · when false" in body
+
+
+def test_the_timeline_collapses_many_instances_into_their_map_step():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from fcore.interfaces.console.graph import timeline_svg
+
+    t0 = timezone.now()
+    steps = mapped(12)
+    for n, s in enumerate(steps):
+        s.started_at, s.ended_at = t0 + timedelta(seconds=n), None
+    assert str(timeline_svg(steps, now=t0 + timedelta(seconds=20))).count('<g class="bar') == 3
+    few = mapped(2)
+    for s in few:
+        s.started_at, s.ended_at = t0, None
+    assert str(timeline_svg(few, now=t0 + timedelta(seconds=2))).count('<g class="bar') == 5

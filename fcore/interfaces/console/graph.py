@@ -7,7 +7,8 @@ skipped by its `when` says so; a map step shows how many of its instances succee
 its instances (`<id>[i]`, under it in its column) are drawn only when there are at most
 `MAP_SHOWN` of them — beyond, the map step's node counts them by status.
 `timeline_svg`: one bar per started step, from its start to its end (or now), on the run's
-time axis, with its duration. Every text is escaped; the result is safe to inline.
+time axis, with its duration (a map's many instances collapsed as in the graph). Every
+text is escaped; the result is safe to inline.
 """
 
 from django.utils import timezone
@@ -78,7 +79,7 @@ def step_graph_svg(steps) -> SafeString:
     if not steps:
         return mark_safe("")
     instances = map_instances(steps)
-    steps = [s for s in steps if len(instances.get(getattr(s, "map_parent", ""), ())) <= MAP_SHOWN]
+    steps = _collapsed(steps)
     depths = step_depths(steps)
     columns: dict[int, list] = {}
     for step in steps:  # keeps definition order inside a column
@@ -154,10 +155,18 @@ def step_duration(step, now=None) -> float | None:
 TL_LABEL, TL_BAR, TL_ROW, TL_TEXT = 150, 480, 24, 110
 
 
+def _collapsed(steps) -> list:
+    """The steps without the instances of maps that have more than `MAP_SHOWN`."""
+    instances = map_instances(steps)
+    return [s for s in steps
+            if len(instances.get(getattr(s, "map_parent", ""), ())) <= MAP_SHOWN]
+
+
 def timeline_svg(steps, now=None) -> SafeString:
-    """One bar per started step on a shared time axis, with its duration."""
+    """One bar per started step on a shared time axis, with its duration (a map's bar
+    covers its instances; theirs are drawn only when there are few)."""
     now = now or timezone.now()
-    started = [s for s in steps if s.started_at]
+    started = [s for s in _collapsed(list(steps)) if s.started_at]
     if not started:
         return mark_safe("")
     t0 = min(s.started_at for s in started)
