@@ -154,7 +154,9 @@ def check_run(pack: dict, events: list[dict]) -> None:
     if (definition.get("name"), definition.get("version")) != (run["workflow"],
                                                                run["workflow_version"]):
         raise Failure("definition", "is not the run's pinned workflow version")
-    spec = _hashable("definition.steps", lambda: json_hash({"steps": definition.get("steps")}))
+    spec = _hashable("definition.steps", lambda: json_hash(
+        {"steps": definition.get("steps"),  # a workflow's output is hashed with its steps
+         **({"output": definition["output"]} if definition.get("output") is not None else {})}))
     if spec != definition.get("spec_hash"):
         raise Failure("definition.spec_hash", "does not match definition.steps")
     seals = [(i, e) for i, e in enumerate(events) if e["code"] == "FC-RUN-003"]

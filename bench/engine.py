@@ -6,7 +6,8 @@ Each run is a five-step workflow of internal `noop` steps; every step is policy-
 chain) and receipted, and every run is sealed. The clock runs from the first `run_create`
 to the last run completed; the bare phase from the first task sent to the queue drained.
 Runs are created, and bare tasks sent, by `--clients` threads at once (default 2), as API
-clients would.
+clients would. A second phase runs `--language-runs` runs of `bench_language` (expressions,
+a condition and a map of 10; bench/workload.py) and prints its governed steps/s beside.
 Queries and commits are counted inside the workers (and in this process for run_create).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/fcore_bench \\
@@ -39,7 +40,13 @@ from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.db.backends.base.base import BaseDatabaseWrapper  # noqa: E402
 
-from bench.workload import STEPS, setup, worker_argv  # noqa: E402
+from bench.workload import (  # noqa: E402
+    LANGUAGE_STEPS,
+    STEPS,
+    language_input,
+    setup,
+    worker_argv,
+)
 from fcore.celery import app  # noqa: E402
 from fcore.models import Tenant  # noqa: E402
 from runs.models import Run  # noqa: E402
@@ -107,24 +114,27 @@ def worker_counts(workers: int) -> dict:
     return totals
 
 
-def _client(tenant: Tenant, numbers: range, counted: bool) -> None:
+def _client(tenant: Tenant, numbers: range, counted: bool, workflow: str) -> None:
     """One API client: creates its runs one after the other on its own connection."""
     if counted:
         connection.execute_wrappers.append(_count_query)
     try:
         for i in numbers:
-            run_create(tenant=tenant, workflow="bench_noop", input={"amount": i},
-                       actor="client:bench")
+            run_create(tenant=tenant, workflow=workflow, actor="client:bench",
+                       input=language_input(i) if workflow == "bench_language"
+                       else {"amount": i})
     finally:
         connection.close()
 
 
-def governed(tenant: Tenant, runs: int, clients: int = 1, counted: bool = False) -> float:
+def governed(tenant: Tenant, runs: int, clients: int = 1, counted: bool = False,
+             workflow: str = "bench_noop") -> float:
     """Seconds from the first run created to the last of `runs` new runs completed."""
     completed = Run.objects.filter(tenant=tenant, status="completed")
     before = completed.count()  # the warm-up's runs are in the same tenant
     started = time.perf_counter()
-    threads = [threading.Thread(target=_client, args=(tenant, range(n, runs, clients), counted))
+    threads = [threading.Thread(target=_client,
+                                args=(tenant, range(n, runs, clients), counted, workflow))
                for n in range(clients)]
     for thread in threads:
         thread.start()
@@ -170,7 +180,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--clients", type=int, default=2,
                         help="client threads creating runs at the same time")
+    parser.add_argument("--language-runs", type=int, default=None,
+                        help="runs of bench_language (default: a fifth of --runs; 0: none)")
     args = parser.parse_args()
+    language_runs = args.runs // 5 if args.language_runs is None else args.language_runs
     if connection.vendor != "postgresql" or not settings.CELERY_BROKER_URL.startswith("redis"):
         raise SystemExit("bench/engine.py needs DATABASE_URL=postgres://… and "
                          "CELERY_BROKER_URL=redis://…")
@@ -192,6 +205,10 @@ def main() -> None:
         bare_elapsed = bare(steps, args.clients)
         bare_busy, bare_own = machine_busy_s() - bare_busy, time.process_time() - bare_own
         bare_workers = worker_counts(args.workers)["cpu_s"] - after["cpu_s"]
+        language = None
+        if language_runs:
+            governed(tenant, 5, workflow="bench_language")  # warm-up
+            language = governed(tenant, language_runs, args.clients, workflow="bench_language")
     finally:
         stop_workers(procs)
     queries = after["queries"] - before["queries"] + LOCAL["queries"]
@@ -203,6 +220,11 @@ def main() -> None:
     print(f"governed steps/s     {rate:,.0f}   ({elapsed:.1f} s end to end)")
     print(f"bare Celery tasks/s  {bare_rate:,.0f}   ({steps} no-op tasks, {bare_elapsed:.1f} s)")
     print(f"ratio governed/bare  {rate / bare_rate:.2f}")
+    if language is not None:
+        lang_steps = language_runs * LANGUAGE_STEPS
+        print(f"language steps/s     {lang_steps / language:,.0f}   ({language_runs} runs x "
+              f"{LANGUAGE_STEPS} governed steps: expressions, a when, a map of 10; "
+              f"{language:.1f} s)")
     print(f"queries per step     {queries / steps:.1f}")
     print(f"commits per step     {commits / steps:.2f}")
     print(f"tasks per step       {(after['tasks'] - before['tasks']) / steps:.2f}")

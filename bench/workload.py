@@ -1,5 +1,10 @@
 """The workload bench/spine.py and bench/engine.py push: a five-step `noop` workflow under two
-CEL policies (import after `django.setup()`), and the worker command the benchmarks start."""
+CEL policies (import after `django.setup()`), and the worker command the benchmarks start.
+
+`bench_language` is the same under the workflow language (docs/workflows.md): a plan step,
+a conditional step whose input is expressions over the plan's output, a map of
+`MAP_ITEMS` instances over a list the plan produced, and a step reading the map's output:
+`LANGUAGE_STEPS` governed (decided, audited, receipted) steps per run."""
 
 import sys
 from pathlib import Path
@@ -10,6 +15,17 @@ from fcore.models import Tenant
 from runs.bundles import bundle_load
 
 STEPS = 5
+MAP_ITEMS = 10
+LANGUAGE_STEPS = 3 + MAP_ITEMS  # plan, pay, done and the instances (the map step is not decided)
+LANGUAGE = [
+    {"id": "plan", "type": "python:runs.examples.echo"},
+    {"id": "pay", "type": "noop", "when": "steps.plan.output.input.amount >= 0",
+     "input": {"amount": "=steps.plan.output.input.amount", "currency": "EUR",
+               "payee": "=steps.plan.output.idempotency_key"}},
+    {"id": "notify", "type": "noop", "map": "steps.plan.output.input.recipients",
+     "input": {"to": "=item", "n": "=index", "amount": "=steps.plan.output.input.amount"}},
+    {"id": "done", "type": "noop", "input": {"sent": "=steps.notify.output.items.size()"}},
+]
 
 
 def setup(slug: str) -> Tenant:
@@ -17,7 +33,8 @@ def setup(slug: str) -> Tenant:
     bundle_load({
         "tenant": slug,
         "workflows": [{"name": "bench_noop", "steps": [
-            {"id": f"s{i}", "type": "noop"} for i in range(1, STEPS + 1)]}],
+            {"id": f"s{i}", "type": "noop"} for i in range(1, STEPS + 1)]},
+            {"name": "bench_language", "steps": LANGUAGE}],
         "policies": [
             {"name": "limits", "tier": 2, "rules": [
                 {"id": "big", "effect": "flag",
@@ -29,6 +46,11 @@ def setup(slug: str) -> Tenant:
         ],
     }, actor="system:bench")
     return Tenant.objects.get(slug=slug)
+
+
+def language_input(i: int) -> dict:
+    """The input of the i-th `bench_language` run: an amount and `MAP_ITEMS` recipients."""
+    return {"amount": i, "recipients": [f"r{n}@example.org" for n in range(MAP_ITEMS)]}
 
 
 def worker_argv(name: str, *, pool: str = "solo", concurrency: int = 1,

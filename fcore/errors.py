@@ -28,6 +28,7 @@ class ErrorCode(StrEnum):
     CONFLICT = "conflict"
     CSRF_FAILED = "csrf_failed"
     ERROR = "error"
+    EXPRESSION_ERROR = "expression_error"
     FORBIDDEN = "forbidden"
     FOUR_EYES = "four_eyes"
     GATE_OPEN = "gate_open"

@@ -415,6 +415,10 @@ CELERY_BEAT_SCHEDULE["audit-seal-checkpoints"] = {
 FCORE_TOKEN_MAX_LIFETIME_S = 3600
 FCORE_TOKEN_LEEWAY_S = 30
 FCORE_POLICY_TIME_LIMIT_MS = int(os.environ.get("FCORE_POLICY_TIME_LIMIT_MS", "50"))
+# Workflow language (runs.expressions, DESIGN §11): the time one step's expressions may
+# take, and the most items a `map` step may fan out over (beyond: the step fails).
+FCORE_EXPRESSION_TIME_LIMIT_MS = int(os.environ.get("FCORE_EXPRESSION_TIME_LIMIT_MS", "50"))
+FCORE_MAP_MAX_ITEMS = int(os.environ.get("FCORE_MAP_MAX_ITEMS", "1000"))
 # How deeply any JSON the server parses or stores may nest (fcore.jsonlimits): far inside
 # Python's recursion limit, so every reader of the audit trail can walk what was accepted.
 FCORE_JSON_MAX_DEPTH = int(os.environ.get("FCORE_JSON_MAX_DEPTH", "64"))

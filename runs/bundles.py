@@ -6,6 +6,7 @@ changes nothing; a changed definition or policy becomes a new version.
 
 import re
 
+import yaml
 from django.db import transaction
 
 from fcore.models import Tenant
@@ -17,13 +18,54 @@ from gates.policies import (
     validate_tier,
 )
 
-from .definitions import DefinitionError, definition_publish, steps_validate
+from .definitions import DefinitionError, definition_publish, output_validate, steps_validate
 
 BUNDLE_KEYS = {"tenant", "name", "workflows", "policies"}
+WORKFLOW_KEYS = {"name", "description", "steps", "output"}
 
 
 class BundleError(ValueError):
-    """A bundle that cannot be loaded; the message names the place at fault."""
+    """A bundle that cannot be loaded; the message names the place at fault. `key` is
+    where in the bundle (e.g. ("workflows", 0, "steps", 1, "when")) when known, and
+    `line`, `column` where that key is in the bundle's text when it was given."""
+
+    def __init__(self, message: str, *, key: tuple = (), line: int | None = None,
+                 column: int | None = None):
+        self.key, self.line, self.column = key, line, column
+        super().__init__(message)
+
+
+def bundle_position(text: str, key: tuple) -> tuple[int, int] | None:
+    """(line, column), from 1, of the deepest part of `key` found in a bundle's YAML or
+    JSON text (a mapping's key, or a list's entry); None when the text does not parse."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    mark = None
+    for part in key:
+        if isinstance(node, yaml.MappingNode):
+            found = [(k, v) for k, v in node.value
+                     if isinstance(k, yaml.ScalarNode) and k.value == str(part)]
+            if not found:
+                break
+            mark, node = found[0][0].start_mark, found[0][1]
+        elif (isinstance(node, yaml.SequenceNode) and isinstance(part, int)
+              and part < len(node.value)):
+            node = node.value[part]
+            mark = node.start_mark
+        else:
+            break
+    return (mark.line + 1, mark.column + 1) if mark is not None else None
+
+
+def _located(exc: BundleError, text: str | None) -> BundleError:
+    position = bundle_position(text, exc.key) if text and exc.key else None
+    if position is None:
+        return exc
+    line, column = position
+    return BundleError(f"{exc} (at line {line}, column {column})", key=exc.key, line=line,
+                       column=column)
 
 
 SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")  # what the tenant's SlugField stores
@@ -44,8 +86,16 @@ def _entries(data: dict, key: str, source: str) -> list:
     return value
 
 
-def bundle_check(data, *, source: str = "bundle") -> None:
-    """Raise BundleError at the first fault, naming file, workflow/policy, rule, position."""
+def bundle_check(data, *, source: str = "bundle", text: str | None = None) -> None:
+    """Raise BundleError at the first fault, naming file, workflow/policy, step, key, rule,
+    and (given the bundle's `text`) the line and column of the key at fault."""
+    try:
+        _bundle_check(data, source)
+    except BundleError as exc:
+        raise _located(exc, text) from None
+
+
+def _bundle_check(data, source: str) -> None:
     if not isinstance(data, dict):
         raise BundleError(f"{source}: a bundle is a mapping with tenant, workflows, policies")
     unknown = set(data) - BUNDLE_KEYS
@@ -63,12 +113,19 @@ def bundle_check(data, *, source: str = "bundle") -> None:
             raise BundleError(f"{where}: a workflow is a mapping with name and steps")
         if not _text(name, max_length=NAME_MAX):
             raise BundleError(f"{where}: a workflow needs a name of up to {NAME_MAX} characters")
+        unknown = set(wf) - WORKFLOW_KEYS
+        if unknown:
+            raise BundleError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}",
+                              key=("workflows", i - 1))
         if not isinstance(wf.get("description", ""), str):
             raise BundleError(f"{where}: description must be a text")
         try:
-            steps_validate(wf.get("steps"))
+            clean = steps_validate(wf.get("steps"))
+            if wf.get("output") is not None:
+                output_validate(wf["output"], clean)
         except DefinitionError as exc:
-            raise BundleError(f"{where}: {exc}") from None
+            raise BundleError(f"{where}: {exc}",
+                              key=("workflows", i - 1, *(exc.key or ("steps",)))) from None
     for i, pol in enumerate(_entries(data, "policies", source), start=1):
         name = pol.get("name") if isinstance(pol, dict) else None
         where = f"{source}: policy {name if isinstance(name, str) and name else '#' + str(i)}"
@@ -88,9 +145,10 @@ def bundle_check(data, *, source: str = "bundle") -> None:
             raise BundleError(f"{where}: {exc}") from None
 
 
-def bundle_load(data, *, actor: str, source: str = "bundle") -> dict:
-    """Check then load a bundle in one transaction. Returns what changed."""
-    bundle_check(data, source=source)
+def bundle_load(data, *, actor: str, source: str = "bundle", text: str | None = None) -> dict:
+    """Check then load a bundle in one transaction. Returns what changed. `text`, the
+    bundle as read, lets an error name the line and column at fault."""
+    bundle_check(data, source=source, text=text)
     summary = {"tenant": data["tenant"], "workflows": [], "policies": []}
     with transaction.atomic():
         tenant, created = Tenant.objects.get_or_create(
@@ -99,7 +157,7 @@ def bundle_load(data, *, actor: str, source: str = "bundle") -> dict:
         for wf in data.get("workflows") or []:
             definition, changed = definition_publish(
                 tenant=tenant, name=wf["name"], steps=wf["steps"], actor=actor,
-                description=wf.get("description", ""))
+                description=wf.get("description", ""), output=wf.get("output"))
             summary["workflows"].append(
                 {"name": definition.name, "version": definition.version, "changed": changed})
         for pol in data.get("policies") or []:
@@ -129,7 +187,8 @@ def bundle_export(tenant) -> dict:
     return {
         "tenant": tenant.slug,
         "name": tenant.name,
-        "workflows": [{"name": d.name, "description": d.description, "steps": d.steps}
+        "workflows": [{"name": d.name, "description": d.description, "steps": d.steps,
+                       **({"output": d.output} if d.output is not None else {})}
                       for d in latest.values()],
         "policies": [{"name": p.name, "description": p.description, "tier": p.tier,
                       "applies_to": p.applies_to, "enabled": p.enabled, "rules": p.rules}

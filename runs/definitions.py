@@ -14,12 +14,14 @@ from fcore.errors import BadRequest, ErrorCode
 from fcore.jsonlimits import json_problem
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 
+from .expression_checks import output_check, step_language_check
+from .expressions import ExpressionError, key_text
 from .models import WorkflowDefinition
 
 STEP_TYPES = ("noop", "external", "approval", "http", "sleep", "python:<dotted.path>")
 PYTHON_PREFIX = "python:"
 STEP_KEYS = {"id", "type", "after", "gate", "input", "config", "timeout_s", "retry", "name",
-             "url", "seconds"}
+             "url", "seconds", "when", "map", "max_concurrency"}
 MAX_TIMEOUT_S = 7 * 24 * 3600
 MAX_ATTEMPTS = 20
 # Step ids travel in URL paths (`…/steps/{step_id}`) and in audit data: no `/`, `%`, `?`,
@@ -105,7 +107,12 @@ def retry_clean(retry) -> dict:
 
 
 class DefinitionError(ValueError):
-    """A workflow definition that cannot be published, with the step at fault."""
+    """A workflow definition that cannot be published, with the step at fault; `key` is
+    where in the definition (e.g. ("steps", 1, "input", "amount")) when known."""
+
+    def __init__(self, message: str, *, key: tuple = ()):
+        self.key = key
+        super().__init__(message)
 
 
 def steps_validate(steps) -> list[dict]:
@@ -118,62 +125,82 @@ def steps_validate(steps) -> list[dict]:
         raise DefinitionError(f"steps cannot be stored: {problem}")
     clean, ids = [], []
     for position, step in enumerate(steps, start=1):
-        if not isinstance(step, dict):
-            raise DefinitionError(f"step #{position} must be an object")
-        step_id = step.get("id")
-        if not isinstance(step_id, str) or not step_id.strip():
-            raise DefinitionError(f"step #{position} has no id")
-        if not STEP_ID.fullmatch(step_id):
+        try:
+            clean.append(_step_clean(step, position, ids))
+        except DefinitionError as exc:
+            raise DefinitionError(str(exc), key=exc.key or ("steps", position - 1)) from None
+        ids.append(step["id"])
+    _graph_check(clean, ids)
+    _language_check(clean)
+    return clean
+
+
+def _step_clean(step, position: int, ids: list) -> dict:
+    """One step entry checked and normalised (`ids`: the ids before it)."""
+    if not isinstance(step, dict):
+        raise DefinitionError(f"step #{position} must be an object")
+    step_id = step.get("id")
+    if not isinstance(step_id, str) or not step_id.strip():
+        raise DefinitionError(f"step #{position} has no id")
+    if not STEP_ID.fullmatch(step_id):
+        raise DefinitionError(
+            f"step #{position}: id {step_id[:120]!r} must be 1-100 letters, digits, '_', "
+            "'-' or '.', starting with a letter, digit or '_'")
+    where = f"step '{step_id}'"
+    if step_id in ids:
+        raise DefinitionError(f"{where}: duplicate id")
+    unknown = set(step) - STEP_KEYS
+    if unknown:
+        raise DefinitionError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    step_type = step.get("type")
+    problem = _type_problem(step)
+    if problem:
+        raise DefinitionError(f"{where}: {problem}")
+    after = step.get("after", [ids[-1]] if ids else [])
+    if isinstance(after, str):
+        after = [after]
+    if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+        raise DefinitionError(f"{where}: after must be a list of step ids")
+    item = {"id": step_id, "type": step_type, "after": after}
+    if "input" in step:
+        if not isinstance(step["input"], dict):
+            raise DefinitionError(f"{where}: input must be an object")
+        item["input"] = step["input"]
+    for key in ("config", "url", "seconds"):
+        if key in step:
+            item[key] = step[key]
+    if "timeout_s" in step:
+        if step_type == "approval":
+            raise DefinitionError(f"{where}: an approval step's deadline is its gate's "
+                                  "expires_in, not timeout_s")
+        if not _number(step["timeout_s"], low=0.001, high=MAX_TIMEOUT_S):
             raise DefinitionError(
-                f"step #{position}: id {step_id[:120]!r} must be 1-100 letters, digits, '_', "
-                "'-' or '.', starting with a letter, digit or '_'")
-        where = f"step '{step_id}'"
-        if step_id in ids:
-            raise DefinitionError(f"{where}: duplicate id")
-        unknown = set(step) - STEP_KEYS
-        if unknown:
-            raise DefinitionError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-        step_type = step.get("type")
-        problem = _type_problem(step)
-        if problem:
-            raise DefinitionError(f"{where}: {problem}")
-        after = step.get("after", [ids[-1]] if ids else [])
-        if isinstance(after, str):
-            after = [after]
-        if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
-            raise DefinitionError(f"{where}: after must be a list of step ids")
-        item = {"id": step_id, "type": step_type, "after": after}
-        if "input" in step:
-            if not isinstance(step["input"], dict):
-                raise DefinitionError(f"{where}: input must be an object")
-            item["input"] = step["input"]
-        for key in ("config", "url", "seconds"):
-            if key in step:
-                item[key] = step[key]
-        if "timeout_s" in step:
-            if step_type == "approval":
-                raise DefinitionError(f"{where}: an approval step's deadline is its gate's "
-                                      "expires_in, not timeout_s")
-            if not _number(step["timeout_s"], low=0.001, high=MAX_TIMEOUT_S):
-                raise DefinitionError(
-                    f"{where}: timeout_s must be a number of seconds up to {MAX_TIMEOUT_S}")
-            item["timeout_s"] = step["timeout_s"]
-        if "retry" in step:
-            if step_type == "approval":
-                raise DefinitionError(f"{where}: approval steps are not retried")
-            try:
-                item["retry"] = retry_clean(step["retry"])
-            except DefinitionError as exc:
-                raise DefinitionError(f"{where}: {exc}") from None
-        if step_type == "approval" or "gate" in step:
-            if step_type != "approval":
-                raise DefinitionError(f"{where}: only approval steps take a gate block")
-            try:
-                item["gate"] = gate_settings_clean(step.get("gate"))
-            except GateSettingsError as exc:
-                raise DefinitionError(f"{where}: gate: {exc}") from None
-        ids.append(step_id)
-        clean.append(item)
+                f"{where}: timeout_s must be a number of seconds up to {MAX_TIMEOUT_S}")
+        item["timeout_s"] = step["timeout_s"]
+    if "retry" in step:
+        if step_type == "approval":
+            raise DefinitionError(f"{where}: approval steps are not retried")
+        try:
+            item["retry"] = retry_clean(step["retry"])
+        except DefinitionError as exc:
+            raise DefinitionError(f"{where}: {exc}") from None
+    if step_type == "approval" or "gate" in step:
+        if step_type != "approval":
+            raise DefinitionError(f"{where}: only approval steps take a gate block")
+        try:
+            item["gate"] = gate_settings_clean(step.get("gate"))
+        except GateSettingsError as exc:
+            raise DefinitionError(f"{where}: gate: {exc}") from None
+    for key in ("when", "map", "max_concurrency"):
+        if key in step:
+            item[key] = step[key]
+    if "map" in step and step_type == "approval":
+        raise DefinitionError(f"{where}: map: an approval step cannot be mapped",
+                              key=("steps", position - 1, "map"))
+    return item
+
+
+def _graph_check(clean: list[dict], ids: list[str]) -> None:
     known = set(ids)
     graph = {}
     for item in clean:
@@ -186,17 +213,61 @@ def steps_validate(steps) -> list[dict]:
         tuple(TopologicalSorter(graph).static_order())
     except CycleError as exc:
         raise DefinitionError(f"the steps form a cycle: {' -> '.join(exc.args[1])}") from None
-    return clean
 
 
-def definition_publish(*, tenant, name: str, steps, actor: str,
-                       description: str = "") -> tuple[WorkflowDefinition, bool]:
-    """Publish `steps` as the next version of `name`, unless identical to the latest.
-    Returns (definition, created); a new version records `FC-ADM-002`."""
+def upstream_of(clean: list[dict]) -> dict[str, frozenset]:
+    """Every step's upstream steps: those reachable through `after` (transitively)."""
+    after = {item["id"]: item["after"] for item in clean}
+    upstream: dict[str, frozenset] = {}
+
+    def visit(step_id: str) -> frozenset:
+        if step_id not in upstream:
+            found = set()
+            for parent in after[step_id]:
+                found |= {parent} | visit(parent)
+            upstream[step_id] = frozenset(found)
+        return upstream[step_id]
+
+    for step_id in after:
+        visit(step_id)
+    return upstream
+
+
+def _language_check(clean: list[dict]) -> None:
+    """Expressions, `when` and `map` of every step, against the steps upstream of it."""
+    upstream, known = upstream_of(clean), frozenset(item["id"] for item in clean)
+    for position, item in enumerate(clean):
+        try:
+            step_language_check(item, upstream=upstream[item["id"]], known=known)
+        except ExpressionError as exc:
+            raise DefinitionError(f"step '{item['id']}': {key_text(exc.key)}: {exc}",
+                                  key=("steps", position, *exc.key)) from None
+
+
+def output_validate(output, steps: list[dict]) -> None:
+    """A workflow's `output` (JSON, with expressions over every step); DefinitionError."""
+    problem = json_problem(output)
+    if problem:
+        raise DefinitionError(f"output cannot be stored: {problem}", key=("output",))
+    try:
+        output_check(output, known=frozenset(item["id"] for item in steps))
+    except ExpressionError as exc:
+        raise DefinitionError(f"{key_text(exc.key)}: {exc}", key=exc.key) from None
+
+
+def definition_publish(*, tenant, name: str, steps, actor: str, description: str = "",
+                       output=None) -> tuple[WorkflowDefinition, bool]:
+    """Publish `steps` (and the workflow's `output`, when given) as the next version of
+    `name`, unless identical to the latest. Returns (definition, created); a new version
+    records `FC-ADM-002`."""
     if not isinstance(name, str) or not name.strip():
         raise DefinitionError("a workflow needs a name")
     clean = steps_validate(steps)
-    spec_hash = json_hash({"steps": clean})
+    spec = {"steps": clean}
+    if output is not None:
+        output_validate(output, clean)
+        spec["output"] = output
+    spec_hash = json_hash(spec)
     with transaction.atomic():
         latest = (WorkflowDefinition.objects.select_for_update()
                   .filter(tenant=tenant, name=name).order_by("-version").first())
@@ -204,7 +275,8 @@ def definition_publish(*, tenant, name: str, steps, actor: str,
             return latest, False
         definition = WorkflowDefinition.objects.create(
             tenant=tenant, name=name, version=(latest.version if latest else 0) + 1,
-            description=description, steps=clean, spec_hash=spec_hash, created_by=actor)
+            description=description, steps=clean, output=output, spec_hash=spec_hash,
+            created_by=actor)
         audit_append(
             tenant_id=tenant.id, stream=admin_stream_name(tenant.slug),
             code=Code.DEFINITION_PUBLISHED, actor=actor,

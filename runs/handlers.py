@@ -38,6 +38,10 @@ class StepError(StrEnum):
     FLAKY = "flaky"
     RUN_ENDED = "run_ended"
     LEASE_LOST = "lease_lost"
+    # the workflow language (DESIGN §11); none is retried
+    EXPRESSION_ERROR = "expression_error"
+    MAP_TOO_MANY_ITEMS = "map_too_many_items"
+    MAP_INSTANCE_FAILED = "map_instance_failed"
 
 
 class StepFailed(Exception):

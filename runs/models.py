@@ -48,6 +48,9 @@ class WorkflowDefinition(models.Model):
     version = models.PositiveIntegerField()
     description = models.TextField(blank=True)
     steps = models.JSONField()
+    # the run's output: JSON whose strings starting with `=` are expressions (DESIGN §11);
+    # null: the outputs of the steps nothing comes after
+    output = models.JSONField(null=True, blank=True)
     spec_hash = models.CharField(max_length=64)
     created_by = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -175,9 +178,12 @@ class StepRun(FSMModelMixin, models.Model):
     redeliveries = models.PositiveIntegerField(default=0)
     deadline_at = models.DateTimeField(null=True, blank=True)
     not_before = models.DateTimeField(null=True, blank=True)
+    # an instance of a map step (`<id>[i]`): its parent's step id and its item's position
+    map_parent = models.CharField(max_length=200, blank=True, default="")
+    map_index = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
-        ordering = ["run", "index"]
+        ordering = ["run", "index", "id"]
         constraints = [
             models.UniqueConstraint(fields=["run", "step_id"], name="uniq_run_step"),
         ]

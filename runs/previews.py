@@ -7,6 +7,7 @@ from gates.policies import Decision, evaluate, policies_applicable
 
 from .definitions import definition_current, step_config
 from .engine import decision_context
+from .expressions import ExpressionFailed
 from .models import Run, StepRun
 
 
@@ -26,7 +27,11 @@ def decision_preview(*, tenant, workflow: str, step_id: str, input: dict, actor:
     step = StepRun(run=run, step_id=step_id, step_type=spec["type"], index=index,
                    config=step_config(spec))
     now = timezone.now()
-    context = decision_context(run, step, now)
+    try:
+        context = decision_context(run, step, now)
+    except ExpressionFailed as exc:  # it reads a step output a preview does not have
+        raise BadRequest(f"The step's input cannot be resolved: {exc}",
+                         code=ErrorCode.EXPRESSION_ERROR) from None
     decision = evaluate(policies_applicable(tenant=tenant, workflow=definition.name,
                                             step_type=spec["type"]), context)
     return decision, {**context, "now": now.isoformat()}

@@ -30,17 +30,27 @@ from gates.models import Gate, GateStatus
 from gates.policies import Decision
 from gates.services import gate_cancel, gate_open
 
+from ..expressions import ExpressionFailed
 from ..handlers import StepError
 from ..models import RUN_TERMINAL, STEP_DONE, Run, RunStatus, StepRun, StepStatus
 from ..receipts import workflow_hash
 from .decisions import step_decide
 from .dispatch import enqueue_advance
 from .lock import run_changed, run_lock, step_changed
+from .maps import (
+    map_fail,
+    map_settle,
+    ready_within_limit,
+    run_output,
+    step_fail_unstarted,
+    step_prepare,
+)
 from .steps import (
     run_policies,
     step_close,
     step_finish,
     step_input,
+    step_plan,
     step_retry,
     step_retry_due,
     step_start,
@@ -120,9 +130,17 @@ def run_seal(run: Run, steps: dict[str, StepRun]) -> None:
 
 
 def _run_complete(run: Run, steps: dict[str, StepRun]) -> None:
-    dependants = {a for s in steps.values() for a in s.after}
-    run.output = {sid: s.output for sid, s in steps.items()
-                  if sid not in dependants and s.status == StepStatus.SUCCEEDED}
+    """The run's output is the definition's `output` resolved, or else the outputs of the
+    steps nothing comes after (not a map's instances: their map step holds them)."""
+    try:
+        run.output = run_output(run, steps)
+    except ExpressionFailed as exc:
+        run_fail(run, steps, actor=ENGINE, reason=f"{exc.code} in the workflow output: {exc}")
+        return
+    if run.output is None:
+        dependants = {a for s in steps.values() for a in s.after}
+        run.output = {sid: s.output for sid, s in steps.items() if sid not in dependants
+                      and s.status == StepStatus.SUCCEEDED and not s.map_parent}
     run_transition(run, "complete", actor=ENGINE, reason="all steps done")
     run_seal(run, steps)
 
@@ -156,7 +174,8 @@ def _step_release(run: Run, steps: dict[str, StepRun], step: StepRun) -> None:
         step_start(run, step, actor=actor)
         return
     gate_input = (gate.resolution or {}).get("input")
-    step.input = step_input(run, step)
+    # the input its decision resolved (an approval step's expressions are not run again)
+    step.input = dict(step.input) if step.input is not None else step_input(run, step)
     if gate_input is not None:
         step.input["approval_input"] = gate_input
     step_start(run, step, actor=actor)
@@ -195,31 +214,61 @@ def advance_locked(run: Run, steps: dict[str, StepRun]) -> None:
     for step in steps.values():  # an approved approval step finishes here, so its
         if step.status == StepStatus.WAITING:  # dependants are ready just below
             _step_release(run, steps, step)
-    if all(s.status in STEP_DONE for s in steps.values()):
-        _run_complete(run, steps)
-        return
-    ready = _ready(steps, timezone.now())
-    enabled = run_policies(run) if ready else []
+    if _advance_ready(run, steps) and (run.current_step, run.step_index) != before:
+        run_changed(run)
+
+
+def _advance_ready(run: Run, steps: dict[str, StepRun]) -> bool:
+    """Complete the run, or decide its ready steps; again while a condition skipped a
+    step or a map expanded (their dependants or instances may be ready now). False when
+    the run stopped (completed, failed, paused)."""
+    while True:
+        if all(s.status in STEP_DONE for s in steps.values()):
+            _run_complete(run, steps)
+            return False
+        ready = _ready(steps, timezone.now())
+        if any(s.map_parent for s in ready):
+            ready = ready_within_limit(ready, steps)
+        if not ready:
+            return True
+        moved = _decide_ready(run, steps, ready)
+        if moved is None:
+            return False
+        if not moved:
+            return True
+
+
+def _decide_ready(run: Run, steps: dict[str, StepRun], ready: list[StepRun]) -> bool | None:
+    """Decide and start the ready steps. None when the run stopped; True when a step was
+    skipped or expanded instead (look for ready steps again)."""
+    enabled, moved = run_policies(run), False
     for step in ready:
         try:
+            plan = step_plan(run, step)
+            if plan is not None and not step_prepare(run, steps, step, plan):
+                moved = True
+                continue
             decision = step_decide(run, step, enabled)
             if decision.decision == "deny":
                 step_close(run, step, "cancel", actor=ENGINE,
                            reason=f"denied by policy: {decision.reason}")
                 run_fail(run, steps, actor=ENGINE,
                          reason=f"policy deny at {step.step_id}: {decision.reason}")
-                return
+                return None
             if decision.decision == "flag" or step.step_type == "approval":
                 _step_hold_at_gate(run, step, decision)
-                return  # a paused run starts nothing more
+                return None  # a paused run starts nothing more
         except GateSettingsError as exc:  # a flag rule's gate block is unusable
             step_close(run, step, "cancel", actor=ENGINE, reason=f"policy_error: {exc}")
             run_fail(run, steps, actor=ENGINE,
                      reason=f"policy_error at {step.step_id}: gate settings: {exc}")
-            return
+            return None
+        except ExpressionFailed as exc:  # fails closed, never retried
+            step_fail_unstarted(run, steps, step, exc)
+            run_fail(run, steps, actor=ENGINE, reason=f"{exc.code} at {step.step_id}: {exc}")
+            return None
         step_start(run, step)
-    if (run.current_step, run.step_index) != before:
-        run_changed(run)
+    return moved
 
 
 def run_start(run: Run, steps: dict[str, StepRun]) -> None:
@@ -243,6 +292,8 @@ def step_conclude(run: Run, steps: dict[str, StepRun], step: StepRun, *, succeed
     advance (success), retry after a backoff, or fail the run (final failure)."""
     if succeeded:
         step_finish(run, steps, step, succeeded=True, output=output, actor=actor)
+        if step.map_parent:
+            map_settle(run, steps, steps[step.map_parent])
         if run.status == RunStatus.RUNNING:
             advance_locked(run, steps)
         return
@@ -252,6 +303,8 @@ def step_conclude(run: Run, steps: dict[str, StepRun], step: StepRun, *, succeed
     if retry and run.status in (RunStatus.RUNNING, RunStatus.PAUSED):
         enqueue_advance(run.run_id, countdown=step_retry(run, step, actor=ENGINE))
     elif run.status in (RunStatus.RUNNING, RunStatus.PAUSED):
+        if step.map_parent:
+            map_fail(run, steps, step)
         run_fail(run, steps, actor=actor, reason=f"step {step.step_id} failed")
 
 

@@ -22,7 +22,7 @@ def decision_context(run: Run, step: StepRun, now) -> dict:
                 "created_by": run.created_by, "metadata": run.metadata},
         "step": {"id": step.step_id, "type": step.step_type, "index": step.index,
                  "config": step.config, "attempt": step.attempt},
-        "input": step_input(run, step),
+        "input": step.input if step.input is not None else step_input(run, step),
         "actor": Actor.parse(run.created_by).as_context(),
         "tenant": {"id": run.tenant.slug},
         "now": now,
@@ -35,6 +35,7 @@ def step_decide(run: Run, step: StepRun, enabled: list[PolicySnapshot]) -> Decis
     transition that follows saves the step once."""
     now = timezone.now()
     context = decision_context(run, step, now)
+    step.input = context["input"]  # resolved once: what is decided on is what runs
     applicable = [p for p in enabled if p.applies(run.definition.name, step.step_type)]
     decision = evaluate(applicable, context,
                         time_limit_s=settings.FCORE_POLICY_TIME_LIMIT_MS / 1000)

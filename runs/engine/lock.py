@@ -121,6 +121,18 @@ def step_changed(run: Run, step: StepRun) -> None:
     locked(run).writes.steps[step.pk] = step
 
 
+def steps_added(run: Run, parent: StepRun, added: list[StepRun]) -> None:
+    """Steps inserted under the lock (a map step's instances, already in the database)
+    join the lock's steps right after `parent`, where a fresh read would put them."""
+    steps = locked(run).steps
+    ordered = list(steps.items())
+    steps.clear()
+    for step_id, step in ordered:
+        steps[step_id] = step
+        if step is parent:
+            steps.update((s.step_id, s) for s in added)
+
+
 class _Memo(threading.local):
     """Inside `run_memo()`: the steps of the run whose lock this thread last committed, and
     the stream head its commit left. Every change of a run's steps appends to the run's
@@ -269,6 +281,8 @@ def run_lock(run_id, *, tenant=None):
         run.definition = definition_of(run.definition_id)
         run.tenant = tenant if tenant is not None else _tenant_of(run.tenant_id)
         with _holding(run, steps, stream, policies):
+            held = run.locked  # with the instances a map step added under this lock
             yield run
         if _memo.active and stream is not None:  # the head the writes moved it to
-            transaction.on_commit(partial(_memo.keep, run_uuid, steps, stream.head_hash))
+            transaction.on_commit(partial(_memo.keep, run_uuid, list(held.steps.values()),
+                                          stream.head_hash))

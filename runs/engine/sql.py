@@ -88,14 +88,15 @@ DEFINITION_CURRENT = """
      WHERE d.tenant_id = %s AND d.name = %s {version}
      ORDER BY d.version DESC LIMIT 1"""
 
-# A run's steps, in definition order (every column, in STEP_FIELDS order).
+# A run's steps, in definition order, a map step's instances after it in item order (they
+# share its index and are inserted after it), every column in STEP_FIELDS order.
 STEPS_OF_RUN = """
     SELECT id, run_id, step_id, step_type, "index", after, config, status, attempt,
            started_at, ended_at, input, input_hash, output, output_hash, error, decision,
            policy_versions, receipt_seq, prev_receipt_hash, receipt_hash, lease_expires_at,
-           redeliveries, deadline_at, not_before
+           redeliveries, deadline_at, not_before, map_parent, map_index
       FROM runs_steprun WHERE run_id = %s
-     ORDER BY "index"
+     ORDER BY "index", id
 """
 
 # A new run, with its audit stream's head row and its steps (`insert_run`).
@@ -114,21 +115,21 @@ STEPS_INSERT = """
     INSERT INTO runs_steprun
            (run_id, step_id, step_type, "index", after, config, status, attempt, input_hash,
             output_hash, decision, policy_versions, prev_receipt_hash, receipt_hash,
-            redeliveries)
+            redeliveries, map_parent)
     VALUES {rows} RETURNING id"""
-STEP_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+STEP_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 # What a new step holds besides its run, id, type, index, after and config: what
 # STEPS_INSERT writes, and (with every other field None) what its instance is loaded with.
 NEW_STEP = {"status": "pending", "attempt": 1, "input_hash": "", "output_hash": "",
             "decision": "", "policy_versions": [], "prev_receipt_hash": "", "receipt_hash": "",
-            "redeliveries": 0}
+            "redeliveries": 0, "map_parent": ""}
 # Every StepRun field, in the order of STEPS_OF_RUN (tests/runs/test_engine_sql.py holds
 # them to the model), and those that hold JSON.
 STEP_FIELDS = ("id", "run_id", "step_id", "step_type", "index", "after", "config", "status",
                "attempt", "started_at", "ended_at", "input", "input_hash", "output",
                "output_hash", "error", "decision", "policy_versions", "receipt_seq",
                "prev_receipt_hash", "receipt_hash", "lease_expires_at", "redeliveries",
-               "deadline_at", "not_before")
+               "deadline_at", "not_before", "map_parent", "map_index")
 _STEP_JSON = tuple(STEP_FIELDS.index(name) for name in (
     "after", "config", "input", "output", "error", "policy_versions"))
 
@@ -221,7 +222,8 @@ def insert_run(values: dict, stream_name: str, steps: list[dict], head_hash: str
         v.uuid(values["run_id"]), s["step_id"], s["step_type"], s["index"],
         v.json(s["after"]), v.json(s["config"]), new["status"], new["attempt"],
         new["input_hash"], new["output_hash"], new["decision"], v.json(new["policy_versions"]),
-        new["prev_receipt_hash"], new["receipt_hash"], new["redeliveries"])]
+        new["prev_receipt_hash"], new["receipt_hash"], new["redeliveries"],
+        new["map_parent"])]
     with db.cursor() as run_cursor, db.cursor() as stream_cursor, db.cursor() as steps_cursor:
         with _pipelined(db):
             run_cursor.execute(RUN_INSERT, run_params)

@@ -21,6 +21,7 @@ from fcore.actors import ENGINE
 from gates.policies import PolicySnapshot
 
 from ..definitions import is_internal
+from ..expressions import Evaluation, StepPlan, definition_plan
 from ..models import Run, StepRun
 from ..receipts import receipt_hash
 from .dispatch import enqueue_execute
@@ -37,9 +38,53 @@ def run_policies(run: Run) -> list[PolicySnapshot]:
     return locked(run).policies
 
 
+def step_plan(run: Run, step: StepRun) -> StepPlan | None:
+    """The compiled expressions, `when` and `map` of a step (a map instance: its parent's),
+    or None for a step that has none: the engine then does nothing more for it."""
+    return definition_plan(run.definition).steps.get(step.map_parent or step.step_id)
+
+
+def expression_variables(run: Run, steps: dict[str, StepRun], *, names: frozenset,
+                         reads: frozenset) -> dict:
+    """What expressions that read the variables `names` and the steps `reads` see (DESIGN
+    §11): `run` (id, workflow, input) and `steps.<id>` (output, status); only those."""
+    variables = {}
+    if "run" in names:
+        variables["run"] = {"id": str(run.run_id), "workflow": run.definition.name,
+                            "input": run.input}
+    if "steps" in names:
+        variables["steps"] = {step_id: {"output": steps[step_id].output,
+                                        "status": steps[step_id].status}
+                              for step_id in reads if step_id in steps}
+    return variables
+
+
+def expression_evaluation(run: Run, steps: dict[str, StepRun], step: StepRun,
+                          plan: StepPlan) -> Evaluation:
+    """The evaluation of a step's expressions: the upstream steps they read, and a map
+    instance's `item` and `index`."""
+    variables = expression_variables(run, steps, names=plan.variables, reads=plan.steps)
+    if step.map_parent:
+        variables["item"], variables["index"] = step.config.get("map_item"), step.map_index
+    return Evaluation(variables)
+
+
+def resolve_step_input(run: Run, step: StepRun, steps: dict[str, StepRun]) -> dict:
+    """A step's input: the run's input, overlaid with the step's `input` whose expressions
+    are evaluated against `steps` (the run's steps, `steps_of`). Raises ExpressionFailed.
+    Policies see this as `input`, the receipt hashes it, and a child run receives it."""
+    plan = step_plan(run, step)
+    if plan is None or plan.input is None:
+        return {**run.input, **(step.config.get("input") or {})}
+    evaluation = expression_evaluation(run, steps, step, plan)
+    return {**run.input, **evaluation.fill(plan.input, "input")}
+
+
 def step_input(run: Run, step: StepRun) -> dict:
-    """A step's input: the run's input, overlaid with the step's static `input`."""
-    return {**run.input, **(step.config.get("input") or {})}
+    """A step's input (`resolve_step_input`) over the steps its run's lock holds; a run
+    not held (a decision preview) has no step outputs to read."""
+    held = getattr(run, "locked", None)
+    return resolve_step_input(run, step, held.steps if held is not None else {})
 
 
 def step_start(run: Run, step: StepRun, *, actor: str = ENGINE) -> None:

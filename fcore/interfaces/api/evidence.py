@@ -124,7 +124,9 @@ def evidence_pack(run) -> dict:
         "generated_at": format_at(timezone.now()),
         "run": RunSummaryOut(run).data,
         "definition": {"name": definition.name, "version": definition.version,
-                       "steps": definition.steps, "spec_hash": definition.spec_hash},
+                       "steps": definition.steps, "spec_hash": definition.spec_hash,
+                       **({"output": definition.output} if definition.output is not None
+                          else {})},
         "steps": steps,
         "decisions": decisions,
         "gates": gates,

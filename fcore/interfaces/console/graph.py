@@ -2,9 +2,13 @@
 
 `step_graph_svg`: the step graph from each step's `after` list, laid out in layers by
 topological depth (a step sits one column right of its deepest dependency), every node
-coloured by its status through CSS classes (`status-<status>` in console.css).
+coloured by its status through CSS classes (`status-<status>` in console.css). A step
+skipped by its `when` says so; a map step shows how many of its instances succeeded, and
+its instances (`<id>[i]`, under it in its column) are drawn only when there are at most
+`MAP_SHOWN` of them — beyond, the map step's node counts them by status.
 `timeline_svg`: one bar per started step, from its start to its end (or now), on the run's
-time axis, with its duration. Every text is escaped; the result is safe to inline.
+time axis, with its duration (a map's many instances collapsed as in the graph). Every
+text is escaped; the result is safe to inline.
 """
 
 from django.utils import timezone
@@ -13,6 +17,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 NODE_W, NODE_H, COL_GAP, ROW_GAP, PAD = 150, 38, 56, 18, 12
 LABEL_CHARS = 18
+MAP_SHOWN = 4
 
 
 def _label(text: str) -> str:
@@ -37,11 +42,44 @@ def step_depths(steps) -> dict[str, int]:
     return depth
 
 
+def map_instances(steps) -> dict[str, list]:
+    """The instances of every map step, by its step id, in item order."""
+    found: dict[str, list] = {}
+    for step in steps:
+        parent = getattr(step, "map_parent", "")
+        if parent:
+            found.setdefault(parent, []).append(step)
+    return found
+
+
+def _node_text(step, instances: dict[str, list]) -> tuple[str, str, str]:
+    """(label, status line, tooltip) of a node."""
+    status, label = step.status, _label(step.step_id)
+    title = f"{step.step_id} ({step.step_type}): {status}"
+    error = getattr(step, "error", None) or {}
+    if status == "skipped" and error.get("detail") == "condition false":
+        return label, "skipped · when false", title + " (condition false)"
+    mapped = instances.get(step.step_id)
+    if mapped is None:
+        return label, status, title
+    counts: dict[str, int] = {}
+    for instance in mapped:
+        counts[instance.status] = counts.get(instance.status, 0) + 1
+    done = counts.get("succeeded", 0)
+    shown = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+    if len(mapped) > MAP_SHOWN:
+        label = _label(f"{step.step_id[:LABEL_CHARS - 6]} ×{len(mapped)}")
+    return (label, f"{status} · {done}/{len(mapped)}",
+            f"{title}; map of {len(mapped)}: {shown}")
+
+
 def step_graph_svg(steps) -> SafeString:
     """The step graph as an `<svg>`; nodes are `<g class="node status-…">`."""
     steps = list(steps)
     if not steps:
         return mark_safe("")
+    instances = map_instances(steps)
+    steps = _collapsed(steps)
     depths = step_depths(steps)
     columns: dict[int, list] = {}
     for step in steps:  # keeps definition order inside a column
@@ -64,6 +102,8 @@ def step_graph_svg(steps) -> SafeString:
     ]
     for step in steps:
         x2, y2 = pos[step.step_id]
+        if getattr(step, "map_parent", ""):
+            continue  # an instance sits under its map step, whose edges it shares
         for dep in step.after or []:
             if dep not in pos:
                 continue
@@ -76,12 +116,16 @@ def step_graph_svg(steps) -> SafeString:
     for step in steps:
         x, y = pos[step.step_id]
         status = escape(step.status)
+        label, line, title = _node_text(step, instances)
+        kind = " map" if step.step_id in instances else (
+            " instance" if getattr(step, "map_parent", "") else "")
         parts.append(
-            f'<g class="node status-{status}" data-step="{escape(step.step_id)}">'
-            f'<title>{escape(step.step_id)} ({escape(step.step_type)}): {status}</title>'
+            f'<g class="node status-{status}{kind}" data-step="{escape(step.step_id)}">'
+            f'<title>{escape(title)}</title>'
             f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="7"/>'
-            f'<text x="{x + 10}" y="{y + 16}" class="node-id">{escape(_label(step.step_id))}'
-            f'</text><text x="{x + 10}" y="{y + 31}" class="node-status">{status}</text></g>')
+            f'<text x="{x + 10}" y="{y + 16}" class="node-id">{escape(label)}'
+            f'</text><text x="{x + 10}" y="{y + 31}" class="node-status">{escape(line)}'
+            '</text></g>')
     parts.append("</svg>")
     return mark_safe("".join(parts))
 
@@ -111,10 +155,18 @@ def step_duration(step, now=None) -> float | None:
 TL_LABEL, TL_BAR, TL_ROW, TL_TEXT = 150, 480, 24, 110
 
 
+def _collapsed(steps) -> list:
+    """The steps without the instances of maps that have more than `MAP_SHOWN`."""
+    instances = map_instances(steps)
+    return [s for s in steps
+            if len(instances.get(getattr(s, "map_parent", ""), ())) <= MAP_SHOWN]
+
+
 def timeline_svg(steps, now=None) -> SafeString:
-    """One bar per started step on a shared time axis, with its duration."""
+    """One bar per started step on a shared time axis, with its duration (a map's bar
+    covers its instances; theirs are drawn only when there are few)."""
     now = now or timezone.now()
-    started = [s for s in steps if s.started_at]
+    started = [s for s in _collapsed(list(steps)) if s.started_at]
     if not started:
         return mark_safe("")
     t0 = min(s.started_at for s in started)

@@ -17,7 +17,7 @@ from fcore.members import member_set
 from runs.bundles import bundle_load
 from runs.management.commands.load_workflows import read_bundle
 from runs.models import Run
-from runs.services import run_create
+from runs.services import run_create, step_report
 
 DEMO_PASSWORD = "fc-demo-pass"
 PEOPLE = [
@@ -27,7 +27,11 @@ PEOPLE = [
     ("priya", ["policy-admins"]),
     ("otto", ["operators", "approvers"]),
 ]
-BUNDLES = ("docs/examples/pt004.yaml", "docs/examples/demo.yaml")
+BUNDLES = ("docs/examples/pt004.yaml", "docs/examples/demo.yaml",
+           "docs/examples/agent_payment.yaml")
+# the agent's plan of the worked example's run (docs/workflows.md)
+AGENT_PLAN = {"amount": 25000, "payee": "ACME-4411",
+              "recipients": ["finance@example.invalid", "olivia@example.invalid"]}
 # admin is a superuser: it holds every permission
 PERMISSIONS = {"override_gate": ("otto",), "review_override": ("priya",)}
 
@@ -66,4 +70,8 @@ class Command(BaseCommand):
             run_create(tenant=tenant, workflow="pt004_execution_spine", actor="user:olivia",
                        input={"amount": 25000})
             run_create(tenant=tenant, workflow="nightly_report", actor="user:olivia", input={})
+            agent, _ = run_create(tenant=tenant, workflow="agent_payment",
+                                  actor="user:olivia", input={"request": "pay ACME"})
+            step_report(tenant=tenant, run_id=agent.run_id, step_id="plan",
+                        actor="client:agent", status="succeeded", output=AGENT_PLAN)
         self.stdout.write(f"demo tenant {tenant.slug} ready")

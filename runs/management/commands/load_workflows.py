@@ -9,8 +9,9 @@ from django.core.management.base import BaseCommand, CommandError
 from runs.bundles import BundleError, bundle_load
 
 
-def read_bundle(path: Path):
-    text = path.read_text(encoding="utf-8")
+def read_bundle(path: Path, text: str | None = None):
+    """The bundle in a YAML or JSON file (its `text`, when already read)."""
+    text = path.read_text(encoding="utf-8") if text is None else text
     try:
         if path.suffix.lower() == ".json":
             return json.loads(text)
@@ -32,7 +33,9 @@ class Command(BaseCommand):
             if not path.is_file():
                 raise CommandError(f"{path}: no such file")
             try:
-                summary = bundle_load(read_bundle(path), actor=actor, source=str(path))
+                text = path.read_text(encoding="utf-8")
+                summary = bundle_load(read_bundle(path, text), actor=actor, source=str(path),
+                                      text=text)
             except BundleError as exc:
                 raise CommandError(str(exc)) from None
             for kind, label in (("workflows", "workflow"), ("policies", "policy")):

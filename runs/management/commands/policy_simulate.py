@@ -34,8 +34,9 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"{path}: no such file")
         try:
-            data = read_bundle(path)
-            bundle_check(data, source=str(path))
+            text = path.read_text(encoding="utf-8")
+            data = read_bundle(path, text)
+            bundle_check(data, source=str(path), text=text)
         except BundleError as exc:
             raise CommandError(str(exc)) from None
         slug = tenant or data["tenant"]
