@@ -477,3 +477,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("FCORE_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
+
+# Waiting reads (`GET /workflows/runs/{id}?wait_s=…`, fcore.wakeups): Redis pub/sub at this
+# URL, by default the Celery broker's when it is Redis; empty: stamp files under VAR_DIR.
+FCORE_WAKEUP_URL = os.environ.get(
+    "FCORE_WAKEUP_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
+# The web server's threads per worker process (gunicorn gthread; docs/operations.md).
+FCORE_WEB_THREADS = int(os.environ.get("FCORE_WEB_THREADS", "64"))

@@ -25,9 +25,14 @@ def _program(name: str) -> str:
     return os.path.join(os.path.dirname(sys.executable), name)
 
 
-def web_argv(*, host: str, port: int, workers: int) -> list[str]:
+def web_argv(*, host: str, port: int, workers: int, threads: int | None = None) -> list[str]:
+    """gunicorn with `workers` processes of `threads` threads each (gthread,
+    FCORE_WEB_THREADS): a waiting read holds a thread, not a process (docs/operations.md,
+    "Worker model")."""
     level = log_level()
+    threads = threads or settings.FCORE_WEB_THREADS
     return [_program("gunicorn"), "fcore.wsgi", "-b", f"{host}:{port}", "-w", str(workers),
+            "--worker-class", "gthread", "--threads", str(threads),
             "--log-level", level,
             *(["--access-logfile", "-"] if level in ("info", "debug") else [])]
 
