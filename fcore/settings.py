@@ -181,6 +181,14 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 else:
     _db["TEST"] = {"NAME": os.environ.get("FCORE_TEST_DB_NAME", "test_fcore")}
     _db.setdefault("OPTIONS", {}).update(_prepared_statements())
+    if _env_bool("FCORE_DB_POOL", False):
+        # The web server's threads share a pool of FCORE_DB_POOL_SIZE connections per
+        # process (psycopg_pool, Django's `pool` option) instead of holding one persistent
+        # connection each: `fc web` turns it on (docs/operations.md, "Worker model").
+        _db["CONN_MAX_AGE"] = 0
+        _db["OPTIONS"]["pool"] = {
+            "min_size": 1, "max_size": int(os.environ.get("FCORE_DB_POOL_SIZE", "16")),
+            "timeout": 10}
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -483,4 +491,4 @@ LOGGING = {
 FCORE_WAKEUP_URL = os.environ.get(
     "FCORE_WAKEUP_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
 # The web server's threads per worker process (gunicorn gthread; docs/operations.md).
-FCORE_WEB_THREADS = int(os.environ.get("FCORE_WEB_THREADS", "64"))
+FCORE_WEB_THREADS = int(os.environ.get("FCORE_WEB_THREADS", "128"))
