@@ -185,7 +185,9 @@ else:
         # The web server's threads share a pool of FCORE_DB_POOL_SIZE connections per
         # process (psycopg_pool, Django's `pool` option) instead of holding one persistent
         # connection each: `fc web` turns it on (docs/operations.md, "Worker model").
-        _db["CONN_MAX_AGE"] = 0
+        # No health check query at each checkout (Django's CONN_HEALTH_CHECKS would make
+        # the pool run one): the pool drops a broken connection when it is given back.
+        _db["CONN_MAX_AGE"], _db["CONN_HEALTH_CHECKS"] = 0, False
         _db["OPTIONS"]["pool"] = {
             "min_size": 1, "max_size": int(os.environ.get("FCORE_DB_POOL_SIZE", "16")),
             "timeout": 10}

@@ -140,10 +140,11 @@ class StepReport(APIView):
         """An external executor reports its step succeeded or failed."""
         data = _validated(s.StepReportIn, request)
         tenant = request.principal.tenant
-        services.step_report(tenant=tenant, run_id=selectors.run_get(tenant, run_id).run_id,
-                             step_id=step_id, actor=request.principal.actor,
-                             status=data["status"], output=data["output"],
-                             error=data["error"], attempt=data.get("attempt"))
+        # the service's run lock is tenant-scoped: another tenant's run is a 404 there
+        services.step_report(tenant=tenant, run_id=run_id, step_id=step_id,
+                             actor=request.principal.actor, status=data["status"],
+                             output=data["output"], error=data["error"],
+                             attempt=data.get("attempt"))
         return Response(render_run(selectors.run_get(tenant, run_id)))
 
 
@@ -187,10 +188,9 @@ class GateDetail(APIView):
         """Vote approve or reject; the gate resolves on quorum or on the first reject."""
         data = _validated(s.GateVoteIn, request)
         principal = request.principal
-        run = selectors.run_get(principal.tenant, run_id)
         voter = Voter(actor=principal.actor, groups=principal.groups, key=principal.kid)
-        gate = services.run_gate_vote(
-            tenant=principal.tenant, run_id=run.run_id, gate_id=gate_id, voter=voter,
+        gate = services.run_gate_vote(  # its run lock is tenant-scoped (404 for another's)
+            tenant=principal.tenant, run_id=run_id, gate_id=gate_id, voter=voter,
             decision=data["decision"], comment=data["comment"], data=data["input"])
         return Response(s.GateOut(selectors.gate_get(principal.tenant, gate.id)).data)
 
