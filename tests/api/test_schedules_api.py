@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 import yaml
 
+from audit.verify_pack import verify_pack
 from runs.beat import schedules_start_due
 from runs.bundles import bundle_load
 from runs.cron import slot_next
@@ -48,6 +49,11 @@ def test_lists_the_tenants_schedules_with_next_slot_and_last_run(api, other_tena
     assert nightly["last_run"]["run_id"] == started[0][2]
     assert nightly["last_run"]["status"] == "completed"
     assert body["results"][1]["last_run"] is None
+    # the scheduled run's evidence pack verifies and its FC-RUN-001 names the schedule
+    pack = api.get(f"/workflows/runs/{started[0][2]}/evidence").json()
+    verify_pack(pack)  # raises a Failure naming the field at fault
+    assert pack["events"][0]["data"]["schedule"] == "nightly"
+    assert pack["run"]["idempotency_key"] == "schedule:nightly:2026-12-03T01:00:00Z"
 
 
 def test_a_page_of_one_links_the_next(api):
