@@ -43,9 +43,10 @@ KEEP = 100  # the newest due slots looked at one by one
 class BeatResult:
     started: list = field(default_factory=list)  # (schedule, slot name, run id)
     skipped: int = 0
+    failed: int = 0  # schedules left as they were (an error, logged): tried again next time
 
     def as_dict(self) -> dict:
-        return {"started": len(self.started), "skipped": self.skipped}
+        return {"started": len(self.started), "skipped": self.skipped, "failed": self.failed}
 
 
 def schedule_idempotency_key(name: str, slot) -> str:
@@ -59,7 +60,11 @@ def schedules_start_due(*, now=None) -> BeatResult:
     due = (Schedule.objects.filter(enabled=True, paused=False, next_slot__lte=now)
            .order_by("next_slot").values_list("pk", flat=True))
     for pk in list(due):
-        _schedule_tick(pk, now, result)
+        try:
+            _schedule_tick(pk, now, result)
+        except Exception:  # noqa: BLE001 - one broken schedule must not stop the others
+            log.exception("schedule %s: due slots not dealt with", pk)
+            result.failed += 1
     return result
 
 

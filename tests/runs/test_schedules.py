@@ -189,6 +189,32 @@ def test_a_slot_already_started_is_not_started_twice(advance):
     assert len(AuditEvent.objects.filter(code=Code.RUN_CREATED)) == 1
 
 
+def test_a_slot_started_before_the_input_changed_keeps_its_run(advance):
+    load()
+    counting_from("hourly", utc(2026, 12, 3, 3, 30))
+    with advance():
+        first = schedules_start_due(now=utc(2026, 12, 3, 4, 0, 10)).started
+    counting_from("hourly", utc(2026, 12, 3, 3, 30))
+    Schedule.objects.filter(name="hourly").update(input={"changed": True})
+    with advance():
+        again = schedules_start_due(now=utc(2026, 12, 3, 4, 0, 20)).started
+    assert first == again
+    assert Run.objects.get().input == {}
+
+
+def test_a_broken_schedule_does_not_stop_the_others(advance, caplog):
+    load()
+    counting_from("hourly", utc(2026, 12, 3, 3, 30))
+    counting_from("nightly_archive", utc(2026, 12, 2, 12))
+    Schedule.objects.filter(name="nightly_archive").update(timezone="Nowhere/Gone")
+    with advance():
+        result = schedules_start_due(now=utc(2026, 12, 3, 4, 0, 5))
+    assert [name for name, _, _ in result.started] == ["hourly"]
+    assert result.as_dict() == {"started": 1, "skipped": 0, "failed": 1}
+    assert "due slots not dealt with" in caplog.text
+    assert Schedule.objects.get(name="nightly_archive").last_slot == utc(2026, 12, 2, 12)
+
+
 def test_after_beat_was_down_the_last_missed_slot_runs_once_and_older_are_skipped(advance):
     load()
     counting_from("hourly", utc(2026, 12, 3, 0, 30))
@@ -299,3 +325,34 @@ def test_admin_lists_and_pauses_schedules(client):
     assert not Schedule.objects.get(pk=hourly.pk).paused
     detail = client.get(f"/admin/runs/schedule/{hourly.pk}/change/")
     assert detail.status_code == 200 and b'name="cron"' not in detail.content
+
+
+def test_admin_shows_staff_only_their_tenants_schedules(client, other_tenant):
+    from django.contrib.auth.models import Permission, User
+
+    from fcore.members import member_set
+
+    load()
+    load(BUNDLE.replace("tenant: tenant_sched", "tenant: tenant_sigma").replace(
+        "name: nightly_archive", "name: sigma_nightly"))
+    member_set(tenant=other_tenant, username="sigma_staff", groups=["operators"],
+               actor="system:test")
+    staff = User.objects.get(username="sigma_staff")
+    staff.is_staff = True
+    staff.save()
+    staff.user_permissions.add(*Permission.objects.filter(
+        content_type__app_label="runs", codename__in=["view_schedule", "change_schedule"]))
+    staff = User.objects.get(pk=staff.pk)
+    client.force_login(staff)
+    page = client.get("/admin/runs/schedule/")
+    assert page.status_code == 200 and b"sigma_nightly" in page.content
+    assert b"nightly_archive" not in page.content
+    hourly = Schedule.objects.get(name="hourly", tenant__slug="tenant_sched")
+    client.post("/admin/runs/schedule/", {"action": "pause_schedules",
+                                          "_selected_action": [hourly.pk]})
+    assert not Schedule.objects.get(pk=hourly.pk).paused
+    assert client.get(f"/admin/runs/schedule/{hourly.pk}/change/").status_code in (302, 404)
+    own = Schedule.objects.get(name="sigma_nightly")
+    client.post("/admin/runs/schedule/", {"action": "pause_schedules",
+                                          "_selected_action": [own.pk]})
+    assert Schedule.objects.get(pk=own.pk).paused
