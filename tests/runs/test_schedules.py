@@ -356,3 +356,27 @@ def test_admin_shows_staff_only_their_tenants_schedules(client, other_tenant):
     client.post("/admin/runs/schedule/", {"action": "pause_schedules",
                                           "_selected_action": [own.pk]})
     assert Schedule.objects.get(pk=own.pk).paused
+
+
+def test_beat_sends_the_task_that_starts_due_schedules(settings, advance):
+    from django.utils import timezone
+
+    from runs.tasks import start_due_schedules
+
+    entry = settings.CELERY_BEAT_SCHEDULE["schedules-start-due"]
+    assert entry == {"task": "runs.tasks.start_due_schedules",
+                     "schedule": settings.FCORE_SCHEDULE_INTERVAL_S}
+    load()
+    counting_from("hourly", timezone.now() - timedelta(hours=1, minutes=1))
+    with advance():
+        outcome = start_due_schedules.apply().get()
+    assert outcome == {"started": 1, "skipped": 0, "failed": 0}
+    assert Run.objects.get().idempotency_key.startswith("schedule:hourly:")
+
+
+def test_the_worked_example_carries_a_nightly_schedule():
+    from tests.conftest import load_bundle
+
+    summary = load_bundle("docs/examples/agent_payment.yaml")
+    assert summary["schedules"] == [{"name": "nightly_archive", "changed": True}]
+    assert Schedule.objects.get(name="nightly_archive").workflow == "archive_flow"
