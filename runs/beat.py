@@ -42,11 +42,13 @@ KEEP = 100  # the newest due slots looked at one by one
 @dataclass
 class BeatResult:
     started: list = field(default_factory=list)  # (schedule, slot name, run id)
+    existing: int = 0  # slots whose run had been started already (found by its key)
     skipped: int = 0
     failed: int = 0  # schedules left as they were (an error, logged): tried again next time
 
     def as_dict(self) -> dict:
-        return {"started": len(self.started), "skipped": self.skipped, "failed": self.failed}
+        return {"started": len(self.started), "existing": self.existing,
+                "skipped": self.skipped, "failed": self.failed}
 
 
 def schedule_idempotency_key(name: str, slot) -> str:
@@ -86,41 +88,43 @@ def _schedule_tick(pk: int, now, result: BeatResult) -> None:
                             last=slots[-len(run_slots) - 1], reason="missed while beat was down")
             result.skipped += missed
         for slot in run_slots:
-            run = _start(schedule, slot)
-            if run is not None:
-                schedule.last_run = run
+            run, created = _start(schedule, slot)
+            if run is None:
+                result.skipped += 1
+                continue
+            schedule.last_run = run
+            if created:
                 result.started.append((schedule.name, slot_name(slot), str(run.run_id)))
             else:
-                result.skipped += 1
+                result.existing += 1
         if slots:
             schedule.last_slot = slots[-1]
         schedule.next_slot = slot_next(schedule.cron, schedule.timezone, after=now)
         schedule.save(update_fields=["last_slot", "next_slot", "last_run", "updated_at"])
 
 
-def _start(schedule: Schedule, slot) -> Run | None:
-    """The run of `schedule` for `slot` (the one already started, if any); None, recorded
-    as a skipped slot, when the workflow refuses it."""
+def _start(schedule: Schedule, slot) -> tuple[Run | None, bool]:
+    """(run, created): the run of `schedule` for `slot`, or the one started for it before;
+    (None, False), recorded as a skipped slot, when the run is refused."""
     key = schedule_idempotency_key(schedule.name, slot)
     try:
         with transaction.atomic():
-            run, _ = run_create(tenant=schedule.tenant, workflow=schedule.workflow,
-                                input=schedule.input, actor=SCHEDULER, idempotency_key=key,
-                                metadata={"schedule": schedule.name, "slot": slot_name(slot)},
-                                schedule=schedule.name)
-        return run
+            return run_create(tenant=schedule.tenant, workflow=schedule.workflow,
+                              input=schedule.input, actor=SCHEDULER, idempotency_key=key,
+                              metadata={"schedule": schedule.name, "slot": slot_name(slot)},
+                              schedule=schedule.name)
     except Conflict:
         # the slot's run exists, started with another input (the bundle changed since)
         existing = Run.objects.for_tenant(schedule.tenant).filter(idempotency_key=key).first()
         if existing is not None:
-            return existing
+            return existing, False
         raise
     except FCError as exc:
         log.warning("schedule %s: slot %s not started: %s", schedule.name, slot_name(slot),
                     exc.detail)
         _record_skipped(schedule, count=1, first=slot, last=slot,
                         reason=f"run not started: {exc.detail}")
-        return None
+        return None, False
 
 
 def _record_skipped(schedule: Schedule, *, count: int, first, last, reason: str) -> None:

@@ -183,9 +183,10 @@ def test_a_slot_already_started_is_not_started_twice(advance):
         first = schedules_start_due(now=utc(2026, 12, 3, 4, 0, 10)).started
     counting_from("hourly", utc(2026, 12, 3, 3, 30))
     with advance():
-        again = schedules_start_due(now=utc(2026, 12, 3, 4, 0, 20)).started
-    assert first == again
-    assert Run.objects.count() == 1
+        again = schedules_start_due(now=utc(2026, 12, 3, 4, 0, 20))
+    assert (again.started, again.existing) == ([], 1)
+    assert Schedule.objects.get(name="hourly").last_run_id == Run.objects.get().run_id
+    assert [str(Run.objects.get().run_id)] == [run_id for _, _, run_id in first]
     assert len(AuditEvent.objects.filter(code=Code.RUN_CREATED)) == 1
 
 
@@ -197,9 +198,10 @@ def test_a_slot_started_before_the_input_changed_keeps_its_run(advance):
     counting_from("hourly", utc(2026, 12, 3, 3, 30))
     Schedule.objects.filter(name="hourly").update(input={"changed": True})
     with advance():
-        again = schedules_start_due(now=utc(2026, 12, 3, 4, 0, 20)).started
-    assert first == again
+        again = schedules_start_due(now=utc(2026, 12, 3, 4, 0, 20))
+    assert (again.started, again.existing) == ([], 1)
     assert Run.objects.get().input == {}
+    assert str(Schedule.objects.get(name="hourly").last_run_id) == first[0][2]
 
 
 def test_a_broken_schedule_does_not_stop_the_others(advance, caplog):
@@ -210,7 +212,7 @@ def test_a_broken_schedule_does_not_stop_the_others(advance, caplog):
     with advance():
         result = schedules_start_due(now=utc(2026, 12, 3, 4, 0, 5))
     assert [name for name, _, _ in result.started] == ["hourly"]
-    assert result.as_dict() == {"started": 1, "skipped": 0, "failed": 1}
+    assert result.as_dict() == {"started": 1, "existing": 0, "skipped": 0, "failed": 1}
     assert "due slots not dealt with" in caplog.text
     assert Schedule.objects.get(name="nightly_archive").last_slot == utc(2026, 12, 2, 12)
 
@@ -370,7 +372,7 @@ def test_beat_sends_the_task_that_starts_due_schedules(settings, advance):
     counting_from("hourly", timezone.now() - timedelta(hours=1, minutes=1))
     with advance():
         outcome = start_due_schedules.apply().get()
-    assert outcome == {"started": 1, "skipped": 0, "failed": 0}
+    assert outcome == {"started": 1, "existing": 0, "skipped": 0, "failed": 0}
     assert Run.objects.get().idempotency_key.startswith("schedule:hourly:")
 
 

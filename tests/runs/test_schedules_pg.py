@@ -41,6 +41,8 @@ def test_two_beats_at_once_start_one_run_per_schedule_and_slot():
         results = concurrently(2, lambda i, at=at: schedules_start_due(now=at))
         started = [entry for result in results for entry in result.started]
         assert sorted(name for name, _, _ in started) == ["s0", "s1", "s2", "s3"], tick
+        # the row lock: the second beat passed over what the first had in hand
+        assert sum(result.existing + result.failed for result in results) == 0, tick
     runs = list(Run.objects.values_list("idempotency_key", flat=True))
     assert len(runs) == len(set(runs)) == 12
     assert {key for key in runs if key.startswith("schedule:s0:")} == {
