@@ -16,6 +16,7 @@ class ScheduleAdmin(TenantScopedAdmin, admin.ModelAdmin):
     list_display = ("name", "tenant", "workflow", "cron", "timezone", "enabled", "paused",
                     "next_slot", "last_slot", "last_run")
     list_filter = ("tenant", "enabled", "paused")
+    list_select_related = ("tenant", "last_run")
     search_fields = ("name", "workflow")
     actions = ["pause_schedules", "resume_schedules"]
     readonly_fields = ("tenant", "name", "workflow", "cron", "timezone", "input", "enabled",
