@@ -12,8 +12,9 @@ At most one run per schedule and slot, whatever runs this at once or again:
 
 Slots due since `last_slot`: the newest runs, and so does any other within
 `FCORE_SCHEDULE_CATCHUP_S` of now; older ones (beat was down) are not run but recorded as
-skipped (`FC-ADM-007`, with their count and the first and last) on the tenant's admin
-stream. A run that cannot start (its workflow refused it) is recorded the same way.
+skipped (`FC-ADM-007`, with their count and the first and last; slots more than 31 days
+old are not counted) on the tenant's admin stream. A run that cannot start (its workflow
+refused it) is recorded the same way.
 """
 
 import logging
@@ -34,8 +35,9 @@ from .models import Run, Schedule
 from .services import run_create
 
 log = logging.getLogger(__name__)
-# slots further back than this are not looked at (nor counted) on recovery
-LOOKBACK = timedelta(days=400)
+# slots further back than this are not looked at (nor counted) on recovery: a per-minute
+# schedule has 44,640 slots in 31 days, some seconds of croniter
+LOOKBACK = timedelta(days=31)
 KEEP = 100  # the newest due slots looked at one by one
 
 

@@ -14,6 +14,7 @@ Two wall-clock times that map to the same instant give one slot. Slots are whole
 in UTC; a slot is named by its instant in ISO 8601 UTC (`2026-12-03T02:00:00Z`).
 """
 
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -73,8 +74,11 @@ def slots_between(expression: str, zone_name: str, *, after: datetime, until: da
     zone = ZoneInfo(zone_name)
     walk = croniter(expression.strip(), _wall_clock(after, zone) - _MARGIN)
     stop = _wall_clock(until, zone) + _MARGIN
-    newest: list[datetime] = []
-    recent: set[datetime] = set()  # instants already counted, within the margin
+    # found in wall-clock order, which is UTC order but within a margin around a change:
+    # the slots of two margins (at most 360 minutes) more than `keep` give the newest
+    newest: deque[datetime] = deque(maxlen=keep + 400)
+    recent: set[datetime] = set()  # instants counted within the margin, to drop repeats
+    order: deque[datetime] = deque()  # the same, in the order found
     count, first = 0, None
     while True:
         wall = walk.get_next(datetime)
@@ -87,10 +91,9 @@ def slots_between(expression: str, zone_name: str, *, after: datetime, until: da
         first = slot if first is None else min(first, slot)
         newest.append(slot)
         recent.add(slot)
-        if len(recent) > 64:  # an instant seen earlier than the margin cannot come again
-            recent = {seen for seen in recent if seen > slot - 2 * _MARGIN}
-        if len(newest) > 2 * keep:
-            newest = sorted(newest)[-keep:]
+        order.append(slot)
+        while order[0] < slot - 2 * _MARGIN:  # an instant this old cannot come again
+            recent.discard(order.popleft())
     return sorted(newest)[-keep:], count, first
 
 

@@ -235,6 +235,17 @@ def test_after_beat_was_down_the_last_missed_slot_runs_once_and_older_are_skippe
     assert len(admin_events(Code.SCHEDULE_SLOTS_SKIPPED)) == 1
 
 
+def test_after_a_long_outage_only_the_last_31_days_are_counted(advance):
+    load()
+    counting_from("hourly", utc(2026, 9, 1))
+    with advance():
+        result = schedules_start_due(now=utc(2026, 12, 3, 5, 10))
+    assert [slot for _, slot, _ in result.started] == ["2026-12-03T05:00:00Z"]
+    (event,) = admin_events(Code.SCHEDULE_SLOTS_SKIPPED)
+    assert (event.data["count"], event.data["first"], event.data["last"]) == (
+        31 * 24 - 1, "2026-11-02T06:00:00Z", "2026-12-03T04:00:00Z")
+
+
 def test_slots_within_the_catchup_window_all_run(advance, settings):
     settings.FCORE_SCHEDULE_CATCHUP_S = 120
     load("tenant: tenant_sched\nworkflows:\n  - name: w\n    steps: [{id: a, type: noop}]\n"
