@@ -6,8 +6,9 @@ read (`runs.waits`) sleeps instead of querying the database in a loop.
 the news goes out:
 
 - with Redis (`FCORE_WAKEUP_URL`, by default the Celery broker when it is `redis://…`): a
-  `PUBLISH fc:stream:<stream> <seq>`; a waiter subscribes to its stream's channel and
-  blocks on the subscription socket;
+  `PUBLISH fc:stream:<stream> <seq>`, sent by a thread of the process (`_Publisher`) so the
+  commit does not wait on Redis; a waiter subscribes to its stream's channel and blocks on
+  the subscription socket;
 - in the embedded default (no Redis): one of `STAMP_BUCKETS` stamp files under
   `FCORE_VAR_DIR/wakeups/` (the stream's bucket) is touched; a waiter looks at its
   bucket's modification time every `STAMP_POLL_S` seconds, a `stat()` and no query.
@@ -23,6 +24,8 @@ each). Publishing never raises: a failed publish is logged, the change is commit
 import hashlib
 import logging
 import os
+import queue
+import threading
 import time
 from pathlib import Path
 
@@ -74,10 +77,54 @@ def _publish(stream: str, seq: int) -> None:
         log.warning("wake-up for %s not sent: %s", stream, exc)
 
 
+class _Publisher:
+    """Publishes to Redis from a thread of its own, so a commit does not wait for Redis:
+    the committing thread only queues (stream, seq); the thread sends what has queued up
+    in one pipeline. One per process (started again after a fork)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.pid, self.queue = None, None
+
+    def put(self, stream: str, seq: int) -> None:
+        if self.pid != os.getpid():
+            with self.lock:
+                if self.pid != os.getpid():
+                    self.queue = queue.SimpleQueue()
+                    threading.Thread(target=self._run, args=(self.queue,), daemon=True,
+                                     name="fc-wakeups").start()
+                    self.pid = os.getpid()
+        self.queue.put((stream, seq))
+
+    @staticmethod
+    def _run(waiting: queue.SimpleQueue) -> None:
+        while True:
+            batch = [waiting.get()]
+            while not waiting.empty() and len(batch) < 500:
+                batch.append(waiting.get_nowait())
+            try:
+                pipe = _client().pipeline(transaction=False)
+                for stream, seq in batch:
+                    pipe.publish(CHANNEL_PREFIX + stream, seq)
+                pipe.execute()
+            except Exception as exc:  # a wake-up is a hint: the changes are committed
+                log.warning("%d wake-ups not sent: %s", len(batch), exc)
+
+
+_publisher = _Publisher()
+
+
+def _moved(stream: str, seq: int) -> None:
+    if _redis_url():
+        _publisher.put(stream, seq)
+    else:
+        _publish(stream, seq)
+
+
 def stream_moved(stream: str, seq: int) -> None:
     """Tell the stream's waiters, once the current transaction commits, that its head is
     at `seq` now (nothing if it rolls back)."""
-    transaction.on_commit(lambda: _publish(stream, seq), robust=True)
+    transaction.on_commit(lambda: _moved(stream, seq), robust=True)
 
 
 class _RedisListener:
