@@ -206,7 +206,7 @@ class Approval(models.Model):
 
 # --- notifications -------------------------------------------------------------------------
 
-NOTIFY_EVENTS = ("gate.opened", "gate.escalated", "gate.resolved")
+NOTIFY_EVENTS = ("gate.opened", "gate.escalated", "gate.resolved", "step.ready")
 
 
 def _all_events() -> list[str]:

@@ -27,7 +27,7 @@ import httpx
 
 from fcore.tokens import token_mint
 
-DEFAULT_SCOPE = "runs:read runs:write gates:request gates:resolve audit:read"
+DEFAULT_SCOPE = "runs:read runs:write gates:request gates:resolve audit:read tasks:claim"
 API_PREFIX = "/workflows"
 
 

@@ -125,6 +125,20 @@ def webhook_deliveries_create(*, gate, event: str, payload: dict) -> list[int]:
     return ids
 
 
+def event_deliveries_create(*, tenant_id: int, event: str, payload: dict) -> list[int]:
+    """One pending delivery per active endpoint of the tenant that takes `event`, for an
+    event about a run or a step rather than a gate. Runs in the transaction of the change."""
+    now = timezone.now()
+    ids = []
+    for endpoint in WebhookEndpoint.objects.filter(tenant_id=tenant_id, active=True):
+        if event in (endpoint.events or []):
+            delivery_id = uuid.uuid4()
+            ids.append(WebhookDelivery.objects.create(
+                delivery_id=delivery_id, endpoint=endpoint, event=event,
+                payload={**payload, "id": str(delivery_id)}, next_attempt_at=now).id)
+    return ids
+
+
 def backoff_s(attempt: int) -> int:
     """Seconds to wait after failed attempt `attempt` (1-based): doubling, capped."""
     base = settings.FCORE_WEBHOOK_BACKOFF_S
