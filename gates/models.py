@@ -207,10 +207,13 @@ class Approval(models.Model):
 # --- notifications -------------------------------------------------------------------------
 
 NOTIFY_EVENTS = ("gate.opened", "gate.escalated", "gate.resolved", "step.ready")
+# one per external step: an endpoint takes these only when its events name them
+OPT_IN_EVENTS = ("step.ready",)
 
 
 def _all_events() -> list[str]:
-    return list(NOTIFY_EVENTS)
+    """An endpoint's events unless it names them: all but the opt-in ones."""
+    return [event for event in NOTIFY_EVENTS if event not in OPT_IN_EVENTS]
 
 
 class WebhookEndpoint(models.Model):

@@ -27,6 +27,9 @@ import httpx
 
 from fcore.tokens import token_mint
 
+from .work import awork as awork_loop
+from .work import work as work_loop
+
 DEFAULT_SCOPE = "runs:read runs:write gates:request gates:resolve audit:read tasks:claim"
 API_PREFIX = "/workflows"
 
@@ -123,7 +126,7 @@ class _ClientBase:
         return response.json()
 
     def _call(self, method: str, path: str, *, params: dict | None = None,
-              json: Any = None):
+              json: Any = None, timeout: float | None = None):
         raise NotImplementedError
 
     # --- the API -------------------------------------------------------------------------
@@ -156,12 +159,38 @@ class _ClientBase:
                           json={"status": status, "reason": reason})
 
     def report_step(self, run_id: str, step_id: str, status: str, output: Any = None,
-                    error: Any = None, attempt: int | None = None):
-        """`PATCH /workflows/runs/{id}/steps/{step}`: an external step succeeded or failed."""
+                    error: Any = None, attempt: int | None = None,
+                    lease_token: str | None = None):
+        """`PATCH /workflows/runs/{id}/steps/{step}`: an external step succeeded or failed;
+        a claimed step's report carries its `lease_token`."""
         body: dict = {"status": status, "output": output, "error": error}
         if attempt is not None:
             body["attempt"] = attempt
+        if lease_token is not None:
+            body["lease_token"] = lease_token
         return self._call("PATCH", f"/runs/{run_id}/steps/{step_id}", json=body)
+
+    def claim_tasks(self, step_types: list[str] | None = None,
+                    workflows: list[str] | None = None, max: int = 1, wait_s: float = 0,
+                    lease_s: int = 60):
+        """`POST /workflows/tasks/claim`: lease up to `max` external steps, waiting up to
+        `wait_s` for work; returns the list of tasks (scope `tasks:claim`)."""
+        body: dict = {"max": max, "wait_s": wait_s, "lease_s": lease_s}
+        if step_types is not None:
+            body["step_types"] = list(step_types)
+        if workflows is not None:
+            body["workflows"] = list(workflows)
+        return self._call("POST", "/tasks/claim", json=body,
+                          timeout=max_wait_timeout(self.timeout, wait_s))
+
+    def heartbeat(self, run_id: str, step_id: str, lease_token: str,
+                  lease_s: int | None = None):
+        """`POST /workflows/runs/{id}/steps/{step}/heartbeat`: extend a claimed step's
+        lease; `FCError` 409 `lease_lost` when it is no longer this executor's."""
+        body: dict = {"lease_token": lease_token}
+        if lease_s is not None:
+            body["lease_s"] = lease_s
+        return self._call("POST", f"/runs/{run_id}/steps/{step_id}/heartbeat", json=body)
 
     def request_gate(self, run_id: str, reason: str, step_id: str | None = None,
                      **gate_settings):
@@ -213,6 +242,11 @@ class _ClientBase:
         return self._call("GET", f"/audit/verify/{verification_id}")
 
 
+def max_wait_timeout(timeout: float, wait_s: float) -> float:
+    """A request that may wait `wait_s` on the server gets that much longer to answer."""
+    return timeout + wait_s
+
+
 def _params(filters: dict) -> dict:
     return {k: v for k, v in filters.items() if v is not None}
 
@@ -225,10 +259,11 @@ class FCClient(_ClientBase):
         self._http = httpx.Client(base_url=self.base_url + API_PREFIX, timeout=self.timeout,
                                   transport=self._transport)
 
-    def _call(self, method, path, *, params=None, json=None):
+    def _call(self, method, path, *, params=None, json=None, timeout=None):
         try:
             response = self._http.request(method, path, params=params, json=json,
-                                          headers=self._headers())
+                                          headers=self._headers(),
+                                          timeout=timeout or httpx.USE_CLIENT_DEFAULT)
         except httpx.HTTPError as exc:
             raise FCTransportError(f"{method} {path}: {exc}") from exc
         return self._decode(response)
@@ -245,6 +280,11 @@ class FCClient(_ClientBase):
             if time.monotonic() >= deadline:
                 raise WaitTimeout(run_id, timeout, run)
             time.sleep(interval)
+
+    def work(self, handler: Callable, **options) -> int:
+        """Run the executor loop (`fcore.interfaces.work.work`): claim → handle →
+        heartbeat → report, until SIGTERM/SIGINT or `stop`; returns how many tasks ran."""
+        return work_loop(self, handler, **options)
 
     def close(self) -> None:
         self._http.close()
@@ -264,10 +304,11 @@ class AsyncFCClient(_ClientBase):
         self._http = httpx.AsyncClient(base_url=self.base_url + API_PREFIX,
                                        timeout=self.timeout, transport=self._transport)
 
-    async def _call(self, method, path, *, params=None, json=None):
+    async def _call(self, method, path, *, params=None, json=None, timeout=None):
         try:
             response = await self._http.request(method, path, params=params, json=json,
-                                                headers=self._headers())
+                                                headers=self._headers(),
+                                                timeout=timeout or httpx.USE_CLIENT_DEFAULT)
         except httpx.HTTPError as exc:
             raise FCTransportError(f"{method} {path}: {exc}") from exc
         return self._decode(response)
@@ -285,6 +326,11 @@ class AsyncFCClient(_ClientBase):
             if time.monotonic() >= deadline:
                 raise WaitTimeout(run_id, timeout, run)
             await asyncio.sleep(interval)
+
+    async def work(self, handler: Callable, **options) -> int:
+        """The executor loop as a coroutine (`fcore.interfaces.work.awork`); `handler`
+        may be a coroutine function or a plain one (run in a thread)."""
+        return await awork_loop(self, handler, **options)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -244,9 +245,12 @@ def test_claim_with_wait_returns_when_work_arrives(executor, monkeypatch):
 
     def waiting():
         started = time.monotonic()
-        result["tasks"] = claims.tasks_claim(tenant=executor_tenant, actor="client:w",
-                                             wait_s=20, lease_s=30)
-        result["took"] = time.monotonic() - started
+        try:
+            result["tasks"] = claims.tasks_claim(tenant=executor_tenant, actor="client:w",
+                                                 wait_s=20, lease_s=30)
+            result["took"] = time.monotonic() - started
+        finally:
+            connections.close_all()
 
     from fcore.models import Tenant
     executor_tenant = Tenant.objects.get(slug="tenant_omega")
