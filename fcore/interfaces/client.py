@@ -174,7 +174,7 @@ class _ClientBase:
                     workflows: list[str] | None = None, max: int = 1, wait_s: float = 0,
                     lease_s: int = 60):
         """`POST /workflows/tasks/claim`: lease up to `max` external steps, waiting up to
-        `wait_s` for work; returns the list of tasks (scope `tasks:claim`)."""
+        `wait_s` for work; returns `{"tasks": [...]}` (scope `tasks:claim`)."""
         body: dict = {"max": max, "wait_s": wait_s, "lease_s": lease_s}
         if step_types is not None:
             body["step_types"] = list(step_types)

@@ -175,7 +175,8 @@ def work(client, handler: Callable[[Task], Any], **options) -> int:
     with _signals_stop(opts.stop, opts.handle_signals):
         while not opts.stop.is_set() and (opts.max_tasks is None or handled < opts.max_tasks):
             try:
-                tasks = [Task.from_api(t) for t in client.claim_tasks(**opts.claim_args())]
+                answer = client.claim_tasks(**opts.claim_args())
+                tasks = [Task.from_api(t) for t in answer["tasks"]]
                 delay = BACKOFF_START_S
             except Exception as exc:  # noqa: BLE001 - back off, then claim again
                 if not _is_transport(exc):
@@ -263,8 +264,8 @@ async def awork(client, handler: Callable[[Task], Any], **options) -> int:
     try:
         while not opts.stop.is_set() and (opts.max_tasks is None or handled < opts.max_tasks):
             try:
-                tasks = [Task.from_api(t) for t in
-                         await client.claim_tasks(**opts.claim_args())]
+                answer = await client.claim_tasks(**opts.claim_args())
+                tasks = [Task.from_api(t) for t in answer["tasks"]]
                 delay = BACKOFF_START_S
             except Exception as exc:  # noqa: BLE001
                 if not _is_transport(exc):
