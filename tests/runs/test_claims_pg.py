@@ -57,3 +57,45 @@ def test_racing_claims_hand_each_step_to_one_executor(advance):
     assert events.filter(code="FC-STEP-006").count() == RUNS * 2  # one claim per step
     assert events.filter(code="FC-STEP-002").count() == RUNS * 2
     assert StepRun.objects.filter(run__in=runs, status="succeeded").count() == RUNS * 2
+
+
+def test_claims_racing_a_cancel_lose_cleanly(advance):
+    """Executors claim while an operator cancels: a step is either not handed out or its
+    report is refused (409); the run ends cancelled with no step result recorded."""
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent transactions need PostgreSQL")
+    from runs.services import run_set_status
+
+    tenant = Tenant.objects.create(slug="tenant_claims_cancel", name="Claims cancel")
+    definition_publish(tenant=tenant, name="one", actor="user:priya",
+                       steps=[{"id": "a", "type": "external"}])
+    with advance():
+        runs = [run_create(tenant=tenant, workflow="one", input={"i": i},
+                           actor="user:olivia")[0] for i in range(RUNS)]
+
+    def actor(i):
+        if i == 0:
+            for run in runs:
+                run_set_status(tenant=tenant, run_id=run.run_id, status="cancelled",
+                               actor="user:otto")
+            return []
+        outcomes = []
+        for task in claims.tasks_claim(tenant=tenant, actor=f"client:e{i}", max=RUNS):
+            try:
+                step_report(tenant=tenant, run_id=task.run_id, step_id=task.step_id,
+                            actor=f"client:e{i}", status="succeeded", output={},
+                            lease_token=task.lease_token)
+                outcomes.append("recorded")
+            except FCError as exc:
+                outcomes.append(exc.code)
+        return outcomes
+
+    outcomes = [o for result in concurrently(4, actor) for o in result]
+    recorded = outcomes.count("recorded")
+    assert set(outcomes) <= {"recorded", "invalid_transition"}
+    runs_now = Run.objects.filter(pk__in=[r.pk for r in runs])
+    # a report that won before the cancel completed its run; every other run is cancelled
+    assert sorted(runs_now.values_list("status", flat=True)) == sorted(
+        ["completed"] * recorded + ["cancelled"] * (RUNS - recorded))
+    events = AuditEvent.objects.filter(stream__name__in=[r.stream_name for r in runs])
+    assert events.filter(code="FC-STEP-002").count() == recorded
