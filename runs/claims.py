@@ -28,7 +28,7 @@ from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
@@ -152,6 +152,8 @@ def tasks_claim(*, tenant, actor: str, step_types: list[str] | None = None,
     deadline = time.monotonic() + wait_s
     with steps_ready_listener(tenant.id) as listener:
         while not tasks and (left := deadline - time.monotonic()) > 0:
+            if not transaction.get_connection().in_atomic_block:
+                connection.close()  # a waiting claim holds no database connection
             listener.wait(left)
             leases_expire()
             tasks = _claim_once(**args)
