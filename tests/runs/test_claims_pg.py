@@ -102,3 +102,36 @@ def test_claims_racing_a_cancel_lose_cleanly(advance):
         ["completed"] * recorded + ["cancelled"] * (RUNS - recorded))
     events = AuditEvent.objects.filter(stream__name__in=[r.stream_name for r in runs])
     assert events.filter(code="FC-STEP-002").count() == recorded
+
+
+def test_a_waiting_claim_holds_no_database_connection():
+    if connection.vendor != "postgresql":
+        pytest.skip("counts PostgreSQL sessions")
+    import threading
+    import time
+
+    from django.db import connections
+
+    tenant = Tenant.objects.create(slug="tenant_claims_idle", name="Claims idle")
+
+    def sessions() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                           "current_database()")
+            return cursor.fetchone()[0]
+
+    before, result = sessions(), {}
+
+    def waiting():
+        try:
+            result["tasks"] = claims.tasks_claim(tenant=tenant, actor="client:w", wait_s=3)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=waiting)
+    thread.start()
+    time.sleep(1.5)  # it has looked for work (a query) and is waiting now
+    during = sessions()
+    thread.join(10)
+    assert result["tasks"] == []
+    assert during == before
