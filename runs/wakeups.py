@@ -8,7 +8,8 @@ sleeps until an announcement or its deadline — the database is not polled:
 - with a Redis broker (`CELERY_BROKER_URL=redis://…`, production and CI) the channel is
   Redis pub/sub, `fc:steps-ready:<tenant id>`: every web process hears every announcement;
 - otherwise (the embedded `filesystem://` default) it is a condition variable in this
-  process; a step started by another process (the worker) is seen at the next re-check,
+  process; a step started by another process (the worker, another web worker) is seen at
+  the next re-check,
   `LOCAL_RECHECK_S` later.
 
 Even with Redis a waiting claim looks again every `RECHECK_S`: an announcement lost with a
