@@ -9,8 +9,7 @@ sleeps until an announcement or its deadline — the database is not polled:
   Redis pub/sub, `fc:steps-ready:<tenant id>`: every web process hears every announcement;
 - otherwise (the embedded `filesystem://` default) it is a condition variable in this
   process; a step started by another process (the worker, another web worker) is seen at
-  the next re-check,
-  `LOCAL_RECHECK_S` later.
+  the next re-check, `LOCAL_RECHECK_S` later.
 
 Even with Redis a waiting claim looks again every `RECHECK_S`: an announcement lost with a
 broker blip delays work, it never strands it.
