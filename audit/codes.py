@@ -14,6 +14,8 @@ class Code(StrEnum):
     STEP_FAILED = "FC-STEP-003"
     STEP_RETRY = "FC-STEP-004"
     STEP_CLOSED = "FC-STEP-005"  # skipped or cancelled
+    STEP_CLAIMED = "FC-STEP-006"  # an executor took an external step's lease
+    STEP_LEASE_EXPIRED = "FC-STEP-007"  # its lease expired: claimable again, same attempt
     POLICY_DECISION = "FC-POL-001"
     GATE_OPENED = "FC-GATE-001"
     GATE_VOTE = "FC-GATE-002"

@@ -15,6 +15,8 @@ TITLES = {
     Code.STEP_FAILED: "Step {step_id} failed",
     Code.STEP_RETRY: "Step {step_id} retry scheduled",
     Code.STEP_CLOSED: "Step {step_id} {status}",
+    Code.STEP_CLAIMED: "Step {step_id} claimed by an executor",
+    Code.STEP_LEASE_EXPIRED: "Step {step_id} lease expired; claimable again",
     Code.POLICY_DECISION: "Policy decision for step {step_id}: {decision}",
     Code.GATE_OPENED: "Gate opened at step {step_id}",
     Code.GATE_VOTE: "Vote recorded on gate: {vote}",

@@ -36,10 +36,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.executors import executor_phase  # noqa: E402
 from fcore.interfaces.client import FCClient, FCError  # noqa: E402
 from fcore.management.commands.serve import _descendants  # noqa: E402
 
-DB = "fcore_bench_api"
+DB = os.environ.get("FCORE_BENCH_DB", "fcore_bench_api")
+BROKER = os.environ.get("FCORE_BENCH_BROKER", "redis://127.0.0.1:6379/12")
 BIN = Path(sys.executable).parent
 
 
@@ -203,9 +205,11 @@ def main():
     parser.add_argument("--health-seconds", type=int, default=30)
     parser.add_argument("--port", type=int, default=8790)
     parser.add_argument("--profile", metavar="DIR", help="py-spy the web workers into DIR")
+    parser.add_argument("--executor-seconds", type=int, default=30,
+                        help="the executors phase (bench/executors.py); 0 skips it")
     args = parser.parse_args()
     env = {**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
-           "CELERY_BROKER_URL": "redis://127.0.0.1:6379/12", "FCORE_VAR_DIR": "var/bench-api",
+           "CELERY_BROKER_URL": BROKER, "FCORE_VAR_DIR": "var/bench-api",
            "FCORE_API_RATE": "1000000/min", "FCORE_LOG_LEVEL": "WARNING"}
     sh("psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"DROP DATABASE IF EXISTS {DB}")
     sh("psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"CREATE DATABASE {DB}")
@@ -214,7 +218,7 @@ def main():
     sh(*manage, "load_workflows", "docs/examples/pt004.yaml", env=env)
     creds = json.loads(sh(*manage, "create_api_client", "--tenant", "tenant_omega", "--name",
                           "bench", "--scopes", "runs:read runs:write gates:request "
-                          "gates:resolve audit:read", env=env).stdout)
+                          "gates:resolve audit:read tasks:claim", env=env).stdout)
     servers = {
         "web": subprocess.Popen([*manage, "web", "--port", str(args.port), "--workers", "2"],
                                 cwd=ROOT, env=env),
@@ -263,6 +267,10 @@ def main():
         cores = os.cpu_count()
         print(f"machine busy               API {api_busy / (api_elapsed * cores):.0%}, "
               f"/healthz {cpu.busy / (health_elapsed * cores):.0%} of {cores} cores")
+        if args.executor_seconds:
+            executors = executor_phase(base, creds, seconds=args.executor_seconds,
+                                       clients=args.clients)
+            api_stats.errors += executors["errors"]
         for error in (api_stats.errors + health_stats.errors)[:10]:
             print("  error:", error)
         if api_stats.errors or health_stats.errors:

@@ -212,7 +212,9 @@ NOTIFY_EVENTS = ("gate.opened", "gate.escalated", "gate.resolved")
 DEFAULT_EVENTS = NOTIFY_EVENTS
 # A run's end, written in the transaction of its seal (`gates.notify.run_notify`).
 RUN_EVENTS = ("run.completed", "run.failed", "run.cancelled")
-NOTIFY_EVENTS = (*NOTIFY_EVENTS, *RUN_EVENTS)
+# An external step waiting for an executor (`gates.notify`), also asked for by name.
+STEP_EVENTS = ("step.ready",)
+NOTIFY_EVENTS = (*NOTIFY_EVENTS, *RUN_EVENTS, *STEP_EVENTS)
 
 
 def _all_events() -> list[str]:

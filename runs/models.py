@@ -274,3 +274,22 @@ class Schedule(models.Model):
     @property
     def active(self) -> bool:
         return self.enabled and not self.paused
+
+
+class StepLease(models.Model):
+    """An executor's claim on a running external step (DESIGN §12): one live lease per
+    step. The token is given to the executor once; only its SHA-256 is stored. A lease is
+    for one attempt; it ends when the step is reported, or when it expires (then the step
+    is claimable again, `runs.claims.leases_expire`)."""
+
+    step = models.OneToOneField(StepRun, on_delete=models.CASCADE, related_name="lease")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)
+    attempt = models.PositiveIntegerField()
+    token_hash = models.CharField(max_length=64)
+    holder = models.CharField(max_length=200)
+    lease_s = models.PositiveIntegerField()  # what a heartbeat extends it by, unless told
+    claimed_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"lease of {self.step_id} until {self.expires_at}"

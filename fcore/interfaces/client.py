@@ -27,7 +27,10 @@ import httpx
 
 from fcore.tokens import token_mint
 
-DEFAULT_SCOPE = "runs:read runs:write gates:request gates:resolve audit:read"
+from .work import awork as awork_loop
+from .work import work as work_loop
+
+DEFAULT_SCOPE = "runs:read runs:write gates:request gates:resolve audit:read tasks:claim"
 API_PREFIX = "/workflows"
 MAX_WAIT_S = 30  # the longest waiting read the server takes
 
@@ -175,12 +178,38 @@ class _ClientBase:
                           json={"status": status, "reason": reason})
 
     def report_step(self, run_id: str, step_id: str, status: str, output: Any = None,
-                    error: Any = None, attempt: int | None = None):
-        """`PATCH /workflows/runs/{id}/steps/{step}`: an external step succeeded or failed."""
+                    error: Any = None, attempt: int | None = None,
+                    lease_token: str | None = None):
+        """`PATCH /workflows/runs/{id}/steps/{step}`: an external step succeeded or failed;
+        a claimed step's report carries its `lease_token`."""
         body: dict = {"status": status, "output": output, "error": error}
         if attempt is not None:
             body["attempt"] = attempt
+        if lease_token is not None:
+            body["lease_token"] = lease_token
         return self._call("PATCH", f"/runs/{run_id}/steps/{step_id}", json=body)
+
+    def claim_tasks(self, step_types: list[str] | None = None,
+                    workflows: list[str] | None = None, max: int = 1, wait_s: float = 0,
+                    lease_s: int = 60):
+        """`POST /workflows/tasks/claim`: lease up to `max` external steps, waiting up to
+        `wait_s` for work; returns `{"tasks": [...]}` (scope `tasks:claim`)."""
+        body: dict = {"max": max, "wait_s": wait_s, "lease_s": lease_s}
+        if step_types is not None:
+            body["step_types"] = list(step_types)
+        if workflows is not None:
+            body["workflows"] = list(workflows)
+        return self._call("POST", "/tasks/claim", json=body,
+                          timeout=max_wait_timeout(self.timeout, wait_s))
+
+    def heartbeat(self, run_id: str, step_id: str, lease_token: str,
+                  lease_s: int | None = None):
+        """`POST /workflows/runs/{id}/steps/{step}/heartbeat`: extend a claimed step's
+        lease; `FCError` 409 `lease_lost` when it is no longer this executor's."""
+        body: dict = {"lease_token": lease_token}
+        if lease_s is not None:
+            body["lease_s"] = lease_s
+        return self._call("POST", f"/runs/{run_id}/steps/{step_id}/heartbeat", json=body)
 
     def request_gate(self, run_id: str, reason: str, step_id: str | None = None,
                      **gate_settings):
@@ -232,6 +261,11 @@ class _ClientBase:
         return self._call("GET", f"/audit/verify/{verification_id}")
 
 
+def max_wait_timeout(timeout: float, wait_s: float) -> float:
+    """A request that may wait `wait_s` on the server gets that much longer to answer."""
+    return timeout + wait_s
+
+
 def _params(filters: dict) -> dict:
     return {k: v for k, v in filters.items() if v is not None}
 
@@ -269,6 +303,11 @@ class FCClient(_ClientBase):
                 time.sleep(min(interval, left))
             run = self.get_run(run_id, include_logs=include_logs, **(wait or {}))
         return run
+
+    def work(self, handler: Callable, **options) -> int:
+        """Run the executor loop (`fcore.interfaces.work.work`): claim → handle →
+        heartbeat → report, until SIGTERM/SIGINT or `stop`; returns how many tasks ran."""
+        return work_loop(self, handler, **options)
 
     def close(self) -> None:
         self._http.close()
@@ -311,6 +350,11 @@ class AsyncFCClient(_ClientBase):
                 await asyncio.sleep(min(interval, left))
             run = await self.get_run(run_id, include_logs=include_logs, **(wait or {}))
         return run
+
+    async def work(self, handler: Callable, **options) -> int:
+        """The executor loop as a coroutine (`fcore.interfaces.work.awork`); `handler`
+        may be a coroutine function or a plain one (run in a thread)."""
+        return await awork_loop(self, handler, **options)
 
     async def aclose(self) -> None:
         await self._http.aclose()

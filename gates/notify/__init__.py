@@ -1,5 +1,6 @@
 """Notifications about gates: email and signed webhooks (PT-005 item 8); and signed
-webhooks about a run's end (`run_notify`, from the engine's run seal).
+webhooks about a run's end (`run_notify`, from the engine's run seal) and an external step
+waiting for an executor (`step_ready_notify`).
 
 `gate_notify` is called by `gates.services` inside the transaction that opens, escalates or
 resolves a gate. It writes outbox rows (`WebhookDelivery`, `EmailNotification`) in that same
@@ -23,6 +24,7 @@ log = logging.getLogger("fcore.notify")
 EVENT_OPENED = "gate.opened"
 EVENT_ESCALATED = "gate.escalated"
 EVENT_RESOLVED = "gate.resolved"
+EVENT_STEP_READY = "step.ready"
 
 
 def gate_payload(*, gate, run, event: str, audit_event=None) -> dict:
@@ -118,3 +120,25 @@ def notify_enqueue(webhook_ids: list[int], email_ids: list[int]) -> None:
         deliver_webhook.delay(delivery_id)
     for notification_id in email_ids:
         send_gate_email.delay(notification_id)
+
+
+def step_ready_notify(*, run, step) -> None:
+    """`step.ready`: an external step is running and waits for an executor. Writes the
+    outbox rows in the transaction that started the step; delivered and signed as gate
+    events are."""
+    from .webhooks import webhook_deliveries_create
+
+    base = settings.FCORE_PUBLIC_URL
+    payload = {
+        "event": EVENT_STEP_READY, "tenant": run.tenant.slug,
+        "run": {"run_id": str(run.run_id), "workflow": run.definition.name,
+                "workflow_version": run.definition.version},
+        "step": {"step_id": step.step_id, "step_type": step.step_type,
+                 "attempt": step.attempt},
+        "links": {"console": f"{base}/console/runs/{run.run_id}/",
+                  "claim": f"{base}/workflows/tasks/claim"},
+    }
+    webhook_ids = webhook_deliveries_create(tenant_id=run.tenant_id, event=EVENT_STEP_READY,
+                                            payload=payload)
+    if webhook_ids:
+        transaction.on_commit(lambda: notify_enqueue(webhook_ids, []), robust=True)

@@ -130,6 +130,7 @@ def test_an_invalid_update_changes_and_records_nothing(pt004):
 def test_delete_records_what_was_deleted_and_its_delivery_log(pt004):
     endpoint, secret = webhook_endpoint_create(tenant=pt004, name="pager", url=URL,
                                                actor=ACTOR)
+    assert endpoint.events == list(DEFAULT_EVENTS)  # the default: the gate events
     for _ in range(2):
         WebhookDelivery.objects.create(
             delivery_id=uuid.uuid4(), endpoint=endpoint, event="gate.opened",

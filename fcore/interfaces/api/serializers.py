@@ -113,6 +113,10 @@ class StepReportIn(serializers.Serializer):
     error = HashableJSONField(required=False, allow_null=True, default=None)
     attempt = serializers.IntegerField(min_value=1, max_value=POSITIVE_INT_MAX, required=False,
                                        allow_null=True)
+    lease_token = serializers.CharField(
+        max_length=200, required=False, allow_null=True,
+        help_text="The lease token of a claimed step (POST /workflows/tasks/claim); "
+                  "omit it for a step nobody claimed")
 
 
 class GateRequestIn(serializers.Serializer):

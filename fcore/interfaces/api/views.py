@@ -144,7 +144,8 @@ class StepReport(APIView):
         services.step_report(tenant=tenant, run_id=run_id, step_id=step_id,
                              actor=request.principal.actor, status=data["status"],
                              output=data["output"], error=data["error"],
-                             attempt=data.get("attempt"))
+                             attempt=data.get("attempt"),
+                             lease_token=data.get("lease_token"))
         return Response(render_run(selectors.run_get(tenant, run_id)))
 
 
