@@ -25,6 +25,7 @@ class SigningKeyOut(serializers.ModelSerializer):
     class Meta:
         model = SigningKey
         fields = ["key_id", "algorithm", "public_key", "created_at", "retired_at"]
+        read_only_fields = fields  # an answer: every field is always there
         extra_kwargs = {
             "key_id": {"help_text": "The key's id, named by the checkpoints it signed."},
             "public_key": {"help_text": "The raw 32-byte Ed25519 public key, base64."},
@@ -62,6 +63,7 @@ class AuditVerificationOut(serializers.ModelSerializer):
         model = AuditVerification
         fields = ["verification_id", "status", "requested_by", "requested_at", "started_at",
                   "finished_at", "report", "error"]
+        read_only_fields = fields  # an answer: every field is always there
         extra_kwargs = {
             "status": {"help_text": "pending → running → done (the walk finished; `report` "
                                     "says whether the chains verify) or failed (the walk "

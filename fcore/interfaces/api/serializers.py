@@ -179,6 +179,7 @@ class StepOut(serializers.ModelSerializer):
         fields = ["step_id", "step_type", "index", "after", "status", "attempt", "decision",
                   "started_at", "ended_at", "input_hash", "output_hash", "receipt_hash",
                   "output", "error"]
+        read_only_fields = fields  # an answer: every field is always there
         extra_kwargs = {
             "step_id": {"help_text": STEP_ID_HELP},
             "step_type": {"help_text": "How the step runs: `external` (an executor reports "
@@ -211,6 +212,7 @@ class DecisionOut(serializers.ModelSerializer):
         model = PolicyDecision
         fields = ["step_id", "attempt", "decision", "reason", "policy_id", "policy_version",
                   "tier", "rules_triggered", "policies", "evaluated_at", "evaluation_us"]
+        read_only_fields = fields  # an answer: every field is always there
         extra_kwargs = {
             "attempt": {"help_text": "The step attempt the decision was for."},
             "decision": {"help_text": "`allow` runs the step, `flag` opens an approval gate "
@@ -233,6 +235,7 @@ class ApprovalOut(serializers.ModelSerializer):
     class Meta:
         model = Approval
         fields = ["actor", "decision", "comment", "input", "at"]
+        read_only_fields = fields  # an answer: every field is always there
         extra_kwargs = {
             "actor": {"help_text": "Who voted, e.g. `user:alice` or `client:second_approver`."},
             "decision": {"help_text": "The vote."},
@@ -255,6 +258,7 @@ class GateOut(serializers.ModelSerializer):
                   "expires_at", "on_timeout", "escalate_to", "input_schema", "resolution",
                   "needs_review", "reviewed_by", "reviewed_at", "review_note", "created_at",
                   "resolved_at"]
+        read_only_fields = fields  # an answer: every field is always there
         extra_kwargs = {
             "status": {"help_text": "`open` until it resolves."},
             "source": {"help_text": "What opened it: `policy` (a flag decision), "
@@ -291,6 +295,7 @@ class EventOut(serializers.ModelSerializer):
         model = AuditEvent
         fields = ["stream", "seq", "code", "message", "actor", "at", "data", "prev_hash",
                   "hash"]
+        read_only_fields = fields  # an answer: every field is always there
         extra_kwargs = {
             "seq": {"help_text": "Its position in the stream, from 1."},
             "code": {"help_text": "The event code, e.g. `FC-RUN-001` (docs/audit-format.md)."},
@@ -323,6 +328,7 @@ class RunSummaryOut(serializers.ModelSerializer):
                   "status_reason", "paused_for_gate", "current_step", "step_index", "input",
                   "output", "metadata", "created_by", "idempotency_key", "created_at", "updated_at",
                   "started_at", "ended_at", "workflow_hash"]
+        read_only_fields = fields  # an answer: every field is always there
         extra_kwargs = {
             "run_id": {"help_text": "The run's id (UUID)."},
             "status": {"help_text": "Where the run is now."},
