@@ -21,15 +21,15 @@ from .schema import path_parameters
 
 
 class GateOverrideIn(serializers.Serializer):
-    justification = serializers.CharField(max_length=4000, allow_blank=True,
-                                          help_text="Why the gate is forced through; "
-                                                    "required (blank is a 400).")
+    justification = s.StrictCharField(max_length=4000, allow_blank=True,
+                                      help_text="Why the gate is forced through; "
+                                                "required (blank is a 400).")
 
 
 class GateOverrideReviewIn(serializers.Serializer):
-    note = serializers.CharField(max_length=REVIEW_NOTE_MAX, allow_blank=True,
-                                 help_text="What the reviewer found; required (blank is a "
-                                           "400).")
+    note = s.StrictCharField(max_length=REVIEW_NOTE_MAX, allow_blank=True,
+                             help_text="What the reviewer found; required (blank is a "
+                                       "400).")
 
 
 OVERRIDDEN = {**ex.GATE, "status": "overridden", "needs_review": True, "resolved_at": ex.AT,

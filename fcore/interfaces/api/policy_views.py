@@ -8,15 +8,15 @@ from rest_framework.views import APIView
 from runs.previews import decision_preview
 
 from . import examples as ex
-from .serializers import ERROR_RESPONSES, JSONObjectField, version_field
+from .serializers import ERROR_RESPONSES, JSONObjectField, StrictCharField, version_field
 
 
 class EvaluateIn(serializers.Serializer):
-    workflow = serializers.CharField(max_length=200,
-                                     help_text="Name of a workflow the tenant has loaded.")
+    workflow = StrictCharField(max_length=200,
+                               help_text="Name of a workflow the tenant has loaded.")
     version = version_field()
-    step_id = serializers.CharField(max_length=200,
-                                    help_text="The step to decide, e.g. `step_2`.")
+    step_id = StrictCharField(max_length=200,
+                              help_text="The step to decide, e.g. `step_2`.")
     input = JSONObjectField(required=False, default=dict,
                             help_text="The run input to decide on (as `input`).")
     metadata = JSONObjectField(required=False, default=dict,

@@ -42,6 +42,16 @@ class JSONObjectField(HashableJSONField):
 
 # --- input -------------------------------------------------------------------------------
 
+class StrictCharField(serializers.CharField):
+    """A string field of a JSON body that takes only strings: DRF's CharField also takes a
+    number (`0` becomes `"0"`), which the schema's `type: string` does not allow."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 # Every integer a client sends reaches SQL, and the hot path (runs.engine.sql) binds it without
 # Django's overflow guard: each is bounded to its column, so an overflow is a field error.
 POSITIVE_INT_MAX = 2**31 - 1  # models.PositiveIntegerField, on every database
@@ -60,13 +70,13 @@ STEP_ID_HELP = "The step's id in the workflow definition (a map instance is `<id
 
 
 class RunCreateIn(serializers.Serializer):
-    workflow = serializers.CharField(max_length=200,
-                                     help_text="Name of a workflow the tenant has loaded.")
+    workflow = StrictCharField(max_length=200,
+                               help_text="Name of a workflow the tenant has loaded.")
     version = version_field()
     input = JSONObjectField(required=False, default=dict,
                             help_text="The run's input, checked against the workflow's input "
                                       "schema when it has one; steps read it as `input`.")
-    idempotency_key = serializers.CharField(
+    idempotency_key = StrictCharField(
         max_length=200, required=False, allow_null=True, allow_blank=False,
         help_text="Send the same key again with the same request to get the same run back "
                   "(200); with a different request it is a 409 `idempotency_conflict`.")
@@ -111,9 +121,9 @@ class RunStatusIn(serializers.Serializer):
         help_text="The status to set: `paused`, `running` (resume), `cancelled` or `failed`; "
                   "any other, or one the run cannot reach from its status, is a 409 "
                   "`invalid_transition` listing what is allowed.")
-    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="",
-                                   help_text="Why, recorded in the audit trail (default: "
-                                             "`operator set <status>`).")
+    reason = StrictCharField(max_length=500, required=False, allow_blank=True, default="",
+                             help_text="Why, recorded in the audit trail (default: "
+                                       "`operator set <status>`).")
 
 
 class StepReportIn(serializers.Serializer):
@@ -131,25 +141,25 @@ class StepReportIn(serializers.Serializer):
 
 
 class GateRequestIn(serializers.Serializer):
-    step_id = serializers.CharField(max_length=200, required=False, allow_null=True,
-                                    help_text="The step the gate holds (pending or running); "
-                                              "omitted: the gate holds the whole run.")
-    reason = serializers.CharField(max_length=1000,
-                                   help_text="Why approval is needed, shown to approvers.")
+    step_id = StrictCharField(max_length=200, required=False, allow_null=True,
+                              help_text="The step the gate holds (pending or running); "
+                                        "omitted: the gate holds the whole run.")
+    reason = StrictCharField(max_length=1000,
+                             help_text="Why approval is needed, shown to approvers.")
     required_approvals = serializers.IntegerField(
         min_value=1, max_value=MAX_APPROVALS, required=False,
         help_text="How many distinct approvers must approve (default 1).")
-    approver_group = serializers.CharField(max_length=150, required=False,
-                                           help_text="Only members of this tenant group may "
-                                                     "vote (default `approvers`).")
+    approver_group = StrictCharField(max_length=150, required=False,
+                                     help_text="Only members of this tenant group may "
+                                               "vote (default `approvers`).")
     expires_in = serializers.IntegerField(
         min_value=1, max_value=MAX_EXPIRES_IN, required=False, allow_null=True,
         help_text="Seconds until the gate times out; null or omitted: never.")
     on_timeout = serializers.ChoiceField(choices=["reject", "escalate"], required=False,
                                          help_text="What a timeout does: reject the gate, "
                                                    "or hand it to `escalate_to`.")
-    escalate_to = serializers.CharField(max_length=150, required=False, allow_blank=True,
-                                        help_text="The group a timed-out gate escalates to.")
+    escalate_to = StrictCharField(max_length=150, required=False, allow_blank=True,
+                                  help_text="The group a timed-out gate escalates to.")
     input_schema = JSONObjectField(required=False, allow_null=True,
                                    help_text="A JSON Schema the approver's `input` must match.")
 
@@ -160,8 +170,8 @@ class GateRequestIn(serializers.Serializer):
 class GateVoteIn(serializers.Serializer):
     decision = serializers.ChoiceField(choices=["approve", "reject"],
                                        help_text="The vote; one reject rejects the gate.")
-    comment = serializers.CharField(max_length=4000, required=False, allow_blank=True,
-                                    default="", help_text="Why, kept with the vote.")
+    comment = StrictCharField(max_length=4000, required=False, allow_blank=True,
+                              default="", help_text="Why, kept with the vote.")
     input = HashableJSONField(required=False, allow_null=True, default=None,
                               help_text="Data the approver adds (must match the gate's "
                                         "`input_schema` when it has one).")
