@@ -27,6 +27,8 @@ TITLES = {
     Code.API_CLIENT_CHANGED: "API client '{name}' {action}",
     Code.WEBHOOK_ENDPOINT_CHANGED: "Webhook endpoint '{name}' {action}",
     Code.MEMBERSHIP_CHANGED: "Membership of '{user}' {action}",
+    Code.SCHEDULE_CHANGED: "Schedule '{schedule}' {action}",
+    Code.SCHEDULE_SLOTS_SKIPPED: "Schedule '{schedule}' skipped {count} slot(s)",
     Code.CHECKPOINT_SEALED: "Checkpoint sealed",
     Code.SIGNING_KEY_IN_SERVICE: "Signing key {key_id} put in service",
 }

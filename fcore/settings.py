@@ -432,6 +432,12 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_BEAT_SCHEDULE["audit-seal-checkpoints"] = {
     "task": "audit.tasks.seal_checkpoints", "schedule": float(FCORE_CHECKPOINT_INTERVAL_S)}
+# Schedules (runs.beat, docs/workflows.md): how often beat looks for due slots, and how far
+# back a due slot still runs (older ones missed while beat was down are recorded skipped).
+FCORE_SCHEDULE_INTERVAL_S = float(os.environ.get("FCORE_SCHEDULE_INTERVAL_S", "30"))
+FCORE_SCHEDULE_CATCHUP_S = int(os.environ.get("FCORE_SCHEDULE_CATCHUP_S", "120"))
+CELERY_BEAT_SCHEDULE["schedules-start-due"] = {
+    "task": "runs.tasks.start_due_schedules", "schedule": FCORE_SCHEDULE_INTERVAL_S}
 
 # Federation Core's own settings.
 FCORE_TOKEN_MAX_LIFETIME_S = 3600

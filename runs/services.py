@@ -41,10 +41,11 @@ OPERATOR_TARGETS = {
 
 def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int | None = None,
                idempotency_key: str | None = None, metadata: dict | None = None,
-               actor_key: str = "") -> tuple[Run, bool]:
+               actor_key: str = "", schedule: str | None = None) -> tuple[Run, bool]:
     """Create a run of the pinned definition version; returns (run, created).
 
-    `actor_key` is the key id of the API client acting (four-eyes per key).
+    `actor_key` is the key id of the API client acting (four-eyes per key); `schedule`
+    the name of the schedule starting it (beat), recorded in `FC-RUN-001`.
 
     A replayed idempotency key with the same request returns the first run; with a
     different request it is a 409 `idempotency_conflict`.
@@ -75,7 +76,8 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
                           "version": definition.version, "input_hash": json_hash(input),
                           "idempotency_key": idempotency_key or None,
                           "key": actor_key or None,
-                          "steps": [s["id"] for s in definition.steps]})
+                          "steps": [s["id"] for s in definition.steps],
+                          **({"schedule": schedule} if schedule else {})})
                 # Born running: the first steps are decided in the creating transaction
                 # (nobody else sees the run before it commits).
                 engine.run_start(run, engine.steps_of(run))

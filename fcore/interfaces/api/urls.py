@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import audit_views, gate_views, policy_views, views
+from . import audit_views, gate_views, policy_views, schedule_views, views
 
 run_patterns = [
     path("runs/<str:run_id>/status", views.RunStatusUpdate.as_view()),
@@ -26,6 +26,7 @@ workflows_urlpatterns = [
     path("audit/verify/<int:verification_id>", audit_views.AuditVerificationDetail.as_view(),
          name="audit-verify-detail"),
     path("audit/keys", audit_views.AuditKeys.as_view(), name="audit-keys"),
+    path("schedules", schedule_views.ScheduleList.as_view(), name="schedules"),
 ]
 
 alias_urlpatterns = [
