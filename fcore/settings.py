@@ -477,3 +477,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("FCORE_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
+
+# The append-only audit log of a tenant is named `<FCORE_LOG_ORIGIN>/<tenant slug>`: the
+# origin line of its C2SP checkpoints and the key name of their signatures. Set it once
+# (a schema-less URL of this deployment); changing it renames every log (audit.log).
+FCORE_LOG_ORIGIN = os.environ.get("FCORE_LOG_ORIGIN", "fcore.invalid/audit")
