@@ -15,6 +15,7 @@ Unknown fields are refused everywhere, in the legacy `checkpoint` section too.
 import base64
 import binascii
 import json
+from datetime import datetime
 
 from . import dsse, merkle, merkle_log, note, signing
 from .jcs import CANONICAL_ERRORS, canonical
@@ -206,3 +207,33 @@ def pack_keys(pack: dict, pinned: list[bytes]) -> dict[str, bytes]:
         return {signing.key_id(raw): raw for raw in pinned}
     raw = signing.public_key_parse(pack["checkpoint"]["public_key"])
     return {signing.key_id(raw): raw}
+
+
+def keys_read(text: str) -> tuple[list[bytes], dict[str, datetime]]:
+    """(public keys, {key id: retired_at}) of a saved `GET /workflows/audit/keys` answer."""
+    try:
+        rows = json.loads(text)
+        keys, retired = [], {}
+        for row in rows:
+            raw = signing.public_key_parse(row["public_key"])
+            keys.append(raw)
+            if row.get("retired_at"):
+                retired[signing.key_id(raw)] = datetime.fromisoformat(row["retired_at"])
+    except (ValueError, TypeError, KeyError, signing.BadKey) as exc:
+        raise LogFailure("--keys", f"is not a saved GET /workflows/audit/keys answer ({exc})") \
+            from None
+    return keys, retired
+
+
+def check_retired(checkpoint: dict, retired: dict[str, datetime]) -> None:
+    """A checkpoint dated after its key's `retired_at` is refused."""
+    when = retired.get(checkpoint["key_id"])
+    if when is None:
+        return
+    try:
+        signed_at = datetime.fromisoformat(checkpoint["at"])
+    except (TypeError, ValueError):
+        raise LogFailure("checkpoint.at", "is not a time") from None
+    if signed_at > when:
+        raise LogFailure("checkpoint.at", f"is after key {checkpoint['key_id']} was retired "
+                                          f"({when.isoformat()})")

@@ -51,7 +51,14 @@ from .hashing import (
 )
 from .jcs import CANONICAL_ERRORS, canonical
 from .messages import event_message
-from .verify_log import LogFailure, check_checkpoint_fields, check_log, pack_keys
+from .verify_log import (
+    LogFailure,
+    check_checkpoint_fields,
+    check_log,
+    check_retired,
+    keys_read,
+    pack_keys,
+)
 from .verify_log import check_attestation as check_envelope
 
 PACK_FORMAT = "fc-evidence/2"
@@ -330,9 +337,11 @@ def check_checkpoint(pack: dict, events: list[dict], pinned: list[bytes]) -> str
             f"{leaf['stream']}#{leaf['seq']} in a tree of {size}")
 
 
-def verify_pack(pack, *, public_keys: list[bytes] = (), kept: str | None = None) -> list[str]:
+def verify_pack(pack, *, public_keys: list[bytes] = (), kept: str | None = None,
+                retired: dict | None = None) -> list[str]:
     """Check a parsed pack; returns what was verified, raises `Failure` at the first fault.
-    `kept`: a checkpoint (signed note) the auditor kept earlier."""
+    `kept`: a checkpoint (signed note) the auditor kept earlier; `retired`: {key id:
+    retired_at} (a checkpoint dated after its key's retirement is refused)."""
     _need(pack, dict, "pack")
     if pack.get("format") in OLD_FORMATS:
         raise Failure("format", f"{pack['format']}: {OLD_FORMATS[pack['format']]}")
@@ -352,6 +361,7 @@ def verify_pack(pack, *, public_keys: list[bytes] = (), kept: str | None = None)
     check_decisions_and_gates(pack, events)
     anchored = check_checkpoint(pack, events, list(public_keys))
     try:
+        check_retired(pack["checkpoint"], retired or {})
         keys = pack_keys(pack, list(public_keys))
         logged = check_log(pack, events, keys, kept)
         attested = check_envelope(pack, keys)
@@ -370,6 +380,10 @@ def main(argv=None, prog: str = f"python -m {__package__}.verify_pack") -> int:
     parser.add_argument("--public-key", action="append", default=[], dest="keys",
                         help="trusted Ed25519 public key: base64 of the raw 32 bytes, or a "
                              "file holding it (or PEM); repeatable")
+    parser.add_argument("--keys", metavar="FILE", dest="keys_file",
+                        help="the keys to trust, a saved GET /workflows/audit/keys answer: "
+                             "pins them all, and refuses a checkpoint dated after its key's "
+                             "retired_at")
     parser.add_argument("--since-checkpoint", metavar="FILE", dest="kept",
                         help="a checkpoint of the tenant's log (C2SP signed note) kept "
                              "earlier: the pack's log must extend it")
@@ -381,11 +395,18 @@ def main(argv=None, prog: str = f"python -m {__package__}.verify_pack") -> int:
             pinned.append(signing.public_key_parse(text))
         pack = json.loads(Path(args.pack).read_text(encoding="utf-8"))
         kept = Path(args.kept).read_text(encoding="utf-8") if args.kept else None
+        retired = {}
+        if args.keys_file:
+            listed, retired = keys_read(Path(args.keys_file).read_text(encoding="utf-8"))
+            pinned.extend(listed)
+    except LogFailure as exc:
+        print(f"cannot read: {exc.path}: {exc.problem}", file=sys.stderr)
+        return 2
     except (OSError, ValueError, RecursionError) as exc:
         print(f"cannot read: {exc}", file=sys.stderr)
         return 2
     try:
-        lines = verify_pack(pack, public_keys=pinned, kept=kept)
+        lines = verify_pack(pack, public_keys=pinned, kept=kept, retired=retired)
     except Failure as failure:
         print(f"FAILED {failure}")
         return 1

@@ -4,7 +4,9 @@ and retired keys and pinned keys are honoured."""
 
 import base64
 import copy
+import datetime
 import hashlib
+import json
 import os
 
 import pytest
@@ -256,3 +258,22 @@ def test_the_attestation_endpoint_serves_the_packs_envelope(api, completed_run):
     pending = _new_run(api)
     response = api.get(f"/workflows/runs/{pending}/attestation")
     assert response.status_code == 409 and response.json()["code"] == "conflict"
+
+
+def test_verify_pack_refuses_a_checkpoint_signed_after_its_key_was_retired(
+        api, completed_run, tmp_path):
+    from audit.verify_pack import main
+
+    pack = api.get(f"/workflows/runs/{completed_run}/evidence").json()
+    pack_path, keys_path = tmp_path / "pack.json", tmp_path / "keys.json"
+    pack_path.write_text(json.dumps(pack), encoding="utf-8")
+    keys = _keys(api)
+    keys_path.write_text(json.dumps(keys), encoding="utf-8")
+    assert main([str(pack_path), "--keys", str(keys_path)]) == 0
+    keys[-1]["retired_at"] = "2000-01-01T00:00:00Z"  # retired long before it signed
+    keys_path.write_text(json.dumps(keys), encoding="utf-8")
+    assert main([str(pack_path), "--keys", str(keys_path)]) == 1
+    with pytest.raises(Failure, match="checkpoint.at: is after key .* was retired"):
+        verify_pack(pack, public_keys=[_b64(keys[-1]["public_key"])],
+                    retired={keys[-1]["key_id"]: datetime.datetime(
+                        2000, 1, 1, tzinfo=datetime.UTC)})
