@@ -277,3 +277,37 @@ def test_verify_pack_refuses_a_checkpoint_signed_after_its_key_was_retired(
         verify_pack(pack, public_keys=[_b64(keys[-1]["public_key"])],
                     retired={keys[-1]["key_id"]: datetime.datetime(
                         2000, 1, 1, tzinfo=datetime.UTC)})
+
+
+def test_migration_0009_appends_the_heads_of_earlier_checkpoints(api, pt004, completed_run,
+                                                                  grown_log):
+    import importlib
+
+    from django.apps import apps
+
+    backfill = importlib.import_module("audit.migrations.0009_log_leaves").leaves_backfill
+    before = list(LogLeaf.objects.filter(tenant=pt004).order_by("index")
+                  .values_list("index", "stream", "seq", "hash", "leaf_hash", "checkpoint_id"))
+    roots = list(Checkpoint.objects.filter(tenant=pt004).order_by("seq")
+                 .values_list("log_size", "log_root", "log_frontier"))
+    LogLeaf.objects.filter(tenant=pt004).delete()  # as before the log existed
+    Checkpoint.objects.filter(tenant=pt004).update(log_size=None, log_root="", log_frontier=[],
+                                                   note="")
+    backfill(apps, None)
+    after = list(LogLeaf.objects.filter(tenant=pt004).order_by("index")
+                 .values_list("index", "stream", "seq", "hash", "leaf_hash", "checkpoint_id"))
+    assert after == before
+    assert list(Checkpoint.objects.filter(tenant=pt004).order_by("seq")
+                .values_list("log_size", "log_root", "log_frontier")) == roots
+    assert api.get("/workflows/audit/checkpoint").status_code == 404  # nothing signed yet
+    assert audit_verify(tenant_ids=[pt004.id]).ok
+    _new_run(api)
+    checkpoint = checkpoint_seal(tenant=pt004)  # the first note covers the old heads too
+    assert checkpoint.log_size > roots[-1][0]
+    answer = api.get(f"/workflows/audit/proof/inclusion?index=0&size={checkpoint.log_size}")
+    assert merkle_log.inclusion_valid(_b64(answer.json()["leaf_hash"]), 0, checkpoint.log_size,
+                                      [_b64(p) for p in answer.json()["proof"]],
+                                      bytes.fromhex(checkpoint.log_root))
+    pack = api.get(f"/workflows/runs/{completed_run}/evidence").json()  # an old checkpoint
+    assert pack["log"]["tree_size"] == checkpoint.log_size  # proved in the latest note
+    verify_pack(pack)
