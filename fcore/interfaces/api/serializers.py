@@ -455,11 +455,11 @@ ERROR_RESPONSES = error_responses(400, 401, 403, 404, 409, 429)
 
 
 class EvidencePackOut(serializers.Serializer):
-    """The evidence pack (`fc-evidence/1`, docs/audit-format.md): everything needed to check
+    """The evidence pack (`fc-evidence/2`, docs/audit-format.md): everything needed to check
     the run offline with `python -m audit.verify_pack`. Its sections are described here by
     name; their full layout is in docs/audit-format.md."""
 
-    format = serializers.CharField(help_text="The pack's format: `fc-evidence/1`.")
+    format = serializers.CharField(help_text="The pack's format: `fc-evidence/2`.")
     generated_at = serializers.CharField(help_text=AT_HELP.format("the pack was made"))
     run = RunSummaryOut(help_text="The run, as in GET /workflows/runs.")
     definition = serializers.DictField(required=False,
