@@ -133,7 +133,7 @@ def test_generated_client_drives_a_pt004_run_through_its_gate(generated, api):
     receipts = harness(receipt, str(run.run_id)).parsed
     assert receipts.verified is True and receipts.workflow_hash == done.workflow_hash
     pack = harness(evidence, str(run.run_id)).parsed
-    assert isinstance(pack, models.EvidencePackOut) and pack.format_ == "fc-evidence/1"
+    assert isinstance(pack, models.EvidencePackOut) and pack.format_ == "fc-evidence/2"
     assert pack.run.run_id == run.run_id and pack.workflow_hash == done.workflow_hash
     assert len(pack.receipts) == 5
 
