@@ -477,3 +477,31 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("FCORE_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
+
+# Health, readiness and metrics (fcore.interfaces.health, fcore.metrics; docs/operations.md
+# "Health, readiness and metrics"). `/readyz` answers 503 when a part is past its limit:
+# beat's heartbeat task runs every FCORE_HEARTBEAT_INTERVAL_S and is stale after
+# FCORE_READY_BEAT_MAX_AGE_S; an audit change not under a checkpoint after
+# FCORE_READY_CHECKPOINT_MAX_AGE_S (default: 3 checkpoint intervals + 60 s) fails it; so
+# does a webhook delivery or email still undelivered FCORE_READY_BACKLOG_MAX_AGE_S after it
+# was queued, once there are more than FCORE_READY_BACKLOG_MAX such.
+FCORE_HEARTBEAT_INTERVAL_S = float(os.environ.get("FCORE_HEARTBEAT_INTERVAL_S", "15"))
+FCORE_READY_BEAT_MAX_AGE_S = float(os.environ.get("FCORE_READY_BEAT_MAX_AGE_S", "120"))
+FCORE_READY_CHECKPOINT_MAX_AGE_S = float(os.environ.get(
+    "FCORE_READY_CHECKPOINT_MAX_AGE_S", str(3 * FCORE_CHECKPOINT_INTERVAL_S + 60)))
+FCORE_READY_BACKLOG_MAX_AGE_S = float(os.environ.get("FCORE_READY_BACKLOG_MAX_AGE_S", "900"))
+FCORE_READY_BACKLOG_MAX = int(os.environ.get("FCORE_READY_BACKLOG_MAX", "0"))
+FCORE_READY_TIMEOUT_S = float(os.environ.get("FCORE_READY_TIMEOUT_S", "3"))
+CELERY_BEAT_SCHEDULE["fcore-heartbeat"] = {
+    "task": "fcore.tasks.heartbeat", "schedule": FCORE_HEARTBEAT_INTERVAL_S}
+# Counters and histograms kept as events happen, by every web and worker process, in
+# prometheus_client's multiprocess mode: one file per process in this directory (set
+# before prometheus_client is first imported; clear it when the machine's FC processes
+# are all stopped, e.g. systemd ExecStartPre). `/metrics` adds them up.
+FCORE_METRICS_DIR = Path(os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics"))).resolve()
+FCORE_METRICS_DIR.mkdir(parents=True, exist_ok=True)
+# outermost: the request figures time everything below it (fcore.metrics)
+MIDDLEWARE.insert(0, "fcore.metrics.HttpMetricsMiddleware")
+if PRODUCTION:  # probes over plain HTTP, like /healthz
+    SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^readyz$"]
