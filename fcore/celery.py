@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fcore.settings")
 app = Celery("fcore")
@@ -42,3 +42,11 @@ def _task_metrics_end(**kwargs) -> None:
     from fcore.metrics import task_ended
 
     task_ended(**kwargs)
+
+
+@worker_ready.connect
+def _worker_metrics(**kwargs) -> None:
+    """FCORE_WORKER_METRICS_PORT: the worker serves its machine's figures (fcore.metrics)."""
+    from fcore.metrics import worker_metrics_serve
+
+    worker_metrics_serve(**kwargs)

@@ -85,6 +85,21 @@ class HttpMetricsMiddleware:
 _task_started: dict[str, float] = {}
 
 
+def worker_metrics_serve(**_kwargs) -> None:
+    """celery.signals.worker_ready: with FCORE_WORKER_METRICS_PORT set, the worker's main
+    process serves the figures of this machine's processes (the multiprocess files) on
+    that port, for a worker on a machine or container without a web process."""
+    port = settings.FCORE_WORKER_METRICS_PORT
+    if not port:
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(settings.FCORE_METRICS_DIR))
+    start_http_server(port, addr=settings.FCORE_WORKER_METRICS_HOST, registry=registry)
+
+
 def task_started(task_id=None, **_kwargs) -> None:
     """celery.signals.task_prerun"""
     if task_id:

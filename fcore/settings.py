@@ -501,6 +501,10 @@ CELERY_BEAT_SCHEDULE["fcore-heartbeat"] = {
 FCORE_METRICS_DIR = Path(os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics"))).resolve()
 FCORE_METRICS_DIR.mkdir(parents=True, exist_ok=True)
+# A worker on a machine (or container) of its own, without a web process to scrape, serves
+# its machine's figures on this port (plain HTTP, no token: keep it on a private address).
+FCORE_WORKER_METRICS_PORT = int(os.environ.get("FCORE_WORKER_METRICS_PORT", "0"))
+FCORE_WORKER_METRICS_HOST = os.environ.get("FCORE_WORKER_METRICS_HOST", "127.0.0.1")
 # outermost: the request figures time everything below it (fcore.metrics)
 MIDDLEWARE.insert(0, "fcore.metrics.HttpMetricsMiddleware")
 if PRODUCTION:  # probes over plain HTTP, like /healthz
