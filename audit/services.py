@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from fcore.metrics import AUDIT_EVENTS, count_on_commit
+from fcore.wakeups import stream_moved
 
 from .hashing import GENESIS_HASH, event_hash, format_at
 from .models import AuditEvent, AuditStream
@@ -102,6 +103,7 @@ class StreamWriter:
         if events:
             count_on_commit(AUDIT_EVENTS, amount=len(events))
             self.row.head_seq, self.row.head_hash = events[-1].seq, events[-1].hash
+            stream_moved(self.stream, events[-1].seq)  # its waiters, once this commits
         return events
 
     def flush(self) -> None:

@@ -181,6 +181,16 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 else:
     _db["TEST"] = {"NAME": os.environ.get("FCORE_TEST_DB_NAME", "test_fcore")}
     _db.setdefault("OPTIONS", {}).update(_prepared_statements())
+    if _env_bool("FCORE_DB_POOL", False):
+        # The web server's threads share a pool of FCORE_DB_POOL_SIZE connections per
+        # process (psycopg_pool, Django's `pool` option) instead of holding one persistent
+        # connection each: `fc web` turns it on (docs/operations.md, "Worker model").
+        # No health check query at each checkout (Django's CONN_HEALTH_CHECKS would make
+        # the pool run one): the pool drops a broken connection when it is given back.
+        _db["CONN_MAX_AGE"], _db["CONN_HEALTH_CHECKS"] = 0, False
+        _db["OPTIONS"]["pool"] = {
+            "min_size": 1, "max_size": int(os.environ.get("FCORE_DB_POOL_SIZE", "16")),
+            "timeout": 10}
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -410,6 +420,12 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_BEAT_SCHEDULE["audit-seal-checkpoints"] = {
     "task": "audit.tasks.seal_checkpoints", "schedule": float(FCORE_CHECKPOINT_INTERVAL_S)}
+# Schedules (runs.beat, docs/workflows.md): how often beat looks for due slots, and how far
+# back a due slot still runs (older ones missed while beat was down are recorded skipped).
+FCORE_SCHEDULE_INTERVAL_S = float(os.environ.get("FCORE_SCHEDULE_INTERVAL_S", "30"))
+FCORE_SCHEDULE_CATCHUP_S = int(os.environ.get("FCORE_SCHEDULE_CATCHUP_S", "120"))
+CELERY_BEAT_SCHEDULE["schedules-start-due"] = {
+    "task": "runs.tasks.start_due_schedules", "schedule": FCORE_SCHEDULE_INTERVAL_S}
 
 # Federation Core's own settings.
 FCORE_TOKEN_MAX_LIFETIME_S = 3600
@@ -478,6 +494,12 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
+# Waiting reads (`GET /workflows/runs/{id}?wait_s=…`, fcore.wakeups): Redis pub/sub at this
+# URL, by default the Celery broker's when it is Redis; empty: stamp files under VAR_DIR.
+FCORE_WAKEUP_URL = os.environ.get(
+    "FCORE_WAKEUP_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
+# The web server's threads per worker process (gunicorn gthread; docs/operations.md).
+FCORE_WEB_THREADS = int(os.environ.get("FCORE_WEB_THREADS", "128"))
 # Health, readiness and metrics (fcore.interfaces.health, fcore.metrics; docs/operations.md
 # "Health, readiness and metrics"). `/readyz` answers 503 when a part is past its limit:
 # beat's heartbeat task runs every FCORE_HEARTBEAT_INTERVAL_S and is stale after

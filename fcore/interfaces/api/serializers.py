@@ -70,6 +70,27 @@ class RunListQuery(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=200, required=False)
 
 
+class RunDetailQuery(serializers.Serializer):
+    """Query parameters of `GET /workflows/runs/{run_id}` (checked: bad values are a 400)."""
+
+    include_logs = serializers.BooleanField(
+        required=False, default=False, help_text="Add the run's audit events (`logs`).")
+    wait_s = serializers.FloatField(
+        required=False, min_value=0, max_value=30,
+        help_text="Wait up to this many seconds (0–30) for the run's audit stream to pass "
+                  "`after_seq`; the answer comes as soon as it does, or after `wait_s` "
+                  "unchanged. Needs `after_seq`.")
+    after_seq = serializers.IntegerField(
+        required=False, min_value=0, max_value=2**63 - 1,
+        help_text="The `audit_seq` of the run as last seen: the waiting read answers once "
+                  "the stream is past it.")
+
+    def validate(self, attrs):
+        if "wait_s" in attrs and "after_seq" not in attrs:
+            raise serializers.ValidationError({"after_seq": ["Required with wait_s."]})
+        return attrs
+
+
 class AuditListQuery(serializers.Serializer):
     """Query parameters of `GET /workflows/audit`."""
 
@@ -92,6 +113,10 @@ class StepReportIn(serializers.Serializer):
     error = HashableJSONField(required=False, allow_null=True, default=None)
     attempt = serializers.IntegerField(min_value=1, max_value=POSITIVE_INT_MAX, required=False,
                                        allow_null=True)
+    lease_token = serializers.CharField(
+        max_length=200, required=False, allow_null=True,
+        help_text="The lease token of a claimed step (POST /workflows/tasks/claim); "
+                  "omit it for a step nobody claimed")
 
 
 class GateRequestIn(serializers.Serializer):
@@ -201,13 +226,21 @@ class RunOut(RunSummaryOut):
     decisions = DecisionOut(many=True, source="decisions_list")
     gates = GateOut(many=True, source="gates_list")
     logs = EventOut(many=True, source="logs_list", required=False)
+    audit_seq = serializers.IntegerField(
+        required=False, read_only=True,
+        help_text="Seq of the run's audit stream when it was read (read before the run): "
+                  "pass it as `after_seq` with `wait_s` to wait for the next change. "
+                  "In `GET /workflows/runs/{run_id}` answers only.")
 
     class Meta(RunSummaryOut.Meta):
-        fields = RunSummaryOut.Meta.fields + ["steps", "decisions", "gates", "logs"]
+        fields = RunSummaryOut.Meta.fields + ["steps", "decisions", "gates", "logs",
+                                              "audit_seq"]
 
     def to_representation(self, instance):
         if not hasattr(instance, "logs_list"):
             self.fields.pop("logs", None)
+        if not hasattr(instance, "audit_seq"):
+            self.fields.pop("audit_seq", None)
         return super().to_representation(instance)
 
 

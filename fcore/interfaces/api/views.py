@@ -6,7 +6,7 @@ tenant's object is a 404.
 """
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status as http
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,7 +15,7 @@ from audit.stored import events_marked, events_readable, with_data_text
 from fcore.errors import ErrorCode
 from fcore.tenancy import RUN_STATUS_SCOPE
 from gates.services import Voter
-from runs import selectors, services
+from runs import selectors, services, waits
 from runs.verification import run_receipts_verify
 
 from . import serializers as s
@@ -51,17 +51,15 @@ def _validated_query(serializer_class, request):
     return serializer.validated_data
 
 
-def render_run(run, *, include_logs: bool = False) -> dict:
+def render_run(run, *, include_logs: bool = False, audit_seq: int | None = None) -> dict:
+    if audit_seq is not None:
+        run.audit_seq = audit_seq
     run.steps_list = list(selectors.run_steps(run))
     run.decisions_list = list(selectors.run_decisions(run))
     run.gates_list = list(selectors.run_gates(run))
     if include_logs:
         run.logs_list = events_readable(selectors.run_events(run).select_related("stream"))
     return s.RunOut(run).data
-
-
-def _flag(request, name: str) -> bool:
-    return request.query_params.get(name, "").lower() in {"1", "true", "yes"}
 
 
 class RunListCreate(APIView):
@@ -96,12 +94,20 @@ class RunListCreate(APIView):
 class RunDetail(APIView):
     required_scopes = {"GET": "runs:read", "PATCH": RUN_STATUS_SCOPE}
 
-    @extend_schema(parameters=[OpenApiParameter("include_logs", bool)],
-                   responses={200: s.RunOut, **ERRORS})
+    @extend_schema(parameters=[s.RunDetailQuery], responses={200: s.RunOut, **ERRORS})
     def get(self, request, run_id):
-        """The run with steps, decisions and gates; `?include_logs=true` adds its events."""
-        run = selectors.run_get(request.principal.tenant, run_id)
-        return Response(render_run(run, include_logs=_flag(request, "include_logs")))
+        """The run with steps, decisions and gates; `?include_logs=true` adds its events.
+        With `?wait_s=N&after_seq=S` a waiting read: answers as soon as the run's audit
+        stream passes seq S, or after N seconds (at most 30) unchanged."""
+        query = _validated_query(s.RunDetailQuery, request)
+        tenant = request.principal.tenant
+        if "wait_s" in query:
+            run = selectors.run_get(tenant, run_id)  # another tenant's run: 404, no wait
+            seq = waits.run_wait(run, after_seq=query["after_seq"], wait_s=query["wait_s"])
+        else:
+            seq = waits.run_seq(run_id)
+        run = selectors.run_get(tenant, run_id)  # read after its seq: at least as new
+        return Response(render_run(run, include_logs=query["include_logs"], audit_seq=seq))
 
 
 class RunStatusUpdate(APIView):
@@ -134,10 +140,12 @@ class StepReport(APIView):
         """An external executor reports its step succeeded or failed."""
         data = _validated(s.StepReportIn, request)
         tenant = request.principal.tenant
-        services.step_report(tenant=tenant, run_id=selectors.run_get(tenant, run_id).run_id,
-                             step_id=step_id, actor=request.principal.actor,
-                             status=data["status"], output=data["output"],
-                             error=data["error"], attempt=data.get("attempt"))
+        # the service's run lock is tenant-scoped: another tenant's run is a 404 there
+        services.step_report(tenant=tenant, run_id=run_id, step_id=step_id,
+                             actor=request.principal.actor, status=data["status"],
+                             output=data["output"], error=data["error"],
+                             attempt=data.get("attempt"),
+                             lease_token=data.get("lease_token"))
         return Response(render_run(selectors.run_get(tenant, run_id)))
 
 
@@ -181,10 +189,9 @@ class GateDetail(APIView):
         """Vote approve or reject; the gate resolves on quorum or on the first reject."""
         data = _validated(s.GateVoteIn, request)
         principal = request.principal
-        run = selectors.run_get(principal.tenant, run_id)
         voter = Voter(actor=principal.actor, groups=principal.groups, key=principal.kid)
-        gate = services.run_gate_vote(
-            tenant=principal.tenant, run_id=run.run_id, gate_id=gate_id, voter=voter,
+        gate = services.run_gate_vote(  # its run lock is tenant-scoped (404 for another's)
+            tenant=principal.tenant, run_id=run_id, gate_id=gate_id, voter=voter,
             decision=data["decision"], comment=data["comment"], data=data["input"])
         return Response(s.GateOut(selectors.gate_get(principal.tenant, gate.id)).data)
 
