@@ -92,3 +92,15 @@ class ApiClient(models.Model):
     @property
     def scope_set(self) -> set[str]:
         return set(self.scopes.split())
+
+
+class Heartbeat(models.Model):
+    """The last tick of a periodic process (`fcore.heartbeats`): one row per name, updated in
+    place. `beat` is written by a task that beat schedules and a worker runs, so its age
+    says whether beat, the broker and a worker still work together (`/readyz`)."""
+
+    name = models.CharField(max_length=32, unique=True)
+    at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.at.isoformat()}"

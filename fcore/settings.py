@@ -526,3 +526,34 @@ FCORE_WEB_THREADS = int(os.environ.get("FCORE_WEB_THREADS", "128"))
 # origin line of its C2SP checkpoints and the key name of their signatures. Set it once
 # (a schema-less URL of this deployment); changing it renames every log (audit.log).
 FCORE_LOG_ORIGIN = os.environ.get("FCORE_LOG_ORIGIN", "fcore.invalid/audit")
+# Health, readiness and metrics (fcore.interfaces.health, fcore.metrics; docs/operations.md
+# "Health, readiness and metrics"). `/readyz` answers 503 when a part is past its limit:
+# beat's heartbeat task runs every FCORE_HEARTBEAT_INTERVAL_S and is stale after
+# FCORE_READY_BEAT_MAX_AGE_S; an audit change not under a checkpoint after
+# FCORE_READY_CHECKPOINT_MAX_AGE_S (default: 3 checkpoint intervals + 60 s) fails it; so
+# does a webhook delivery or email still undelivered FCORE_READY_BACKLOG_MAX_AGE_S after it
+# was queued, once there are more than FCORE_READY_BACKLOG_MAX such.
+FCORE_HEARTBEAT_INTERVAL_S = float(os.environ.get("FCORE_HEARTBEAT_INTERVAL_S", "15"))
+FCORE_READY_BEAT_MAX_AGE_S = float(os.environ.get("FCORE_READY_BEAT_MAX_AGE_S", "120"))
+FCORE_READY_CHECKPOINT_MAX_AGE_S = float(os.environ.get(
+    "FCORE_READY_CHECKPOINT_MAX_AGE_S", str(3 * FCORE_CHECKPOINT_INTERVAL_S + 60)))
+FCORE_READY_BACKLOG_MAX_AGE_S = float(os.environ.get("FCORE_READY_BACKLOG_MAX_AGE_S", "900"))
+FCORE_READY_BACKLOG_MAX = int(os.environ.get("FCORE_READY_BACKLOG_MAX", "0"))
+FCORE_READY_TIMEOUT_S = float(os.environ.get("FCORE_READY_TIMEOUT_S", "3"))
+CELERY_BEAT_SCHEDULE["fcore-heartbeat"] = {
+    "task": "fcore.tasks.heartbeat", "schedule": FCORE_HEARTBEAT_INTERVAL_S}
+# Counters and histograms kept as events happen, by every web and worker process, in
+# prometheus_client's multiprocess mode: one file per process in this directory (set
+# before prometheus_client is first imported; clear it when the machine's FC processes
+# are all stopped, e.g. systemd ExecStartPre). `/metrics` adds them up.
+FCORE_METRICS_DIR = Path(os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics"))).resolve()
+FCORE_METRICS_DIR.mkdir(parents=True, exist_ok=True)
+# A worker on a machine (or container) of its own, without a web process to scrape, serves
+# its machine's figures on this port (plain HTTP, no token: keep it on a private address).
+FCORE_WORKER_METRICS_PORT = int(os.environ.get("FCORE_WORKER_METRICS_PORT", "0"))
+FCORE_WORKER_METRICS_HOST = os.environ.get("FCORE_WORKER_METRICS_HOST", "127.0.0.1")
+# outermost: the request figures time everything below it (fcore.metrics)
+MIDDLEWARE.insert(0, "fcore.metrics.HttpMetricsMiddleware")
+if PRODUCTION:  # probes over plain HTTP, like /healthz
+    SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^readyz$"]

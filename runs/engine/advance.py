@@ -25,6 +25,7 @@ from audit.hashing import GENESIS_HASH
 from audit.services import audit_append, audit_stream_head
 from fcore.actors import ENGINE
 from fcore.errors import InvalidTransition
+from fcore.metrics import RUNS_ENDED, count_on_commit
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 from gates.models import Gate, GateStatus
 from gates.notify import run_notify
@@ -81,6 +82,7 @@ def run_transition(run: Run, name: str, *, actor: str, reason: str = "",
         run.started_at = now
     if run.status in RUN_TERMINAL:
         run.ended_at = now
+        count_on_commit(RUNS_ENDED, run.status)
     run.status_reason = reason[:500]
     run.paused_for_gate = for_gate and run.status == RunStatus.PAUSED
     run_changed(run)

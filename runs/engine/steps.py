@@ -20,6 +20,7 @@ from audit.codes import Code
 from audit.hashing import GENESIS_HASH, json_hash
 from audit.services import audit_append
 from fcore.actors import ENGINE
+from fcore.metrics import STEP_DURATION, observe_on_commit
 from gates.notify import step_ready_notify
 from gates.policies import PolicySnapshot
 
@@ -133,6 +134,7 @@ def step_finish(run: Run, steps: dict[str, StepRun], step: StepRun, *, succeeded
     unless the attempt is about to be retried (`receipt=False`)."""
     step.succeed() if succeeded else step.fail()
     step.ended_at = timezone.now()
+    observe_on_commit(STEP_DURATION, step.started_at, step.ended_at)
     step.output = output if succeeded else None
     step.error = None if succeeded else error
     step.output_hash = json_hash(step.output)
