@@ -47,8 +47,14 @@ def test_explicit_after_is_kept(steps, after):
       for bad in ("a/b", "a%2Fb", "a b", " a", "a\n", ".", "..", ".hidden", "a[0]", "a?b",
                   "a#b", "é", "x" * 101)],
     ([{"id": "a", "type": "shell"}],
-     "step 'a': type must be one of noop, external, approval, http, sleep, "
+     "step 'a': type must be one of noop, external, approval, http, sleep, workflow, "
      "python:<dotted.path>, not 'shell'"),
+    ([{"id": "a", "type": "workflow"}], "step 'a': workflow: the name of the child workflow"),
+    ([{"id": "a", "type": "workflow", "workflow": "w", "version": 0}],
+     "step 'a': version must be a positive integer"),
+    ([{"id": "a", "type": "workflow", "workflow": "w", "timeout_s": 5}],
+     "step 'a': a workflow step takes no timeout_s"),
+    ([{"id": "a", "type": "noop", "workflow": "w"}], "step 'a': only workflow steps take workflow"),
     ([{"id": "a"}], "step 'a': type must be one of"),
     ([{"id": "a", "type": "noop", "retries": 3}], "step 'a': unknown key(s) retries"),
     ([{"id": "a", "type": "noop"}, {"id": "b", "type": "noop", "after": ["a", "zz"]}],
