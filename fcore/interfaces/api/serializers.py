@@ -66,6 +66,9 @@ class RunListQuery(serializers.Serializer):
     status = serializers.ChoiceField(choices=RunStatus.values, required=False)
     workflow = serializers.CharField(max_length=200, required=False)
     created_by = serializers.CharField(max_length=200, required=False)
+    parent = serializers.UUIDField(
+        required=False,
+        help_text="Only the child runs that steps of this run started (`type: workflow`).")
     cursor = serializers.CharField(max_length=500, required=False)
     limit = serializers.IntegerField(min_value=1, max_value=200, required=False)
 
@@ -180,30 +183,46 @@ class EventOut(serializers.ModelSerializer):
         return item
 
 
+class RunParentOut(serializers.Serializer):
+    run_id = serializers.UUIDField(source="parent_run_id",
+                                   help_text="The run whose step started this one.")
+    step_id = serializers.CharField(source="parent_step_id",
+                                    help_text="The `type: workflow` step that started it.")
+
+
 class RunSummaryOut(serializers.ModelSerializer):
     tenant_id = serializers.CharField(source="tenant.slug")
     workflow = serializers.CharField(source="definition.name")
     workflow_version = serializers.IntegerField(source="definition.version")
+    parent = serializers.SerializerMethodField(
+        help_text="The run and step that started this one as a child run, or null.")
 
     class Meta:
         model = Run
         fields = ["run_id", "tenant_id", "workflow", "workflow_version", "status",
                   "status_reason", "paused_for_gate", "current_step", "step_index", "input",
                   "output", "metadata", "created_by", "idempotency_key", "created_at", "updated_at",
-                  "started_at", "ended_at", "workflow_hash"]
+                  "started_at", "ended_at", "workflow_hash", "parent"]
+
+    @extend_schema_field(RunParentOut(allow_null=True))
+    def get_parent(self, run) -> dict | None:
+        return RunParentOut(run).data if run.parent_run_id is not None else None
 
 
 class RunOut(RunSummaryOut):
     """A run with its parts; the view attaches `steps_list`, `decisions_list`,
-    `gates_list` and, with `?include_logs=true`, `logs_list`."""
+    `gates_list`, `children_list` and, with `?include_logs=true`, `logs_list`."""
 
     steps = StepOut(many=True, source="steps_list")
     decisions = DecisionOut(many=True, source="decisions_list")
     gates = GateOut(many=True, source="gates_list")
+    children = serializers.ListField(
+        child=serializers.UUIDField(), source="children_list",
+        help_text="The child runs its `type: workflow` steps started, oldest first.")
     logs = EventOut(many=True, source="logs_list", required=False)
 
     class Meta(RunSummaryOut.Meta):
-        fields = RunSummaryOut.Meta.fields + ["steps", "decisions", "gates", "logs"]
+        fields = RunSummaryOut.Meta.fields + ["children", "steps", "decisions", "gates", "logs"]
 
     def to_representation(self, instance):
         if not hasattr(instance, "logs_list"):
