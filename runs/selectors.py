@@ -37,7 +37,7 @@ def run_children(run):
 
 
 def run_steps(run):
-    return StepRun.objects.filter(run=run).order_by("index")
+    return StepRun.objects.filter(run=run).order_by("index", "id")  # instances share an index
 
 
 def run_decisions(run):
