@@ -55,7 +55,8 @@ def render_run(run, *, include_logs: bool = False) -> dict:
     run.steps_list = list(selectors.run_steps(run))
     run.decisions_list = list(selectors.run_decisions(run))
     run.gates_list = list(selectors.run_gates(run))
-    run.children_list = list(selectors.run_children(run).values_list("run_id", flat=True))
+    run.children_list = list(selectors.run_children(run).values_list("run_id", flat=True)) \
+        if any(step.step_type == "workflow" for step in run.steps_list) else []
     if include_logs:
         run.logs_list = events_readable(selectors.run_events(run).select_related("stream"))
     return s.RunOut(run).data

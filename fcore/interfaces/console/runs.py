@@ -79,7 +79,8 @@ def run_context(request, principal, run) -> dict:
     gates = [gate_row(g, principal, run=run)
              for g in gates_with_decisions(selectors.run_gates(run), decisions)]
     done = sum(1 for s in steps if s.status in STEP_DONE)
-    children = list(selectors.run_children(run).select_related("definition"))
+    children = list(selectors.run_children(run).select_related("definition")) if any(
+        s.step_type == "workflow" for s in steps) else []  # only a workflow step has any
     child_of = {c.parent_step_id: c for c in children}  # oldest first: the latest attempt's
     links = {step_id: reverse("console:run", kwargs={"run_id": c.run_id})
              for step_id, c in child_of.items()}
