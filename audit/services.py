@@ -14,6 +14,8 @@ from typing import NamedTuple
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from fcore.wakeups import stream_moved
+
 from .hashing import GENESIS_HASH, event_hash, format_at
 from .models import AuditEvent, AuditStream
 
@@ -99,6 +101,7 @@ class StreamWriter:
         events, self.pending = self.pending, []
         if events:
             self.row.head_seq, self.row.head_hash = events[-1].seq, events[-1].hash
+            stream_moved(self.stream, events[-1].seq)  # its waiters, once this commits
         return events
 
     def flush(self) -> None:

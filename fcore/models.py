@@ -66,7 +66,8 @@ class Membership(models.Model):
 class ApiClient(models.Model):
     """A machine client. Its secret is HMAC(server key, salt): the row alone cannot give it."""
 
-    SCOPES = ("runs:read", "runs:write", "gates:request", "gates:resolve", "audit:read")
+    SCOPES = ("runs:read", "runs:write", "gates:request", "gates:resolve", "audit:read",
+              "tasks:claim")
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_clients")
     name = models.CharField(max_length=200)

@@ -29,6 +29,7 @@ from fcore.actors import ENGINE
 from fcore.errors import InvalidTransition
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 from gates.models import Gate, GateStatus
+from gates.notify import run_notify
 from gates.policies import Decision
 from gates.services import gate_cancel, gate_open
 
@@ -141,11 +142,12 @@ def run_seal(run: Run, steps: dict[str, StepRun]) -> None:
         run_id=str(run.run_id), status=run.status, last_receipt_hash=last_receipt,
         stream=run.stream_name, head_seq=head_seq, head_hash=head_hash)
     run_changed(run)
-    audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code=Code.RUN_SEALED,
-                 actor=ENGINE,
-                 data={"workflow_hash": run.workflow_hash, "status": run.status,
-                       "last_receipt_hash": last_receipt, "head_seq": head_seq,
-                       "head_hash": head_hash})
+    sealed = audit_append(tenant_id=run.tenant_id, stream=run.stream_name,
+                          code=Code.RUN_SEALED, actor=ENGINE,
+                          data={"workflow_hash": run.workflow_hash, "status": run.status,
+                                "last_receipt_hash": last_receipt, "head_seq": head_seq,
+                                "head_hash": head_hash})
+    run_notify(run=run, audit_event=sealed)  # run.completed/failed/cancelled webhooks
 
 
 def _run_complete(run: Run, steps: dict[str, StepRun]) -> None:

@@ -10,20 +10,24 @@ receipt chain.
 
 import random
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from audit.codes import Code
 from audit.hashing import GENESIS_HASH, json_hash
 from audit.services import audit_append
 from fcore.actors import ENGINE
+from gates.notify import step_ready_notify
 from gates.policies import PolicySnapshot
 
-from ..definitions import is_internal
+from ..definitions import is_external, is_internal
 from ..expressions import Evaluation, StepPlan, definition_plan
 from ..models import Run, StepRun
 from ..receipts import receipt_hash
+from ..wakeups import steps_ready_announce
 from .dispatch import enqueue_execute
 from .lock import locked, step_changed
 
@@ -90,8 +94,9 @@ def step_input(run: Run, step: StepRun) -> dict:
 def step_start(run: Run, step: StepRun, *, actor: str = ENGINE, child: dict | None = None
                ) -> None:
     """pending|waiting → running, `FC-STEP-001`. An internal step gets a lease (its worker
-    renews it) and is enqueued on commit; a step with `timeout_s` gets a deadline. A
-    workflow step's event names its `child` run (`children.child_event_data`)."""
+    renews it) and is enqueued on commit; an external one is announced to executors
+    (`step.ready` webhook, waiting claims woken on commit); a step with `timeout_s` gets a
+    deadline. A workflow step's event names its `child` run (`children.child_event_data`)."""
     now = timezone.now()
     step.start()
     step.started_at = now
@@ -111,6 +116,9 @@ def step_start(run: Run, step: StepRun, *, actor: str = ENGINE, child: dict | No
                                     **(child or {})})
     if internal:
         enqueue_execute(step)
+    elif is_external(step.step_type):  # waits for an executor (DESIGN §12)
+        step_ready_notify(run=run, step=step)
+        transaction.on_commit(partial(steps_ready_announce, run.tenant_id))
 
 
 def _last_receipt(steps: dict[str, StepRun], but: StepRun) -> tuple[int, str]:

@@ -47,8 +47,8 @@ def test_explicit_after_is_kept(steps, after):
       for bad in ("a/b", "a%2Fb", "a b", " a", "a\n", ".", "..", ".hidden", "a[0]", "a?b",
                   "a#b", "é", "x" * 101)],
     ([{"id": "a", "type": "shell"}],
-     "step 'a': type must be one of noop, external, approval, http, sleep, workflow, "
-     "python:<dotted.path>, not 'shell'"),
+     "step 'a': type must be one of noop, external, external:<name>, approval, http, sleep, "
+     "workflow, python:<dotted.path>, not 'shell'"),
     ([{"id": "a", "type": "workflow"}], "step 'a': workflow: the name of the child workflow"),
     ([{"id": "a", "type": "workflow", "workflow": "w", "version": 0}],
      "step 'a': version must be a positive integer"),

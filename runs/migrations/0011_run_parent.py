@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0007_map_instances_and_output'),
+        ('runs', '0010_step_leases'),
     ]
 
     operations = [
