@@ -524,3 +524,7 @@ FCORE_WAKEUP_URL = os.environ.get(
     "FCORE_WAKEUP_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
 # The web server's threads per worker process (gunicorn gthread; docs/operations.md).
 FCORE_WEB_THREADS = int(os.environ.get("FCORE_WEB_THREADS", "128"))
+# The append-only audit log of a tenant is named `<FCORE_LOG_ORIGIN>/<tenant slug>`: the
+# origin line of its C2SP checkpoints and the key name of their signatures. Set it once
+# (a schema-less URL of this deployment); changing it renames every log (audit.log).
+FCORE_LOG_ORIGIN = os.environ.get("FCORE_LOG_ORIGIN", "fcore.invalid/audit")

@@ -7,6 +7,8 @@ from rest_framework import status as http
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit import note, signing
+from audit.log import log_origin
 from audit.models import AuditVerification, SigningKey
 from audit.verifications import audit_verification_request, audit_verifications_for_tenant
 from audit.verify import audit_verify
@@ -21,10 +23,16 @@ READ_ERRORS = error_responses(400, 401, 403, 404, 429)
 
 class SigningKeyOut(serializers.ModelSerializer):
     algorithm = serializers.SerializerMethodField(help_text="Always `Ed25519`.")
+    name = serializers.SerializerMethodField(
+        help_text="The key's C2SP signed-note key name: the tenant's log origin.")
+    vkey = serializers.SerializerMethodField(
+        help_text="The C2SP verifier key `name+hash+base64(0x01 || key)` (what "
+                  "golang.org/x/mod/sumdb/note.NewVerifier reads).")
 
     class Meta:
         model = SigningKey
-        fields = ["key_id", "algorithm", "public_key", "created_at", "retired_at"]
+        fields = ["key_id", "algorithm", "public_key", "name", "vkey", "created_at",
+                  "retired_at"]
         read_only_fields = fields  # an answer: every field is always there
         extra_kwargs = {
             "key_id": {"help_text": "The key's id, named by the checkpoints it signed."},
@@ -35,6 +43,12 @@ class SigningKeyOut(serializers.ModelSerializer):
 
     def get_algorithm(self, obj) -> str:
         return "Ed25519"
+
+    def get_name(self, obj) -> str:
+        return self.context["origin"]
+
+    def get_vkey(self, obj) -> str:
+        return note.verifier_key(self.context["origin"], signing.b64decode(obj.public_key))
 
 
 class AuditKeys(APIView):
@@ -49,7 +63,8 @@ class AuditKeys(APIView):
         registered at start-up, by `register_signing_key` and before a checkpoint is
         sealed; this read registers nothing."""
         keys = SigningKey.objects.order_by("created_at", "id")
-        return Response(SigningKeyOut(keys, many=True).data)
+        origin = log_origin(request.principal.tenant.slug)
+        return Response(SigningKeyOut(keys, many=True, context={"origin": origin}).data)
 
 
 class AuditVerificationOut(serializers.ModelSerializer):

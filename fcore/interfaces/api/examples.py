@@ -59,7 +59,7 @@ EVALUATE_OUT = {"decision": "flag", "reason": "amount above 10,000 needs approva
                 "policies": [{"policy": "pt004_spend_review", "version": 1}],
                 "gate": {"required_approvals": 1, "approver_group": "approvers"},
                 "evaluation_us": 120, "context": {"input": {"amount": 25000}}}
-EVIDENCE = {"format": "fc-evidence/1", "generated_at": AT,
+EVIDENCE = {"format": "fc-evidence/2", "generated_at": AT,
             "run": {**RUN_SUMMARY, "status": "completed", "ended_at": AT, "workflow_hash": H},
             "definition": {"name": "pt004_execution_spine", "version": 1,
                            "steps": [{"id": "step_1", "type": "external"}], "spec_hash": H},

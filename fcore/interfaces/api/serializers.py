@@ -162,7 +162,7 @@ class StepReportIn(serializers.Serializer):
         min_value=1, max_value=POSITIVE_INT_MAX, required=False, allow_null=True,
         help_text="The attempt this report is for; a report for an older attempt is a 409 "
                   "`stale_attempt`. Omitted: the current attempt.")
-    lease_token = serializers.CharField(
+    lease_token = StrictCharField(
         max_length=200, required=False, allow_null=True,
         help_text="The lease token of a claimed step (POST /workflows/tasks/claim); "
                   "omit it for a step nobody claimed.")
@@ -416,7 +416,7 @@ class RunOut(RunSummaryOut):
     logs = EventOut(many=True, source="logs_list", required=False,
                     help_text="Its audit events; only with `?include_logs=true`.")
     audit_seq = serializers.IntegerField(
-        required=False, read_only=True,
+        required=False,
         help_text="Seq of the run's audit stream when it was read (read before the run): "
                   "pass it as `after_seq` with `wait_s` to wait for the next change. "
                   "In `GET /workflows/runs/{run_id}` answers only.")
@@ -474,11 +474,11 @@ ERROR_RESPONSES = error_responses(400, 401, 403, 404, 409, 429)
 
 
 class EvidencePackOut(serializers.Serializer):
-    """The evidence pack (`fc-evidence/1`, docs/audit-format.md): everything needed to check
+    """The evidence pack (`fc-evidence/2`, docs/audit-format.md): everything needed to check
     the run offline with `python -m audit.verify_pack`. Its sections are described here by
     name; their full layout is in docs/audit-format.md."""
 
-    format = serializers.CharField(help_text="The pack's format: `fc-evidence/1`.")
+    format = serializers.CharField(help_text="The pack's format: `fc-evidence/2`.")
     generated_at = serializers.CharField(help_text=AT_HELP.format("the pack was made"))
     run = RunSummaryOut(help_text="The run, as in GET /workflows/runs.")
     definition = serializers.DictField(required=False,

@@ -12,13 +12,14 @@ from rest_framework.views import APIView
 from runs import claims, selectors
 from runs.definitions import is_external
 
-from .serializers import ERROR_RESPONSES
+from .schema import path_parameters
+from .serializers import ERROR_RESPONSES, StrictCharField
 
-TAG = "executors"
+TAG = "tasks"
 TASK_SCOPE = "tasks:claim"
 
 
-class ExternalTypeField(serializers.CharField):
+class ExternalTypeField(StrictCharField):
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
         if not is_external(value):
@@ -33,7 +34,7 @@ class ClaimIn(serializers.Serializer):
         help_text="Only steps of these types (`external`, `external:<name>`); default: "
                   "every external step. A type no workflow uses matches nothing.")
     workflows = serializers.ListField(
-        child=serializers.CharField(max_length=200), required=False, max_length=50,
+        child=StrictCharField(max_length=200), required=False, max_length=50,
         help_text="Only steps of runs of these workflows (names); default: all.")
     max = serializers.IntegerField(min_value=1, max_value=claims.MAX_TASKS, default=1,
                                    help_text="How many steps to claim at most (1–50).")
@@ -65,7 +66,7 @@ class ClaimOut(serializers.Serializer):
 
 
 class HeartbeatIn(serializers.Serializer):
-    lease_token = serializers.CharField(max_length=200, help_text="The claim's lease token.")
+    lease_token = StrictCharField(max_length=200, help_text="The claim's lease token.")
     lease_s = serializers.IntegerField(
         min_value=claims.LEASE_S_RANGE[0], max_value=claims.LEASE_S_RANGE[1], required=False,
         help_text="Extend to this many seconds from now (5–600); default: the claim's.")
@@ -83,9 +84,12 @@ CLAIM_EXAMPLE = OpenApiExample("claim", request_only=True, value={
 TASKS_EXAMPLE = OpenApiExample("tasks", response_only=True, value={"tasks": [{
     "run_id": "5f0c9d52-3f8e-4a57-9a51-0c6f3a1d2b7e", "step_id": "pay", "attempt": 1,
     "workflow": "payments", "step_type": "external:payments", "input": {"amount": 500},
-    "lease_token": "q3Vf…", "lease_expires_at": "2026-12-03T14:00:60Z"}]})
+    "lease_token": "q3Vf…", "lease_expires_at": "2026-12-03T14:01:00Z"}]})
 HEARTBEAT_EXAMPLE = OpenApiExample("heartbeat", request_only=True,
                                    value={"lease_token": "q3Vf…", "lease_s": 60})
+LEASE_EXAMPLE = OpenApiExample("lease", response_only=True, value={
+    "run_id": "5f0c9d52-3f8e-4a57-9a51-0c6f3a1d2b7e", "step_id": "pay", "attempt": 1,
+    "lease_expires_at": "2026-12-03T14:02:00Z"})
 
 
 class TaskClaim(APIView):
@@ -108,8 +112,9 @@ class StepHeartbeat(APIView):
     required_scopes = {"POST": TASK_SCOPE}
 
     @extend_schema(summary="Extend a claimed step's lease", tags=[TAG], request=HeartbeatIn,
+                   parameters=path_parameters("run_id", "step_id"),
                    responses={200: HeartbeatOut, **ERROR_RESPONSES},
-                   examples=[HEARTBEAT_EXAMPLE])
+                   examples=[HEARTBEAT_EXAMPLE, LEASE_EXAMPLE])
     def post(self, request, run_id, step_id):
         """Keep the lease while the step is executed; 409 `lease_lost` when it is not the
         step's live lease any more (expired, redelivered or reported)."""

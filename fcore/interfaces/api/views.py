@@ -5,19 +5,21 @@ Tenant scoping comes from `request.principal` (set by
 tenant's object is a 404.
 """
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status as http
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.merkle_log import ProofRangeError
 from audit.stored import events_marked, events_readable, with_data_text
-from fcore.errors import ErrorCode
+from fcore.errors import BadRequest, ErrorCode
 from fcore.tenancy import RUN_STATUS_SCOPE
 from gates.services import Voter
 from runs import selectors, services, waits
 from runs.verification import run_receipts_verify
 
 from . import examples as ex
+from . import log_views
 from . import serializers as s
 from .evidence import evidence_pack
 from .pagination import CheckedCursorPagination
@@ -265,13 +267,22 @@ class RunReceipt(APIView):
 class RunEvidence(APIView):
     required_scopes = {"GET": "audit:read"}
 
-    @extend_schema(summary="Get a run's evidence pack", tags=["evidence"], parameters=RUN,
+    @extend_schema(summary="Get a run's evidence pack", tags=["evidence"],
+                   parameters=[*RUN, OpenApiParameter(
+                       "since", int, description="The tree size of a log checkpoint you "
+                       "kept: the pack's `log.consistency` then proves the log still "
+                       "extends it.")],
                    responses={200: s.EvidencePackOut, **READ_ERRORS},
                    examples=[ex.response("a completed run's pack (shortened)", ex.EVIDENCE)])
     def get(self, request, run_id):
         """The run's evidence pack (JSON)."""
         run = selectors.run_get(request.principal.tenant, run_id)
-        response = Response(evidence_pack(run))
+        since = log_views.since_param(request)
+        try:
+            pack = evidence_pack(run, since=since)
+        except ProofRangeError as exc:
+            raise BadRequest(str(exc)) from None
+        response = Response(pack)
         response["Content-Disposition"] = f'inline; filename="evidence-{run.run_id}.json"'
         return response
 
