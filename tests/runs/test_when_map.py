@@ -290,7 +290,8 @@ def test_the_worked_example_end_to_end_through_the_api(api, approver, pt004):
     assert body["output"] == {"paid": True, "payment": {"paid": 25000}, "notified": 3,
                               "archive": {"run_id": child_id,
                                           "workflow_hash": child["workflow_hash"],
-                                          "output": {"archived": {"paid": 25000}}}}
+                                          "output": {"archived": {"payment": {"paid": 25000},
+                                                                  "payee": "ACME"}}}}
     notified = [s for s in body["steps"] if s["step_id"].startswith("notify[")]
     assert [s["output"]["input"]["to"] for s in notified] == ["a@x", "b@x", "c@x"]
     run = Run.objects.get(pk=run_id)
