@@ -198,6 +198,7 @@ def test_claim_racing_a_cancel(executor):
 @pytest.mark.parametrize("body, field", [
     ({"max": 0}, "max"), ({"max": 10_000}, "max"), ({"max": "many"}, "max"),
     ({"wait_s": 3600}, "wait_s"), ({"wait_s": -1}, "wait_s"),
+    ({"wait_s": False}, "wait_s"), ({"wait_s": "5"}, "wait_s"),
     ({"lease_s": 4}, "lease_s"), ({"lease_s": 601}, "lease_s"),
     ({"step_types": ["noop"]}, "step_types"), ({"step_types": ["bogus"]}, "step_types"),
     ({"step_types": "external"}, "step_types"), ({"workflows": [{"a": 1}]}, "workflows"),

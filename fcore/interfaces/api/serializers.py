@@ -52,6 +52,16 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictFloatField(serializers.FloatField):
+    """A number field of a JSON body that takes only numbers: DRF's FloatField also takes
+    `false` (as 0.0) and numeric strings, which the schema's `type: number` does not allow."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 # Every integer a client sends reaches SQL, and the hot path (runs.engine.sql) binds it without
 # Django's overflow guard: each is bounded to its column, so an overflow is a field error.
 POSITIVE_INT_MAX = 2**31 - 1  # models.PositiveIntegerField, on every database

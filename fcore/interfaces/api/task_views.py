@@ -13,7 +13,7 @@ from runs import claims, selectors
 from runs.definitions import is_external
 
 from .schema import path_parameters
-from .serializers import ERROR_RESPONSES, StrictCharField
+from .serializers import ERROR_RESPONSES, StrictCharField, StrictFloatField
 
 TAG = "tasks"
 TASK_SCOPE = "tasks:claim"
@@ -38,7 +38,7 @@ class ClaimIn(serializers.Serializer):
         help_text="Only steps of runs of these workflows (names); default: all.")
     max = serializers.IntegerField(min_value=1, max_value=claims.MAX_TASKS, default=1,
                                    help_text="How many steps to claim at most (1–50).")
-    wait_s = serializers.FloatField(
+    wait_s = StrictFloatField(
         min_value=0, max_value=claims.MAX_WAIT_S, default=0,
         help_text="Wait up to this many seconds (0–30) for work when there is none; the "
                   "answer comes as soon as a step is claimed.")
