@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import orjson
 from django.db import connection, connections
 
+from .facts import facts_verify
 from .hashing import GENESIS_HASH
 from .jcs import (
     CANONICAL_ERRORS,
@@ -140,7 +141,7 @@ def _rows(tenant_ids, stream_id, id_range=(None, None)):
 def audit_verify(*, tenant_ids: list[int] | None = None, stream: str | None = None,
                  public_keys: dict[str, bytes] | None = None,
                  checkpoints: bool = True, workers: int = 1,
-                 progress=None) -> ChainReport:
+                 progress=None, facts: bool = True) -> ChainReport:
     """Verify the chains in scope (all, some tenants, or one stream) and, unless
     `checkpoints=False`, the checkpoints of those tenants and every head they hold.
 
@@ -149,6 +150,7 @@ def audit_verify(*, tenant_ids: list[int] | None = None, stream: str | None = No
     over forked processes by stream id (only outside a transaction, on a database other
     processes can see; otherwise the scan stays in this process). `progress`
     (`fcore.progress.Progress`) hears the events expected, then each chunk checked.
+    `facts` (default) also checks the rows the events record against them (`audit.facts`).
     """
     started = time.perf_counter()
     report = ChainReport()
@@ -180,6 +182,8 @@ def audit_verify(*, tenant_ids: list[int] | None = None, stream: str | None = No
             advance=progress.advance if progress is not None else None)
     report.failures[:0] = chain_failures
     report.failures.extend(missing_failures + head_failures)
+    if facts:
+        report.failures.extend(facts_verify(tenant_ids=tenant_ids, stream=stream))
     report.seconds = time.perf_counter() - started
     return report
 

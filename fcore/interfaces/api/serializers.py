@@ -216,7 +216,8 @@ class ReceiptOut(serializers.Serializer):
     attempt = serializers.IntegerField()
     receipt_seq = serializers.IntegerField()
     input_hash = serializers.CharField()
-    output_hash = serializers.CharField()
+    output_hash = serializers.CharField(
+        allow_null=True, help_text="sha256 of the JCS of the output; null for a failed step")
     decision = serializers.CharField()
     policy_versions = serializers.JSONField()
     prev_receipt_hash = serializers.CharField()
