@@ -15,7 +15,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from audit.binding import NULL_SPELLED
+from audit.binding import NULL_SPELLED, Unbound, check_bound
 from audit.hashing import json_hash
 from audit.immutability import triggers_suspended
 from audit.models import AuditEvent
@@ -360,8 +360,6 @@ def test_a_deleted_review_event_leaves_a_review_no_event_records(api, runs):
         review_event_deleted(cursor, run_id)
     pack = _pack(api, run_id)
     pack["events"] = [e for e in pack["events"] if e["code"] != "FC-GATE-006"]
-    from audit.binding import Unbound, check_bound  # noqa: PLC0415
-
     with pytest.raises(Unbound, match=r"gates\[0\] \(gate \d+\)\.reviewed_by: is set, but "
                                       "no FC-GATE-006 event"):
         check_bound(run=pack["run"], steps=pack["steps"], decisions=pack["decisions"],
