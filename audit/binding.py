@@ -112,9 +112,10 @@ def _check_run(run: dict, events, by_code) -> None:
                                     f"{_named(events, i)}", event_index=i)
 
 
-def _step_states(events) -> dict[str, tuple[int, str, int]]:
-    """{step_id: (index of its last event, status it records, attempt)}."""
-    states = {}
+def _step_states(events) -> tuple[dict, dict]:
+    """({step_id: (index of its last event, status it records, attempt)},
+    {(step_id, attempt): index of its last FC-STEP-001})."""
+    states, started = {}, {}
     for i, event in enumerate(events):
         code, data = event["code"], event["data"]
         step_id = data.get("step_id")
@@ -124,23 +125,16 @@ def _step_states(events) -> dict[str, tuple[int, str, int]]:
             if attempt is None:  # FC-STEP-005 names no attempt: it closes the current one
                 attempt = states.get(step_id, (None, None, 1))[2]
             states[step_id] = (i, status, attempt)
+            if code == "FC-STEP-001":
+                started[(step_id, attempt)] = i
         elif (code == "FC-GATE-001" and step_id is not None
               and data.get("source") in _HOLDING_SOURCES):
             states[step_id] = (i, "waiting", states.get(step_id, (None, None, 1))[2])
-    return states
-
-
-def _last_of(events, step_id: str, code: str, attempt) -> int | None:
-    for i in range(len(events) - 1, -1, -1):
-        event = events[i]
-        if (event["code"] == code and event["data"].get("step_id") == step_id
-                and event["data"].get("attempt") == attempt):
-            return i
-    return None
+    return states, started
 
 
 def _check_steps(steps: list, events, hashed_outputs: bool) -> None:
-    states = _step_states(events)
+    states, started = _step_states(events)
     seen = set()
     for k, step in enumerate(steps):
         step_id = step.get("step_id")
@@ -156,16 +150,16 @@ def _check_steps(steps: list, events, hashed_outputs: bool) -> None:
             continue
         if step.get("attempt") != attempt:
             _differs(path, "attempt", step.get("attempt"), events, i, attempt)
-        _check_step_facts(path, step, status, events, i, hashed_outputs)
+        _check_step_facts(path, step, status, events, i, hashed_outputs,
+                          started.get((step_id, attempt)))
     for step_id, (i, _, _) in states.items():
         if step_id not in seen:
             raise Unbound(_named(events, i), f"records step {step_id}, which is not in "
                                              "steps", event_index=i)
 
 
-def _check_step_facts(path, step, status, events, i, hashed_outputs) -> None:
+def _check_step_facts(path, step, status, events, i, hashed_outputs, started) -> None:
     data = events[i]["data"]
-    started = _last_of(events, step["step_id"], "FC-STEP-001", step.get("attempt"))
     if started is not None and status in ("running", "succeeded", "failed"):
         recorded = events[started]["data"].get("input_hash")
         if none(step.get("input_hash")) != recorded:
