@@ -8,7 +8,9 @@
    Only streams marked `unsealed` are read (a partial index holds them): every append
    marks its stream, so the work follows what changed, not how many streams there are;
 3. builds the RFC 6962 tree (`audit.merkle`), links to the previous checkpoint's hash,
-   signs JCS(body) with the configured Ed25519 key (`audit.keys`), stores the checkpoint;
+   signs JCS(body) with the configured Ed25519 key (`audit.keys`), appends the heads to
+   the tenant's append-only log and signs its C2SP checkpoint note (`audit.log`), stores
+   the checkpoint and the new leaves;
 4. appends `FC-AUD-001` to the admin stream, moves the cursors and clears `unsealed` on
    the streams it read whose head is still the one it saw. An append that commits
    meanwhile moved the head, so its mark stays (on PostgreSQL the clearing UPDATE waits for
@@ -33,7 +35,8 @@ from .codes import Code
 from .hashing import GENESIS_HASH, checkpoint_body, checkpoint_hash, format_at
 from .jcs import canonical
 from .keys import signing_key, signing_key_register
-from .models import AuditStream, Checkpoint, CheckpointCursor
+from .log import log_extend, log_note
+from .models import AuditStream, Checkpoint, CheckpointCursor, LogLeaf
 from .services import _locked_stream, admin_stream_name, audit_append
 
 SEAL_ACTOR = "system:checkpoint"
@@ -81,6 +84,8 @@ def checkpoint_seal(*, tenant, actor: str = SEAL_ACTOR) -> Checkpoint | None:
             _marks_clear(read)
             return None
         last = Checkpoint.objects.filter(tenant_id=tenant.id).order_by("-seq").first()
+        size, log_root, frontier, leaves = log_extend(tenant_id=tenant.id, previous=last,
+                                                      heads=heads)
         body = checkpoint_body(
             tenant=tenant.slug, seq=last.seq + 1 if last else 1,
             prev_hash=last.hash if last else GENESIS_HASH, root=merkle.merkle_root(heads),
@@ -89,7 +94,13 @@ def checkpoint_seal(*, tenant, actor: str = SEAL_ACTOR) -> Checkpoint | None:
             tenant_id=tenant.id, tenant_slug=tenant.slug, seq=body["seq"],
             prev_hash=body["prev_hash"], root=body["root"], tree_size=body["tree_size"],
             heads=heads, key_id=key.key_id, at=body["at"], hash=checkpoint_hash(body),
-            signature=signing.sign(key.private, canonical(body)))
+            signature=signing.sign(key.private, canonical(body)),
+            log_size=size, log_root=log_root.hex(), log_frontier=[n.hex() for n in frontier],
+            note=log_note(tenant_slug=tenant.slug, size=size, root=log_root,
+                          private=key.private))
+        for leaf in leaves:
+            leaf.checkpoint = checkpoint
+        LogLeaf.objects.bulk_create(leaves)
         event = audit_append(
             tenant_id=tenant.id, stream=admin, code=Code.CHECKPOINT_SEALED, actor=actor,
             data={"checkpoint_seq": checkpoint.seq, "hash": checkpoint.hash,

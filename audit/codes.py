@@ -14,6 +14,8 @@ class Code(StrEnum):
     STEP_FAILED = "FC-STEP-003"
     STEP_RETRY = "FC-STEP-004"
     STEP_CLOSED = "FC-STEP-005"  # skipped or cancelled
+    STEP_CLAIMED = "FC-STEP-006"  # an executor took an external step's lease
+    STEP_LEASE_EXPIRED = "FC-STEP-007"  # its lease expired: claimable again, same attempt
     POLICY_DECISION = "FC-POL-001"
     GATE_OPENED = "FC-GATE-001"
     GATE_VOTE = "FC-GATE-002"
@@ -26,5 +28,7 @@ class Code(StrEnum):
     API_CLIENT_CHANGED = "FC-ADM-003"
     WEBHOOK_ENDPOINT_CHANGED = "FC-ADM-004"
     MEMBERSHIP_CHANGED = "FC-ADM-005"
+    SCHEDULE_CHANGED = "FC-ADM-006"  # created, changed, paused or resumed
+    SCHEDULE_SLOTS_SKIPPED = "FC-ADM-007"
     CHECKPOINT_SEALED = "FC-AUD-001"
     SIGNING_KEY_IN_SERVICE = "FC-AUD-002"

@@ -15,6 +15,8 @@ TITLES = {
     Code.STEP_FAILED: "Step {step_id} failed",
     Code.STEP_RETRY: "Step {step_id} retry scheduled",
     Code.STEP_CLOSED: "Step {step_id} {status}",
+    Code.STEP_CLAIMED: "Step {step_id} claimed by an executor",
+    Code.STEP_LEASE_EXPIRED: "Step {step_id} lease expired; claimable again",
     Code.POLICY_DECISION: "Policy decision for step {step_id}: {decision}",
     Code.GATE_OPENED: "Gate opened at step {step_id}",
     Code.GATE_VOTE: "Vote recorded on gate: {vote}",
@@ -27,6 +29,8 @@ TITLES = {
     Code.API_CLIENT_CHANGED: "API client '{name}' {action}",
     Code.WEBHOOK_ENDPOINT_CHANGED: "Webhook endpoint '{name}' {action}",
     Code.MEMBERSHIP_CHANGED: "Membership of '{user}' {action}",
+    Code.SCHEDULE_CHANGED: "Schedule '{schedule}' {action}",
+    Code.SCHEDULE_SLOTS_SKIPPED: "Schedule '{schedule}' skipped {count} slot(s)",
     Code.CHECKPOINT_SEALED: "Checkpoint sealed",
     Code.SIGNING_KEY_IN_SERVICE: "Signing key {key_id} put in service",
 }

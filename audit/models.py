@@ -137,6 +137,13 @@ class Checkpoint(models.Model):
     signature = models.CharField(max_length=100)  # base64 Ed25519 over JCS(body)
     at = models.CharField(max_length=32)
     hash = models.CharField(max_length=64, unique=True)
+    # The tenant's append-only log after this checkpoint appended its heads (`LogLeaf`):
+    # its size, root (hex) and the C2SP signed note of that tree (`audit.note`). Null and
+    # empty for checkpoints sealed before the log existed whose note was never signed.
+    log_size = models.PositiveBigIntegerField(null=True, blank=True)
+    log_root = models.CharField(max_length=64, blank=True)
+    log_frontier = models.JSONField(default=list, blank=True)  # audit.merkle_log, hex
+    note = models.TextField(blank=True)
 
     class Meta:
         ordering = ["tenant", "seq"]
@@ -154,6 +161,39 @@ class Checkpoint(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ImmutableEventError("checkpoints are immutable")
+
+
+class LogLeaf(models.Model):
+    """One leaf of a tenant's append-only Merkle log: a stream head `{stream, seq, hash}`
+    that checkpoint `checkpoint` sealed, at position `index` (0, 1, 2, … per tenant, in
+    the order sealed). Leaves are only ever added; `leaf_hash` is its RFC 6962 leaf hash
+    (hex), kept so proofs are computed without re-hashing."""
+
+    tenant = models.ForeignKey("fcore.Tenant", on_delete=models.PROTECT, related_name="+",
+                               db_index=False)
+    index = models.PositiveBigIntegerField()
+    stream = models.CharField(max_length=200)
+    seq = models.PositiveBigIntegerField()
+    hash = models.CharField(max_length=64)
+    leaf_hash = models.CharField(max_length=64)
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["tenant", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "index"], name="uniq_log_leaf_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"leaf {self.index} {self.stream}@{self.seq}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ImmutableEventError("log leaves are immutable")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ImmutableEventError("log leaves are immutable")
 
 
 class CheckpointCursor(models.Model):

@@ -14,6 +14,9 @@ from typing import NamedTuple
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from fcore.metrics import AUDIT_EVENTS, count_on_commit
+from fcore.wakeups import stream_moved
+
 from .hashing import GENESIS_HASH, event_hash, format_at
 from .models import AuditEvent, AuditStream
 
@@ -98,7 +101,9 @@ class StreamWriter:
         (the run lock, `runs.engine.sql`); the head row is moved to the last, in memory."""
         events, self.pending = self.pending, []
         if events:
+            count_on_commit(AUDIT_EVENTS, amount=len(events))
             self.row.head_seq, self.row.head_hash = events[-1].seq, events[-1].hash
+            stream_moved(self.stream, events[-1].seq)  # its waiters, once this commits
         return events
 
     def flush(self) -> None:

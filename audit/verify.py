@@ -23,6 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import orjson
+from django.apps import apps
 from django.db import connection, connections
 
 from .facts import facts_verify
@@ -35,8 +36,10 @@ from .jcs import (
     loads_stored,
     restore_floats,
 )
+from .keys import public_keys as registered_keys
 from .models import AuditStream
 from .verify_checkpoints import checkpoint_expectations
+from .verify_log_db import log_failures
 
 # In a forked scan worker: where it reports the events it checked (None: nobody asked).
 _worker_progress = None
@@ -141,7 +144,8 @@ def _rows(tenant_ids, stream_id, id_range=(None, None)):
 def audit_verify(*, tenant_ids: list[int] | None = None, stream: str | None = None,
                  public_keys: dict[str, bytes] | None = None,
                  checkpoints: bool = True, workers: int = 1,
-                 progress=None, facts: bool = True) -> ChainReport:
+                 progress=None, kept_checkpoints: list[str] = (),
+                 facts: bool = True) -> ChainReport:
     """Verify the chains in scope (all, some tenants, or one stream) and, unless
     `checkpoints=False`, the checkpoints of those tenants and every head they hold.
 
@@ -150,6 +154,8 @@ def audit_verify(*, tenant_ids: list[int] | None = None, stream: str | None = No
     over forked processes by stream id (only outside a transaction, on a database other
     processes can see; otherwise the scan stays in this process). `progress`
     (`fcore.progress.Progress`) hears the events expected, then each chunk checked.
+    `kept_checkpoints`: signed notes an auditor kept; the logs must still extend them
+    (`audit.verify_log_db`).
     `facts` (default) also checks the rows the events record against them (`audit.facts`).
     """
     started = time.perf_counter()
@@ -170,6 +176,7 @@ def audit_verify(*, tenant_ids: list[int] | None = None, stream: str | None = No
                                     streams={row[1]: row[0] for row in by_id.values()},
                                     public_keys=public_keys))
         report.failures.extend(integrity)
+        report.failures.extend(_log_failures(tenant_ids, public_keys, kept_checkpoints))
     ranges = _ranges(by_id, workers) if stream is None and _can_fork(workers) else None
     if ranges:
         chain_failures, head_failures = _scan_parallel(report, ranges, by_id, expected,
@@ -186,6 +193,15 @@ def audit_verify(*, tenant_ids: list[int] | None = None, stream: str | None = No
         report.failures.extend(facts_verify(tenant_ids=tenant_ids, stream=stream))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _log_failures(tenant_ids, public_keys, kept) -> list[dict]:
+    tenants = apps.get_model("fcore", "Tenant").objects.order_by("id")
+    if tenant_ids is not None:
+        tenants = tenants.filter(id__in=tenant_ids)
+    keys = public_keys if public_keys is not None else registered_keys()
+    return log_failures(tenants=list(tenants.values_list("id", "slug")), keys=keys,
+                        kept=list(kept))
 
 
 MIN_EVENTS_PER_WORKER = 50_000

@@ -1,6 +1,7 @@
 """Offline verifier of an evidence pack: `python -m audit.verify_pack PACK.json
-[--public-key KEY …]`. No Django, no database: the standard library, `rfc8785`/`orjson`
-(through `audit.jcs`), `cryptography`, and the pure modules of this package.
+[--public-key KEY …] [--since-checkpoint FILE]`. No Django, no database: the standard
+library, `rfc8785`/`orjson` (through `audit.jcs`), `cryptography`, and the pure modules of
+this package.
 
 It checks, in this order, and stops at the first failure, which it names by its path in
 the pack (`events[7].hash: does not match its content`), exiting 1:
@@ -21,8 +22,13 @@ the pack (`events[7].hash: does not match its content`), exiting 1:
    every vote (approver, decision, comment, input) against its `FC-GATE-002` — a row
    with no event, an event with no row, or a row that disagrees with its event;
 5. the checkpoint: hash, Ed25519 signature (with `--public-key` if given, else the key in
-   the pack — the output says which), and the Merkle inclusion proof of the last event;
-6. the attestation: its signature and the digest of every other field of the pack.
+   the pack — the output says which; a pack key other than the pinned one is refused),
+   and the Merkle inclusion proof of the last event; no field outside the format;
+6. the log (`audit.verify_log`): the C2SP signed note of the tenant's log, the inclusion
+   proof of the run's head in it and, with `--since-checkpoint`, that the log still
+   extends a checkpoint kept earlier;
+7. the attestation: a DSSE envelope of the in-toto statement recomputed from the pack
+   (every other field's digest).
 
 Exit 0 when everything holds; 1 at the first failure; 2 when the file cannot be read.
 The format is specified in docs/audit-format.md.
@@ -35,7 +41,7 @@ import sys
 from pathlib import Path
 
 from . import merkle, signing
-from .attestation import ATTESTATION_FORMAT, NOT_ATTESTED, attestation_body, field_digests
+from .attestation import NOT_ATTESTED
 from .binding import Unbound, check_bound, check_spelling
 from .hashing import (
     CHECKPOINT_FORMAT,
@@ -49,8 +55,19 @@ from .hashing import (
 )
 from .jcs import CANONICAL_ERRORS, canonical
 from .messages import event_message
+from .verify_log import (
+    LogFailure,
+    check_checkpoint_fields,
+    check_log,
+    check_retired,
+    keys_read,
+    pack_keys,
+)
+from .verify_log import check_attestation as check_envelope
 
-PACK_FORMAT = "fc-evidence/1"
+PACK_FORMAT = "fc-evidence/2"
+OLD_FORMATS = {"fc-evidence/1": "made before the standard log and attestation (see "
+                                "docs/audit-format.md, Old packs and checkpoints)"}
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SECTIONS = {"run": dict, "definition": dict, "steps": list, "decisions": list,
              "gates": list, "events": list, "stream": dict, "receipts": list}
@@ -229,6 +246,9 @@ def _trusted(pinned: list[bytes], key_id: str, pack_key, path: str) -> tuple[byt
     if pinned:
         for raw in pinned:
             if signing.key_id(raw) == key_id:
+                if pack_key is not None and _parsed(pack_key) != raw:
+                    raise Failure(f"{path}.public_key", "differs from the pinned key "
+                                                        f"{key_id}")
                 return raw, "--public-key"
         raise Failure(f"{path}.key_id", f"{key_id} is none of the keys given by --public-key")
     try:
@@ -241,11 +261,22 @@ def _trusted(pinned: list[bytes], key_id: str, pack_key, path: str) -> tuple[byt
     return raw, "the pack (not pinned: pass --public-key to pin it)"
 
 
+def _parsed(text) -> bytes | None:
+    try:
+        return signing.public_key_parse(text) if isinstance(text, str) else None
+    except signing.BadKey:
+        return None
+
+
 def check_checkpoint(pack: dict, events: list[dict], pinned: list[bytes]) -> str:
     checkpoint = pack.get("checkpoint")
     if checkpoint is None:
         raise Failure("checkpoint", f"missing ({pack.get('checkpoint_note') or 'no reason'})")
     _need(checkpoint, dict, "checkpoint")
+    try:
+        check_checkpoint_fields(checkpoint)
+    except LogFailure as failure:
+        raise Failure(failure.path, failure.problem) from None
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise Failure("checkpoint.format", f"expected {CHECKPOINT_FORMAT}")
     if checkpoint.get("tenant") != pack["run"].get("tenant_id"):
@@ -282,42 +313,20 @@ def check_checkpoint(pack: dict, events: list[dict], pinned: list[bytes]) -> str
             f"{leaf['stream']}#{leaf['seq']} in a tree of {size}")
 
 
-def check_attestation(pack: dict, pinned: list[bytes]) -> str:
-    attestation = _need(pack.get("attestation"), dict, "attestation")
-    if attestation.get("format") != ATTESTATION_FORMAT:
-        raise Failure("attestation.format", f"expected {ATTESTATION_FORMAT}")
-    fields = _need(attestation.get("fields"), dict, "attestation.fields")
-    body = attestation_body(**{k: attestation.get(k) for k in (
-        "run_id", "generated_at", "key_id", "public_key")}, fields=fields)
-    key, source = _trusted(pinned, str(attestation.get("key_id")),
-                           attestation.get("public_key"), "attestation")
-    if not signing.signature_valid(key, _hashable("attestation", lambda: canonical(body)),
-                                   str(attestation.get("signature"))):
-        raise Failure("attestation.signature", f"does not verify with key "
-                                               f"{attestation['key_id']} (from {source})")
-    if attestation.get("run_id") != pack["run"].get("run_id"):
-        raise Failure("attestation.run_id", "is not the run's id")
-    computed = _hashable("pack", lambda: field_digests(pack))
-    for path, digest in computed.items():
-        if path not in fields:
-            raise Failure(path, "is not in the signed attestation (added after signing)")
-        if fields[path] != digest:
-            raise Failure(path, "differs from the signed attestation")
-    for path in fields:
-        if path not in computed:
-            raise Failure(path, "is missing (the signed attestation lists it)")
-    return f"attestation of {len(fields)} fields signed by key {attestation['key_id']}"
-
-
-def verify_pack(pack, *, public_keys: list[bytes] = ()) -> list[str]:
-    """Check a parsed pack; returns what was verified, raises `Failure` at the first fault."""
+def verify_pack(pack, *, public_keys: list[bytes] = (), kept: str | None = None,
+                retired: dict | None = None) -> list[str]:
+    """Check a parsed pack; returns what was verified, raises `Failure` at the first fault.
+    `kept`: a checkpoint (signed note) the auditor kept earlier; `retired`: {key id:
+    retired_at} (a checkpoint dated after its key's retirement is refused)."""
     _need(pack, dict, "pack")
+    if pack.get("format") in OLD_FORMATS:
+        raise Failure("format", f"{pack['format']}: {OLD_FORMATS[pack['format']]}")
     if pack.get("format") != PACK_FORMAT:
         raise Failure("format", f"expected {PACK_FORMAT}")
     for section, kind in _SECTIONS.items():
         _need(pack.get(section), kind, section)
     extra = sorted(set(pack) - set(_SECTIONS) - set(NOT_ATTESTED) - {
-        "format", "generated_at", "workflow_hash", "verification", "checkpoint_note"})
+        "format", "generated_at", "workflow_hash", "verification", "checkpoint_note", "log"})
     if extra:
         raise Failure(extra[0], "is not a field of the format")
     run_id = _need(pack["run"].get("run_id"), str, "run.run_id")
@@ -332,12 +341,18 @@ def verify_pack(pack, *, public_keys: list[bytes] = ()) -> list[str]:
     except Unbound as exc:
         raise Failure(exc.path, exc.problem) from None
     anchored = check_checkpoint(pack, events, list(public_keys))
-    attested = check_attestation(pack, list(public_keys))
+    try:
+        check_retired(pack["checkpoint"], retired or {})
+        keys = pack_keys(pack, list(public_keys))
+        logged = check_log(pack, events, keys, kept)
+        attested = check_envelope(pack, keys)
+    except LogFailure as failure:
+        raise Failure(failure.path, failure.problem) from None
     return [f"{len(events)} events: hashes and links recomputed",
             f"{len(pack['receipts'])} receipts and the workflow_hash recomputed; "
             f"{len(pack['decisions'])} decisions and {len(pack['gates'])} gates match events; "
             "every fact bound to its event, both ways",
-            anchored, attested]
+            anchored, logged, attested]
 
 
 def main(argv=None, prog: str = f"python -m {__package__}.verify_pack") -> int:
@@ -347,6 +362,13 @@ def main(argv=None, prog: str = f"python -m {__package__}.verify_pack") -> int:
     parser.add_argument("--public-key", action="append", default=[], dest="keys",
                         help="trusted Ed25519 public key: base64 of the raw 32 bytes, or a "
                              "file holding it (or PEM); repeatable")
+    parser.add_argument("--keys", metavar="FILE", dest="keys_file",
+                        help="the keys to trust, a saved GET /workflows/audit/keys answer: "
+                             "pins them all, and refuses a checkpoint dated after its key's "
+                             "retired_at")
+    parser.add_argument("--since-checkpoint", metavar="FILE", dest="kept",
+                        help="a checkpoint of the tenant's log (C2SP signed note) kept "
+                             "earlier: the pack's log must extend it")
     args = parser.parse_args(argv)
     try:
         pinned = []
@@ -354,11 +376,19 @@ def main(argv=None, prog: str = f"python -m {__package__}.verify_pack") -> int:
             text = Path(value).read_text() if Path(value).is_file() else value
             pinned.append(signing.public_key_parse(text))
         pack = json.loads(Path(args.pack).read_text(encoding="utf-8"))
+        kept = Path(args.kept).read_text(encoding="utf-8") if args.kept else None
+        retired = {}
+        if args.keys_file:
+            listed, retired = keys_read(Path(args.keys_file).read_text(encoding="utf-8"))
+            pinned.extend(listed)
+    except LogFailure as exc:
+        print(f"cannot read: {exc.path}: {exc.problem}", file=sys.stderr)
+        return 2
     except (OSError, ValueError, RecursionError) as exc:
         print(f"cannot read: {exc}", file=sys.stderr)
         return 2
     try:
-        lines = verify_pack(pack, public_keys=pinned)
+        lines = verify_pack(pack, public_keys=pinned, kept=kept, retired=retired)
     except Failure as failure:
         print(f"FAILED {failure}")
         return 1

@@ -1,18 +1,24 @@
-"""Load: mixed API traffic against gunicorn on PostgreSQL, with a real Celery worker.
+"""Load: mixed API traffic against the web server on PostgreSQL, with a real Celery worker.
 
-Starts `gunicorn fcore.wsgi` (2 sync workers) and `celery worker` (2 processes) on a scratch
-PostgreSQL database, then for --seconds (default 120) drives, from --clients threads:
+Starts `manage.py web` (gunicorn as `fc web` runs it: 2 gthread workers, their threads
+sharing a connection pool; docs/operations.md, "Worker model") and `celery worker`
+(2 processes) on a scratch PostgreSQL database, then for --seconds (default 120) drives,
+from --clients threads:
 
   create a run · read it · report its external steps · resolve its gate (second actor)
 
 and then, in the same invocation, a trivial `/healthz` endpoint for --health-seconds
-(default 30), and prints
-throughput, p50/p99 latency, the error count (must be 0), and the ratio of API throughput
-to /healthz throughput.
+(default 30), and prints throughput, p50/p99 latency per endpoint, the error count (must
+be 0), the ratio of API throughput to /healthz throughput, and the CPU per request by
+process (as bench/engine.py prints it: the machine, the client threads, the web server,
+the Celery worker, and the rest — PostgreSQL, Redis, other).
 
     .venv/bin/python bench/api.py --seconds 120
     (needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379; drops and creates the
      database fcore_bench_api)
+
+--profile DIR samples the web server's workers with py-spy (when installed) during the
+mixed phase and writes DIR/web-<pid>.txt, collapsed stacks (flame graph input).
 """
 
 import argparse
@@ -30,9 +36,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.executors import executor_phase  # noqa: E402
 from fcore.interfaces.client import FCClient, FCError  # noqa: E402
+from fcore.management.commands.serve import _descendants  # noqa: E402
 
-DB = "fcore_bench_api"
+DB = os.environ.get("FCORE_BENCH_DB", "fcore_bench_api")
+BROKER = os.environ.get("FCORE_BENCH_BROKER", "redis://127.0.0.1:6379/12")
 BIN = Path(sys.executable).parent
 
 
@@ -117,6 +126,68 @@ def drive(work, seconds, clients):
     return stats, time.perf_counter() - started
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy so far (all processes, /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its living descendants so far."""
+    total = 0
+    for one in [pid, *_descendants(pid)]:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class Cpu:
+    """CPU spent between `start()` and `stop()`: the machine's, this process's, each
+    server's (process trees)."""
+
+    def __init__(self, procs: dict):
+        self.procs = procs
+
+    def _now(self):
+        return (machine_busy_s(), time.process_time(),
+                {name: tree_cpu_s(p.pid) for name, p in self.procs.items()})
+
+    def start(self):
+        self.began = self._now()
+
+    def stop(self):
+        ended = self._now()
+        self.busy, self.client = ended[0] - self.began[0], ended[1] - self.began[1]
+        self.servers = {k: ended[2][k] - self.began[2][k] for k in self.procs}
+
+    def split(self, count: int) -> str:
+        ms = 1000 / max(count, 1)
+        parts = ", ".join(f"{k} {v * ms:.2f}" for k, v in self.servers.items())
+        rest = self.busy - self.client - sum(self.servers.values())
+        return (f"{self.busy * ms:.2f} machine: client {self.client * ms:.2f}, {parts}, "
+                f"rest (PostgreSQL, Redis, other) {rest * ms:.2f}")
+
+
+def profile_start(web: subprocess.Popen, out: str | None, seconds: int) -> list:
+    """py-spy on each web worker (the gunicorn children) for `seconds`, if asked."""
+    spy = BIN / "py-spy"
+    if not out:
+        return []
+    if not spy.exists():
+        print("--profile: py-spy is not installed (pip install py-spy); not profiling")
+        return []
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return [subprocess.Popen([str(spy), "record", "--format", "raw", "--nonblocking",
+                              "-d", str(seconds), "-r", "200", "-p", str(pid),
+                              "-o", str(Path(out) / f"web-{pid}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for pid in _descendants(web.pid)]
+
+
 def report(name, stats, elapsed):
     lat = sorted(stats.all())
     rate = len(lat) / elapsed
@@ -133,9 +204,12 @@ def main():
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--health-seconds", type=int, default=30)
     parser.add_argument("--port", type=int, default=8790)
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the web workers into DIR")
+    parser.add_argument("--executor-seconds", type=int, default=30,
+                        help="the executors phase (bench/executors.py); 0 skips it")
     args = parser.parse_args()
     env = {**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
-           "CELERY_BROKER_URL": "redis://127.0.0.1:6379/12", "FCORE_VAR_DIR": "var/bench-api",
+           "CELERY_BROKER_URL": BROKER, "FCORE_VAR_DIR": "var/bench-api",
            "FCORE_API_RATE": "1000000/min", "FCORE_LOG_LEVEL": "WARNING"}
     sh("psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"DROP DATABASE IF EXISTS {DB}")
     sh("psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"CREATE DATABASE {DB}")
@@ -144,13 +218,15 @@ def main():
     sh(*manage, "load_workflows", "docs/examples/pt004.yaml", env=env)
     creds = json.loads(sh(*manage, "create_api_client", "--tenant", "tenant_omega", "--name",
                           "bench", "--scopes", "runs:read runs:write gates:request "
-                          "gates:resolve audit:read", env=env).stdout)
-    procs = [
-        subprocess.Popen([str(BIN / "gunicorn"), "fcore.wsgi", "-b", f"127.0.0.1:{args.port}",
-                          "-w", "2", "--log-level", "warning"], cwd=ROOT, env=env),
-        subprocess.Popen([str(BIN / "celery"), "-A", "fcore", "worker", "-c", "2", "-l",
-                          "warning"], cwd=ROOT, env=env),
-    ]
+                          "gates:resolve audit:read tasks:claim", env=env).stdout)
+    servers = {
+        "web": subprocess.Popen([*manage, "web", "--port", str(args.port), "--workers", "2"],
+                                cwd=ROOT, env=env),
+        "worker": subprocess.Popen([str(BIN / "celery"), "-A", "fcore", "worker", "-c", "2",
+                                    "-l", "warning"], cwd=ROOT, env=env),
+    }
+    procs = list(servers.values())
+    cpu = Cpu(servers)
     base = f"http://127.0.0.1:{args.port}"
     try:
         for _ in range(100):
@@ -159,19 +235,42 @@ def main():
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)
+        time.sleep(1)  # the workers have forked
+        spies = profile_start(servers["web"], args.profile, args.seconds)
+        cpu.start()
         api_stats, api_elapsed = drive(
             lambda n, stop, stats: api_worker(base, creds, stop, stats, n), args.seconds,
             args.clients)
+        cpu.stop()
+        api_cpu, api_busy = cpu.split(len(api_stats.all())), cpu.busy
+        for spy in spies:
+            spy.wait(timeout=60)
+        cpu.start()
         health_stats, health_elapsed = drive(
             lambda n, stop, stats: health_worker(base, stop, stats), args.health_seconds,
             args.clients)
-        print(f"gunicorn 2 sync workers, PostgreSQL, {args.clients} client threads: "
+        cpu.stop()
+        health_cpu = cpu.split(len(health_stats.all()))
+        print(f"gunicorn 2 gthread workers (FCORE_WEB_THREADS threads each, pooled "
+              f"connections), PostgreSQL, {args.clients} client threads: "
               f"API {args.seconds} s, /healthz {args.health_seconds} s")
         for kind, values in sorted(api_stats.latencies.items()):
-            print(f"  {kind:<7} {len(values):>7} p50 {statistics.median(values) * 1000:6.1f} ms")
+            ordered = sorted(values)
+            p99 = statistics.quantiles(ordered, n=100)[98] if len(ordered) > 1 else ordered[0]
+            print(f"  {kind:<7} {len(values):>7} {len(values) / api_elapsed:8.1f} req/s  "
+                  f"p50 {statistics.median(ordered) * 1000:6.1f} ms  p99 {p99 * 1000:6.1f} ms")
         api_rate = report("api", api_stats, api_elapsed)
         health_rate = report("healthz", health_stats, health_elapsed)
         print(f"ratio api/healthz {api_rate / health_rate:.3f}")
+        print(f"CPU ms per API request     {api_cpu}")
+        print(f"CPU ms per /healthz        {health_cpu}")
+        cores = os.cpu_count()
+        print(f"machine busy               API {api_busy / (api_elapsed * cores):.0%}, "
+              f"/healthz {cpu.busy / (health_elapsed * cores):.0%} of {cores} cores")
+        if args.executor_seconds:
+            executors = executor_phase(base, creds, seconds=args.executor_seconds,
+                                       clients=args.clients)
+            api_stats.errors += executors["errors"]
         for error in (api_stats.errors + health_stats.errors)[:10]:
             print("  error:", error)
         if api_stats.errors or health_stats.errors:

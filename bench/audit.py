@@ -88,8 +88,8 @@ def event_data(i: int) -> dict:
 def reset(tenant_slug: str) -> Tenant:
     call_command("migrate", verbosity=0)
     with triggers_suspended(connection), connection.cursor() as cursor:
-        for table in ("audit_checkpointcursor", "audit_checkpoint", "audit_auditevent",
-                      "audit_auditstream"):
+        for table in ("audit_logleaf", "audit_checkpointcursor", "audit_checkpoint",
+                      "audit_auditevent", "audit_auditstream"):
             cursor.execute(f"DELETE FROM {table}")
     tenant, _ = Tenant.objects.get_or_create(slug=tenant_slug, defaults={"name": "Bench"})
     return tenant

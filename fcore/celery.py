@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import task_postrun
+from celery.signals import task_postrun, task_prerun, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fcore.settings")
 app = Celery("fcore")
@@ -26,3 +26,27 @@ def _drop_failed_db_connections(**_kwargs) -> None:
     for conn in connections.all(initialized_only=True):
         if conn.errors_occurred:
             conn.close_if_unusable_or_obsolete()
+
+
+@task_prerun.connect
+def _task_metrics_start(**kwargs) -> None:
+    """Celery task figures (fcore.metrics): the start of the run time."""
+    from fcore.metrics import task_started
+
+    task_started(**kwargs)
+
+
+@task_postrun.connect
+def _task_metrics_end(**kwargs) -> None:
+    """Celery task figures (fcore.metrics): the count by end state and the run time."""
+    from fcore.metrics import task_ended
+
+    task_ended(**kwargs)
+
+
+@worker_ready.connect
+def _worker_metrics(**kwargs) -> None:
+    """FCORE_WORKER_METRICS_PORT: the worker serves its machine's figures (fcore.metrics)."""
+    from fcore.metrics import worker_metrics_serve
+
+    worker_metrics_serve(**kwargs)

@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     INVALID = "invalid"
     INVALID_INPUT = "invalid_input"
     INVALID_TRANSITION = "invalid_transition"
+    LEASE_LOST = "lease_lost"
     LINK_EXPIRED = "link_expired"
     LINK_INVALID = "link_invalid"
     LINK_USED = "link_used"

@@ -66,7 +66,8 @@ class Membership(models.Model):
 class ApiClient(models.Model):
     """A machine client. Its secret is HMAC(server key, salt): the row alone cannot give it."""
 
-    SCOPES = ("runs:read", "runs:write", "gates:request", "gates:resolve", "audit:read")
+    SCOPES = ("runs:read", "runs:write", "gates:request", "gates:resolve", "audit:read",
+              "tasks:claim")
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_clients")
     name = models.CharField(max_length=200)
@@ -91,3 +92,15 @@ class ApiClient(models.Model):
     @property
     def scope_set(self) -> set[str]:
         return set(self.scopes.split())
+
+
+class Heartbeat(models.Model):
+    """The last tick of a periodic process (`fcore.heartbeats`): one row per name, updated in
+    place. `beat` is written by a task that beat schedules and a worker runs, so its age
+    says whether beat, the broker and a worker still work together (`/readyz`)."""
+
+    name = models.CharField(max_length=32, unique=True)
+    at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.at.isoformat()}"

@@ -181,6 +181,16 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 else:
     _db["TEST"] = {"NAME": os.environ.get("FCORE_TEST_DB_NAME", "test_fcore")}
     _db.setdefault("OPTIONS", {}).update(_prepared_statements())
+    if _env_bool("FCORE_DB_POOL", False):
+        # The web server's threads share a pool of FCORE_DB_POOL_SIZE connections per
+        # process (psycopg_pool, Django's `pool` option) instead of holding one persistent
+        # connection each: `fc web` turns it on (docs/operations.md, "Worker model").
+        # No health check query at each checkout (Django's CONN_HEALTH_CHECKS would make
+        # the pool run one): the pool drops a broken connection when it is given back.
+        _db["CONN_MAX_AGE"], _db["CONN_HEALTH_CHECKS"] = 0, False
+        _db["OPTIONS"]["pool"] = {
+            "min_size": 1, "max_size": int(os.environ.get("FCORE_DB_POOL_SIZE", "16")),
+            "timeout": 10}
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -338,6 +348,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # A PATCH body here is a whole input, not a partial update: its required fields stay so.
+    "COMPONENT_SPLIT_PATCH": False,
     # Swagger UI is served from the installed sidecar package, never from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -347,6 +359,26 @@ SPECTACULAR_SETTINGS = {
         "StepStatusEnum": "runs.models.StepStatus",
         "GateStatusEnum": "gates.models.GateStatus",
     },
+    # The /api/fc alias is served but not described (each operation once): its routes are
+    # dropped by this hook. Every operation names one of these tags (tests/api/test_schema.py).
+    "PREPROCESSING_HOOKS": ["fcore.interfaces.api.schema.exclude_alias"],
+    "TAGS": [
+        {"name": "runs", "description": "Create, list, read and steer workflow runs."},
+        {"name": "steps", "description": "External executors report the steps they ran."},
+        {"name": "gates", "description": "Approval gates: request, vote, break-glass override "
+                                         "and its review."},
+        {"name": "workflows", "description": "The tenant's workflow definitions."},
+        {"name": "policies", "description": "The policies that decide every step; dry runs."},
+        {"name": "audit", "description": "The tamper-evident audit trail, its verification "
+                                         "and the checkpoint signing keys."},
+        {"name": "evidence", "description": "Receipts and evidence packs to check a run "
+                                            "offline."},
+        {"name": "tasks", "description": "Work handed to machine executors: claims and "
+                                         "leases."},
+        {"name": "schedules", "description": "Runs started on a schedule."},
+        {"name": "clients", "description": "API clients and their keys."},
+        {"name": "ops", "description": "Health, readiness and figures for operators."},
+    ],
 }
 
 # The durable engine (runs.engine). Step types `python:<dotted.path>` may name only these
@@ -410,6 +442,12 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_BEAT_SCHEDULE["audit-seal-checkpoints"] = {
     "task": "audit.tasks.seal_checkpoints", "schedule": float(FCORE_CHECKPOINT_INTERVAL_S)}
+# Schedules (runs.beat, docs/workflows.md): how often beat looks for due slots, and how far
+# back a due slot still runs (older ones missed while beat was down are recorded skipped).
+FCORE_SCHEDULE_INTERVAL_S = float(os.environ.get("FCORE_SCHEDULE_INTERVAL_S", "30"))
+FCORE_SCHEDULE_CATCHUP_S = int(os.environ.get("FCORE_SCHEDULE_CATCHUP_S", "120"))
+CELERY_BEAT_SCHEDULE["schedules-start-due"] = {
+    "task": "runs.tasks.start_due_schedules", "schedule": FCORE_SCHEDULE_INTERVAL_S}
 
 # Federation Core's own settings.
 FCORE_TOKEN_MAX_LIFETIME_S = 3600
@@ -477,3 +515,45 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("FCORE_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
+
+# Waiting reads (`GET /workflows/runs/{id}?wait_s=…`, fcore.wakeups): Redis pub/sub at this
+# URL, by default the Celery broker's when it is Redis; empty: stamp files under VAR_DIR.
+FCORE_WAKEUP_URL = os.environ.get(
+    "FCORE_WAKEUP_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
+# The web server's threads per worker process (gunicorn gthread; docs/operations.md).
+FCORE_WEB_THREADS = int(os.environ.get("FCORE_WEB_THREADS", "128"))
+# The append-only audit log of a tenant is named `<FCORE_LOG_ORIGIN>/<tenant slug>`: the
+# origin line of its C2SP checkpoints and the key name of their signatures. Set it once
+# (a schema-less URL of this deployment); changing it renames every log (audit.log).
+FCORE_LOG_ORIGIN = os.environ.get("FCORE_LOG_ORIGIN", "fcore.invalid/audit")
+# Health, readiness and metrics (fcore.interfaces.health, fcore.metrics; docs/operations.md
+# "Health, readiness and metrics"). `/readyz` answers 503 when a part is past its limit:
+# beat's heartbeat task runs every FCORE_HEARTBEAT_INTERVAL_S and is stale after
+# FCORE_READY_BEAT_MAX_AGE_S; an audit change not under a checkpoint after
+# FCORE_READY_CHECKPOINT_MAX_AGE_S (default: 3 checkpoint intervals + 60 s) fails it; so
+# does a webhook delivery or email still undelivered FCORE_READY_BACKLOG_MAX_AGE_S after it
+# was queued, once there are more than FCORE_READY_BACKLOG_MAX such.
+FCORE_HEARTBEAT_INTERVAL_S = float(os.environ.get("FCORE_HEARTBEAT_INTERVAL_S", "15"))
+FCORE_READY_BEAT_MAX_AGE_S = float(os.environ.get("FCORE_READY_BEAT_MAX_AGE_S", "120"))
+FCORE_READY_CHECKPOINT_MAX_AGE_S = float(os.environ.get(
+    "FCORE_READY_CHECKPOINT_MAX_AGE_S", str(3 * FCORE_CHECKPOINT_INTERVAL_S + 60)))
+FCORE_READY_BACKLOG_MAX_AGE_S = float(os.environ.get("FCORE_READY_BACKLOG_MAX_AGE_S", "900"))
+FCORE_READY_BACKLOG_MAX = int(os.environ.get("FCORE_READY_BACKLOG_MAX", "0"))
+FCORE_READY_TIMEOUT_S = float(os.environ.get("FCORE_READY_TIMEOUT_S", "3"))
+CELERY_BEAT_SCHEDULE["fcore-heartbeat"] = {
+    "task": "fcore.tasks.heartbeat", "schedule": FCORE_HEARTBEAT_INTERVAL_S}
+# Counters and histograms kept as events happen, by every web and worker process, in
+# prometheus_client's multiprocess mode: one file per process in this directory (set
+# before prometheus_client is first imported; clear it when the machine's FC processes
+# are all stopped, e.g. systemd ExecStartPre). `/metrics` adds them up.
+FCORE_METRICS_DIR = Path(os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics"))).resolve()
+FCORE_METRICS_DIR.mkdir(parents=True, exist_ok=True)
+# A worker on a machine (or container) of its own, without a web process to scrape, serves
+# its machine's figures on this port (plain HTTP, no token: keep it on a private address).
+FCORE_WORKER_METRICS_PORT = int(os.environ.get("FCORE_WORKER_METRICS_PORT", "0"))
+FCORE_WORKER_METRICS_HOST = os.environ.get("FCORE_WORKER_METRICS_HOST", "127.0.0.1")
+# outermost: the request figures time everything below it (fcore.metrics)
+MIDDLEWARE.insert(0, "fcore.metrics.HttpMetricsMiddleware")
+if PRODUCTION:  # probes over plain HTTP, like /healthz
+    SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^readyz$"]

@@ -207,14 +207,23 @@ class Approval(models.Model):
 # --- notifications -------------------------------------------------------------------------
 
 NOTIFY_EVENTS = ("gate.opened", "gate.escalated", "gate.resolved")
+# What an endpoint created without a list of events takes: the gate events. Run events are
+# asked for by name (every run ends: a receiver of approvals is not flooded with them).
+DEFAULT_EVENTS = NOTIFY_EVENTS
+# A run's end, written in the transaction of its seal (`gates.notify.run_notify`).
+RUN_EVENTS = ("run.completed", "run.failed", "run.cancelled")
+# An external step waiting for an executor (`gates.notify`), also asked for by name.
+STEP_EVENTS = ("step.ready",)
+NOTIFY_EVENTS = (*NOTIFY_EVENTS, *RUN_EVENTS, *STEP_EVENTS)
 
 
 def _all_events() -> list[str]:
-    return list(NOTIFY_EVENTS)
+    """The default of `WebhookEndpoint.events` (named so by migrations)."""
+    return list(DEFAULT_EVENTS)
 
 
 class WebhookEndpoint(models.Model):
-    """A tenant's receiver of signed gate notifications.
+    """A tenant's receiver of signed notifications (`NOTIFY_EVENTS`: gates, runs' ends).
 
     The secret signs every delivery (`webhook-signature`, Standard Webhooks, and the
     deprecated `X-FC-Signature`); it is shown once when the endpoint

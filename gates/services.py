@@ -21,6 +21,7 @@ from audit.services import audit_append
 from fcore.errors import BadRequest, Conflict, ErrorCode, Forbidden, FourEyes, InvalidTransition
 from fcore.held import assert_run_held
 from fcore.jsonlimits import json_problem
+from fcore.metrics import GATE_WAIT, observe_on_commit
 from fcore.models import FOUR_EYES_ACTOR_AND_KEY
 
 from .input_schema import InputSchemaError, input_schema_errors
@@ -155,6 +156,7 @@ def _resolve(gate: Gate, run, transition_method, *, actor: str, reason: str) -> 
     gate.resolution = {**(gate.resolution or {}), "by": actor, "reason": reason, "votes": votes,
                        "input": _merged_input(gate)}
     gate.resolved_at = timezone.now()
+    observe_on_commit(GATE_WAIT, gate.created_at, gate.resolved_at)
     gate.save()
     event = audit_append(
         tenant_id=run.tenant_id, stream=run.stream_name, code=Code.GATE_RESOLVED, actor=actor,
@@ -178,6 +180,7 @@ def gate_expire(*, gate: Gate, run, actor: str) -> None:
         raise _invalid(gate, GateStatus.EXPIRED)
     gate.expire()
     gate.resolved_at = timezone.now()
+    observe_on_commit(GATE_WAIT, gate.created_at, gate.resolved_at)
     gate.resolution = {**(gate.resolution or {}), "by": actor, "reason": "expired"}
     gate.save()
     event = audit_append(
@@ -193,6 +196,7 @@ def gate_cancel(*, gate: Gate, run, actor: str, reason: str) -> None:
     assert_run_held(run)
     gate.cancel()
     gate.resolved_at = timezone.now()
+    observe_on_commit(GATE_WAIT, gate.created_at, gate.resolved_at)
     gate.resolution = {**(gate.resolution or {}), "by": actor, "reason": reason}
     gate.save()
     event = audit_append(
@@ -238,6 +242,7 @@ def gate_override(*, gate: Gate, run, actor: str, justification: str) -> Gate:
                        "justification": justification, "votes": votes,
                        "input": _merged_input(gate)}
     gate.resolved_at = timezone.now()
+    observe_on_commit(GATE_WAIT, gate.created_at, gate.resolved_at)
     gate.needs_review = True
     gate.save()
     event = audit_append(

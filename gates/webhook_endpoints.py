@@ -34,7 +34,7 @@ from audit.services import admin_stream_name, audit_append
 from fcore.errors import BadRequest, ErrorCode, NotFound
 from fcore.secret_box import secret_open, secret_seal
 
-from .models import NOTIFY_EVENTS, WebhookEndpoint
+from .models import DEFAULT_EVENTS, NOTIFY_EVENTS, WebhookEndpoint
 
 AUDIT_CODE = Code.WEBHOOK_ENDPOINT_CHANGED
 REDACTED = "***"
@@ -144,7 +144,7 @@ def webhook_endpoint_create(*, tenant, name: str, url: str, events: list[str] | 
                             active: bool = True, actor: str) -> tuple[WebhookEndpoint, str]:
     """Create an endpoint (`FC-ADM-004` created); returns it with its signing secret, to be
     shown once."""
-    events = list(NOTIFY_EVENTS) if events is None else events
+    events = list(DEFAULT_EVENTS) if events is None else events
     name = _checked(name=name, url=url, events=events)
     secret = webhook_secret_new()
     with transaction.atomic():

@@ -19,8 +19,10 @@ from gates.policies import (
 )
 
 from .definitions import DefinitionError, definition_publish, output_validate, steps_validate
+from .models import Schedule, WorkflowDefinition
+from .schedules import ScheduleError, schedule_clean, schedule_save
 
-BUNDLE_KEYS = {"tenant", "name", "workflows", "policies"}
+BUNDLE_KEYS = {"tenant", "name", "workflows", "policies", "schedules"}
 WORKFLOW_KEYS = {"name", "description", "steps", "output"}
 
 
@@ -143,13 +145,41 @@ def _bundle_check(data, source: str) -> None:
             validate_applies_to(pol.get("applies_to"))
         except RuleError as exc:
             raise BundleError(f"{where}: {exc}") from None
+    _schedules_check(data, source)
+
+
+def _schedules_check(data: dict, source: str) -> None:
+    """Each schedule, against the bundle's workflows and the tenant's published ones."""
+    entries = _entries(data, "schedules", source)
+    if not entries:
+        return
+    workflows = {wf["name"] for wf in data.get("workflows") or []}
+    wanted = {entry.get("workflow") for entry in entries if isinstance(entry, dict)}
+    if wanted - workflows:
+        workflows |= set(WorkflowDefinition.objects.filter(
+            tenant__slug=data["tenant"], name__in=[w for w in wanted - workflows
+                                                   if isinstance(w, str)])
+            .values_list("name", flat=True))
+    seen = set()
+    for i, entry in enumerate(entries):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        where = f"{source}: schedule {name if isinstance(name, str) and name else '#' + str(i + 1)}"
+        try:
+            clean = schedule_clean(entry, workflows=frozenset(workflows))
+        except ScheduleError as exc:
+            raise BundleError(f"{where}: {exc}",
+                              key=("schedules", i, *((exc.key,) if exc.key else ()))) from None
+        if clean["name"] in seen:
+            raise BundleError(f"{where}: a second schedule of that name",
+                              key=("schedules", i, "name"))
+        seen.add(clean["name"])
 
 
 def bundle_load(data, *, actor: str, source: str = "bundle", text: str | None = None) -> dict:
     """Check then load a bundle in one transaction. Returns what changed. `text`, the
     bundle as read, lets an error name the line and column at fault."""
     bundle_check(data, source=source, text=text)
-    summary = {"tenant": data["tenant"], "workflows": [], "policies": []}
+    summary = {"tenant": data["tenant"], "workflows": [], "policies": [], "schedules": []}
     with transaction.atomic():
         tenant, created = Tenant.objects.get_or_create(
             slug=data["tenant"], defaults={"name": data.get("name") or data["tenant"]})
@@ -171,22 +201,25 @@ def bundle_load(data, *, actor: str, source: str = "bundle", text: str | None = 
                 raise BundleError(f"{source}: policy {pol['name']}: {exc}") from None
             summary["policies"].append(
                 {"name": policy.name, "version": policy.version, "changed": changed})
+        workflows = frozenset(w["name"] for w in summary["workflows"]) | frozenset(
+            WorkflowDefinition.objects.for_tenant(tenant).values_list("name", flat=True))
+        for spec in data.get("schedules") or []:
+            schedule, changed = schedule_save(
+                tenant=tenant, spec=schedule_clean(spec, workflows=workflows), actor=actor)
+            summary["schedules"].append({"name": schedule.name, "changed": changed})
     return summary
 
 
 def bundle_export(tenant) -> dict:
-    """The tenant's latest workflow versions and current policies as a bundle that
-    `bundle_load` loads back to the same state (no new versions)."""
+    """The tenant's latest workflow versions, current policies and schedules as a bundle
+    that `bundle_load` loads back to the same state (no new versions)."""
     from gates.models import Policy
 
-    from .models import WorkflowDefinition
-
+    bundle = {"tenant": tenant.slug, "name": tenant.name}
     latest = {}
     for definition in WorkflowDefinition.objects.for_tenant(tenant).order_by("name", "version"):
         latest[definition.name] = definition
-    return {
-        "tenant": tenant.slug,
-        "name": tenant.name,
+    bundle.update({
         "workflows": [{"name": d.name, "description": d.description, "steps": d.steps,
                        **({"output": d.output} if d.output is not None else {})}
                       for d in latest.values()],
@@ -194,4 +227,10 @@ def bundle_export(tenant) -> dict:
                       "applies_to": p.applies_to, "enabled": p.enabled, "rules": p.rules}
                      for p in Policy.objects.for_tenant(tenant).filter(version__gt=0)
                      .order_by("name")],
-    }
+    })
+    schedules = [{"name": sc.name, "workflow": sc.workflow, "cron": sc.cron,
+                  "timezone": sc.timezone, "input": sc.input, "enabled": sc.enabled}
+                 for sc in Schedule.objects.for_tenant(tenant).order_by("name")]
+    if schedules:
+        bundle["schedules"] = schedules
+    return bundle

@@ -18,8 +18,12 @@ from .expression_checks import output_check, step_language_check
 from .expressions import ExpressionError, key_text
 from .models import WorkflowDefinition
 
-STEP_TYPES = ("noop", "external", "approval", "http", "sleep", "python:<dotted.path>")
+STEP_TYPES = ("noop", "external", "external:<name>", "approval", "http", "sleep",
+              "python:<dotted.path>")
 PYTHON_PREFIX = "python:"
+EXTERNAL = "external"
+# `external:<name>`: an external step executors claim by its type (DESIGN §12)
+EXTERNAL_TYPE = re.compile(r"external(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,99})?")
 STEP_KEYS = {"id", "type", "after", "gate", "input", "config", "timeout_s", "retry", "name",
              "url", "seconds", "when", "map", "max_concurrency"}
 MAX_TIMEOUT_S = 7 * 24 * 3600
@@ -33,6 +37,12 @@ _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 def is_internal(step_type: str) -> bool:
     """Executed by a worker (as opposed to an external executor or a gate)."""
     return step_type in ("noop", "http", "sleep") or step_type.startswith(PYTHON_PREFIX)
+
+
+def is_external(step_type: str) -> bool:
+    """Executed outside FC and reported through the API: `external` or `external:<name>`."""
+    return step_type == EXTERNAL or (step_type.startswith("external:")
+                                     and EXTERNAL_TYPE.fullmatch(step_type) is not None)
 
 
 def _url_matches(url: str, allowed: str) -> bool:
@@ -73,7 +83,10 @@ def _type_problem(step: dict) -> str | None:
             return (f"handler {step_type[len(PYTHON_PREFIX):]!r} is not registered "
                     "(settings.FCORE_STEP_HANDLERS)")
         return None
-    if step_type not in STEP_TYPES:
+    if step_type.startswith("external:") and not is_external(step_type):
+        return (f"an external type is external:<name> (letters, digits, _ . -), "
+                f"not {step_type!r}")
+    if step_type not in STEP_TYPES and not is_external(step_type):
         return f"type must be one of {', '.join(STEP_TYPES)}, not {step_type!r}"
     if step_type == "http" and not http_url_allowed(step.get("url")):
         return ("url must be on the allow-list "

@@ -229,3 +229,67 @@ class StepRun(FSMModelMixin, models.Model):
     @transition(field=status, source=StepStatus.FAILED, target=StepStatus.PENDING)
     def retry(self):
         self.attempt += 1
+
+
+class Schedule(models.Model):
+    """A bundle's schedule (DESIGN §11): beat starts a run of `workflow` per cron slot.
+
+    `enabled` is what the bundle says; `paused` is an operator's (admin), which reloading
+    a bundle leaves alone. Beat starts runs of a schedule that is enabled and not paused.
+    `last_slot` is the newest slot beat has dealt with (run or recorded as skipped);
+    `next_slot` the first slot after it that is still to come (null when inactive)."""
+
+    tenant = models.ForeignKey("fcore.Tenant", on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=100)
+    workflow = models.CharField(max_length=200)
+    cron = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64, default="UTC")
+    input = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    paused = models.BooleanField(default=False)
+    spec_hash = models.CharField(max_length=64)
+    last_slot = models.DateTimeField(null=True, blank=True)
+    next_slot = models.DateTimeField(null=True, blank=True)
+    last_run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="+")
+    created_by = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="uniq_schedule_name"),
+        ]
+        indexes = [  # what beat looks for
+            models.Index(fields=["next_slot"], name="schedule_due",
+                         condition=models.Q(enabled=True, paused=False)),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and not self.paused
+
+
+class StepLease(models.Model):
+    """An executor's claim on a running external step (DESIGN §12): one live lease per
+    step. The token is given to the executor once; only its SHA-256 is stored. A lease is
+    for one attempt; it ends when the step is reported, or when it expires (then the step
+    is claimable again, `runs.claims.leases_expire`)."""
+
+    step = models.OneToOneField(StepRun, on_delete=models.CASCADE, related_name="lease")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)
+    attempt = models.PositiveIntegerField()
+    token_hash = models.CharField(max_length=64)
+    holder = models.CharField(max_length=200)
+    lease_s = models.PositiveIntegerField()  # what a heartbeat extends it by, unless told
+    claimed_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"lease of {self.step_id} until {self.expires_at}"

@@ -6,7 +6,7 @@ from fcore.errors import NotFound
 from gates.models import Gate, GateStatus, PolicyDecision
 
 from .engine import parse_gate_id, parse_run_id
-from .models import Run, StepRun
+from .models import Run, Schedule, StepRun
 
 
 def runs_for_tenant(tenant, *, status=None, workflow=None, created_by=None):
@@ -90,3 +90,9 @@ def events_for_tenant(tenant, *, stream=None, code=None, actor=None, run_id=None
 
 def streams_for_tenant(tenant):
     return AuditStream.objects.filter(tenant=tenant)
+
+
+def schedules_for_tenant(tenant):
+    """The tenant's schedules by name, with the run each last started."""
+    return (Schedule.objects.for_tenant(tenant).select_related("last_run")
+            .order_by("name", "id"))

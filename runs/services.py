@@ -27,7 +27,8 @@ from gates.services import (
     gate_vote,
 )
 
-from . import engine
+from . import claims, engine
+from .definitions import is_external
 from .engine import parse_gate_id, run_definition, run_held_new, run_insert, run_lock
 from .models import Run, RunStatus, StepRun, StepStatus
 
@@ -41,10 +42,11 @@ OPERATOR_TARGETS = {
 
 def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int | None = None,
                idempotency_key: str | None = None, metadata: dict | None = None,
-               actor_key: str = "") -> tuple[Run, bool]:
+               actor_key: str = "", schedule: str | None = None) -> tuple[Run, bool]:
     """Create a run of the pinned definition version; returns (run, created).
 
-    `actor_key` is the key id of the API client acting (four-eyes per key).
+    `actor_key` is the key id of the API client acting (four-eyes per key); `schedule`
+    the name of the schedule starting it (beat), recorded in `FC-RUN-001`.
 
     A replayed idempotency key with the same request returns the first run; with a
     different request it is a 409 `idempotency_conflict`.
@@ -75,7 +77,8 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
                           "version": definition.version, "input_hash": json_hash(input),
                           "idempotency_key": idempotency_key or None,
                           "key": actor_key or None,
-                          "steps": [s["id"] for s in definition.steps]})
+                          "steps": [s["id"] for s in definition.steps],
+                          **({"schedule": schedule} if schedule else {})})
                 # Born running: the first steps are decided in the creating transaction
                 # (nobody else sees the run before it commits).
                 engine.run_start(run, engine.steps_of(run))
@@ -120,14 +123,16 @@ def run_set_status(*, tenant, run_id, status: str, actor: str, reason: str = "")
 
 
 def step_report(*, tenant, run_id, step_id: str, actor: str, status: str, output=None,
-                error=None, attempt: int | None = None) -> StepRun:
-    """An external executor reports its step `succeeded` or `failed`."""
+                error=None, attempt: int | None = None,
+                lease_token: str | None = None) -> StepRun:
+    """An external executor reports its step `succeeded` or `failed`; a claimed step's
+    report carries its lease token (`runs.claims.lease_check`)."""
     with run_lock(run_id, tenant=tenant) as run:
         steps = engine.steps_of(run)
         step = steps.get(step_id)
         if step is None:
             raise NotFound(f"Run has no step {step_id!r}.")
-        if step.step_type != "external":
+        if not is_external(step.step_type):
             raise Conflict(f"Step {step_id} is {step.step_type!r}; only external steps are "
                            "reported through the API.", code=ErrorCode.NOT_EXTERNAL)
         if step.status != StepStatus.RUNNING:
@@ -141,6 +146,7 @@ def step_report(*, tenant, run_id, step_id: str, actor: str, status: str, output
         if attempt is not None and attempt != step.attempt:
             raise Conflict(f"Step {step_id} is at attempt {step.attempt}, not {attempt}.",
                            code=ErrorCode.STALE_ATTEMPT, current=step.status)
+        lease = claims.lease_check(run, step, lease_token)
         succeeded = status == StepStatus.SUCCEEDED
         errors = {field: [problem] for field, problem in
                   (("output", json_problem(output)), ("error", json_problem(error))) if problem}
@@ -151,6 +157,7 @@ def step_report(*, tenant, run_id, step_id: str, actor: str, status: str, output
         engine.step_conclude(run, steps, step, succeeded=succeeded,
                              output=output if succeeded else None, actor=actor,
                              error=None if succeeded else (error or {"detail": "failed"}))
+        claims.lease_end(lease)
     return step
 
 

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import engine, services
+from . import beat, claims, engine, services
 
 
 @shared_task(name=engine.ADVANCE_TASK)
@@ -22,4 +22,9 @@ def expire_due_gates() -> int:
 
 @shared_task(name="runs.tasks.sweep_runs")
 def sweep_runs() -> dict:
-    return engine.runs_sweep().as_dict()
+    return {**engine.runs_sweep().as_dict(), "leases_expired": claims.leases_expire()}
+
+
+@shared_task(name="runs.tasks.start_due_schedules")
+def start_due_schedules() -> dict:
+    return beat.schedules_start_due().as_dict()

@@ -27,8 +27,12 @@ import httpx
 
 from fcore.tokens import token_mint
 
-DEFAULT_SCOPE = "runs:read runs:write gates:request gates:resolve audit:read"
+from .work import awork as awork_loop
+from .work import work as work_loop
+
+DEFAULT_SCOPE = "runs:read runs:write gates:request gates:resolve audit:read tasks:claim"
 API_PREFIX = "/workflows"
+MAX_WAIT_S = 30  # the longest waiting read the server takes
 
 
 class FCError(Exception):
@@ -123,8 +127,17 @@ class _ClientBase:
         return response.json()
 
     def _call(self, method: str, path: str, *, params: dict | None = None,
-              json: Any = None):
+              json: Any = None, timeout: float | None = None):
         raise NotImplementedError
+
+    @staticmethod
+    def _next_wait(run: dict, deadline: float, interval: float) -> tuple[float, dict | None]:
+        """(seconds left, the waiting read's arguments — None for a server that gives no
+        `audit_seq`, which is polled every `interval` seconds instead)."""
+        left = deadline - time.monotonic()
+        if "audit_seq" not in run:
+            return left, None
+        return left, {"wait_s": left, "after_seq": run["audit_seq"]}
 
     # --- the API -------------------------------------------------------------------------
 
@@ -140,10 +153,19 @@ class _ClientBase:
             body["metadata"] = metadata
         return self._call("POST", "/runs", json=body)
 
-    def get_run(self, run_id: str, include_logs: bool = False):
-        """`GET /workflows/runs/{id}`: the run with steps, decisions, gates (and logs)."""
-        params = {"include_logs": "true"} if include_logs else None
-        return self._call("GET", f"/runs/{run_id}", params=params)
+    def get_run(self, run_id: str, include_logs: bool = False, *,
+                wait_s: float | None = None, after_seq: int | None = None):
+        """`GET /workflows/runs/{id}`: the run with steps, decisions, gates (and logs).
+        With `wait_s` and `after_seq` (a run's `audit_seq`) a waiting read: the answer
+        comes once the run's audit stream is past `after_seq`, or after `wait_s` seconds
+        (at most 30) unchanged."""
+        params = {"include_logs": "true"} if include_logs else {}
+        if wait_s is not None:
+            params.update(wait_s=f"{min(max(wait_s, 0), MAX_WAIT_S):.3f}",
+                          after_seq=after_seq or 0)
+            return self._call("GET", f"/runs/{run_id}", params=params,
+                              timeout=self.timeout + min(wait_s, MAX_WAIT_S))
+        return self._call("GET", f"/runs/{run_id}", params=params or None)
 
     def list_runs(self, **filters):
         """`GET /workflows/runs`: one page `{next, previous, results}`; filters: status,
@@ -156,12 +178,38 @@ class _ClientBase:
                           json={"status": status, "reason": reason})
 
     def report_step(self, run_id: str, step_id: str, status: str, output: Any = None,
-                    error: Any = None, attempt: int | None = None):
-        """`PATCH /workflows/runs/{id}/steps/{step}`: an external step succeeded or failed."""
+                    error: Any = None, attempt: int | None = None,
+                    lease_token: str | None = None):
+        """`PATCH /workflows/runs/{id}/steps/{step}`: an external step succeeded or failed;
+        a claimed step's report carries its `lease_token`."""
         body: dict = {"status": status, "output": output, "error": error}
         if attempt is not None:
             body["attempt"] = attempt
+        if lease_token is not None:
+            body["lease_token"] = lease_token
         return self._call("PATCH", f"/runs/{run_id}/steps/{step_id}", json=body)
+
+    def claim_tasks(self, step_types: list[str] | None = None,
+                    workflows: list[str] | None = None, max: int = 1, wait_s: float = 0,
+                    lease_s: int = 60):
+        """`POST /workflows/tasks/claim`: lease up to `max` external steps, waiting up to
+        `wait_s` for work; returns `{"tasks": [...]}` (scope `tasks:claim`)."""
+        body: dict = {"max": max, "wait_s": wait_s, "lease_s": lease_s}
+        if step_types is not None:
+            body["step_types"] = list(step_types)
+        if workflows is not None:
+            body["workflows"] = list(workflows)
+        return self._call("POST", "/tasks/claim", json=body,
+                          timeout=max_wait_timeout(self.timeout, wait_s))
+
+    def heartbeat(self, run_id: str, step_id: str, lease_token: str,
+                  lease_s: int | None = None):
+        """`POST /workflows/runs/{id}/steps/{step}/heartbeat`: extend a claimed step's
+        lease; `FCError` 409 `lease_lost` when it is no longer this executor's."""
+        body: dict = {"lease_token": lease_token}
+        if lease_s is not None:
+            body["lease_s"] = lease_s
+        return self._call("POST", f"/runs/{run_id}/steps/{step_id}/heartbeat", json=body)
 
     def request_gate(self, run_id: str, reason: str, step_id: str | None = None,
                      **gate_settings):
@@ -213,6 +261,11 @@ class _ClientBase:
         return self._call("GET", f"/audit/verify/{verification_id}")
 
 
+def max_wait_timeout(timeout: float, wait_s: float) -> float:
+    """A request that may wait `wait_s` on the server gets that much longer to answer."""
+    return timeout + wait_s
+
+
 def _params(filters: dict) -> dict:
     return {k: v for k, v in filters.items() if v is not None}
 
@@ -225,26 +278,36 @@ class FCClient(_ClientBase):
         self._http = httpx.Client(base_url=self.base_url + API_PREFIX, timeout=self.timeout,
                                   transport=self._transport)
 
-    def _call(self, method, path, *, params=None, json=None):
+    def _call(self, method, path, *, params=None, json=None, timeout=None):
         try:
-            response = self._http.request(method, path, params=params, json=json,
-                                          headers=self._headers())
+            response = self._http.request(
+                method, path, params=params, json=json, headers=self._headers(),
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
         except httpx.HTTPError as exc:
             raise FCTransportError(f"{method} {path}: {exc}") from exc
         return self._decode(response)
 
     def wait_for(self, run_id: str, predicate: Callable[[dict], bool], timeout: float = 30.0,
                  interval: float = 0.2, include_logs: bool = False) -> dict:
-        """Poll the run until `predicate(run)` is true; returns that run or raises
-        `WaitTimeout` (an `FCError`)."""
+        """Wait until `predicate(run)` is true; returns that run or raises `WaitTimeout`
+        (an `FCError`). Each read after the first is a waiting read that answers when the
+        run changes (`get_run(wait_s=…, after_seq=…)`), so no polling; `interval` is the
+        polling period against a server without waiting reads."""
         deadline = time.monotonic() + timeout
-        while True:
-            run = self.get_run(run_id, include_logs=include_logs)
-            if predicate(run):
-                return run
-            if time.monotonic() >= deadline:
+        run = self.get_run(run_id, include_logs=include_logs)
+        while not predicate(run):
+            left, wait = self._next_wait(run, deadline, interval)
+            if left <= 0:
                 raise WaitTimeout(run_id, timeout, run)
-            time.sleep(interval)
+            if wait is None:
+                time.sleep(min(interval, left))
+            run = self.get_run(run_id, include_logs=include_logs, **(wait or {}))
+        return run
+
+    def work(self, handler: Callable, **options) -> int:
+        """Run the executor loop (`fcore.interfaces.work.work`): claim → handle →
+        heartbeat → report, until SIGTERM/SIGINT or `stop`; returns how many tasks ran."""
+        return work_loop(self, handler, **options)
 
     def close(self) -> None:
         self._http.close()
@@ -264,10 +327,11 @@ class AsyncFCClient(_ClientBase):
         self._http = httpx.AsyncClient(base_url=self.base_url + API_PREFIX,
                                        timeout=self.timeout, transport=self._transport)
 
-    async def _call(self, method, path, *, params=None, json=None):
+    async def _call(self, method, path, *, params=None, json=None, timeout=None):
         try:
-            response = await self._http.request(method, path, params=params, json=json,
-                                                headers=self._headers())
+            response = await self._http.request(
+                method, path, params=params, json=json, headers=self._headers(),
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
         except httpx.HTTPError as exc:
             raise FCTransportError(f"{method} {path}: {exc}") from exc
         return self._decode(response)
@@ -275,16 +339,22 @@ class AsyncFCClient(_ClientBase):
     async def wait_for(self, run_id: str, predicate: Callable[[dict], bool],
                        timeout: float = 30.0, interval: float = 0.2,
                        include_logs: bool = False) -> dict:
-        """Poll the run until `predicate(run)` is true; returns that run or raises
-        `WaitTimeout` (an `FCError`)."""
+        """`FCClient.wait_for` as a coroutine: waiting reads, no polling."""
         deadline = time.monotonic() + timeout
-        while True:
-            run = await self.get_run(run_id, include_logs=include_logs)
-            if predicate(run):
-                return run
-            if time.monotonic() >= deadline:
+        run = await self.get_run(run_id, include_logs=include_logs)
+        while not predicate(run):
+            left, wait = self._next_wait(run, deadline, interval)
+            if left <= 0:
                 raise WaitTimeout(run_id, timeout, run)
-            await asyncio.sleep(interval)
+            if wait is None:
+                await asyncio.sleep(min(interval, left))
+            run = await self.get_run(run_id, include_logs=include_logs, **(wait or {}))
+        return run
+
+    async def work(self, handler: Callable, **options) -> int:
+        """The executor loop as a coroutine (`fcore.interfaces.work.awork`); `handler`
+        may be a coroutine function or a plain one (run in a thread)."""
+        return await awork_loop(self, handler, **options)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -1,73 +1,72 @@
-"""Prometheus metrics, read from the database at scrape time.
+"""`GET /metrics`: Prometheus text, with no table counted at scrape time.
 
-Reading the shared database (not per-process counters) gives the same answer whichever
-web process is scraped and counts the work of every Celery worker. Everything exported is
-a count or a cumulative histogram over rows that never change once ended, so the series
-behave as Prometheus counters should. No tenant data is exported.
+Two sources:
+- the counters and histograms every web and worker process keeps as events happen
+  (`fcore.metrics`, prometheus_client's multiprocess mode), added up over the processes;
+- gauges from bounded queries, each on an index and over rows that are not ended yet
+  (`fcore.interfaces.readiness`): the scrape costs the same however long the history is.
 
-    fc_runs{status}                          runs by status (gauge)
-    fc_step_duration_seconds                 ended steps, started → ended (histogram)
-    fc_gate_wait_seconds                     resolved gates, opened → resolved (histogram)
-    fc_policy_decisions_total{decision}      decisions by result (counter)
-    fc_audit_events_total                    audit events appended (counter; rate() = append rate)
+    fc_runs{status}                              runs not ended (pending, running, paused)
+    fc_gates_open                                open gates
+    fc_notifications_undelivered{kind}           webhook deliveries / emails not delivered yet
+    fc_notifications_oldest_age_seconds{kind}    age of the oldest of them
+    fc_beat_heartbeat_age_seconds                seconds since beat's last tick
+    fc_checkpoint_lag_seconds                    oldest audit event outside a checkpoint
+    fc_checkpoint_lagging_tenants                tenants with such events
+
+No tenant data is exported.
 """
 
 import hmac
-from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db.models import Count
 from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
-from audit.models import AuditEvent
-from gates.models import Gate, PolicyDecision
-from runs.models import Run, StepRun
+from fcore.interfaces import readiness
+from gates.models import Gate, GateStatus
+from runs.models import RUN_TERMINAL, Run, RunStatus
 
-STEP_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 3600)
-GATE_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600)
+RUN_OPEN = [s for s in RunStatus.values if s not in RUN_TERMINAL]
 
 
-def _histogram(name, doc, queryset, start, end, buckets):
-    duration = ExpressionWrapper(F(end) - F(start), output_field=DurationField())
-    rows = queryset.filter(**{f"{start}__isnull": False, f"{end}__isnull": False}).annotate(
-        d=duration)
-    counts = rows.aggregate(
-        total=Count("pk"), seconds=Sum("d"),
-        **{f"le_{i}": Count("pk", filter=Q(d__lte=timedelta(seconds=b)))
-           for i, b in enumerate(buckets)})
-    cumulative = [(str(float(b)), counts[f"le_{i}"]) for i, b in enumerate(buckets)]
-    cumulative.append(("+Inf", counts["total"]))
-    total = counts["seconds"]
-    seconds = total.total_seconds() if isinstance(total, timedelta) else (total or 0) / 1e6
-    return HistogramMetricFamily(name, doc, buckets=cumulative, sum_value=seconds)
-
-
-class DatabaseCollector:
-    """Collects FC's metrics from the database on every scrape."""
+class BoundedCollector:
+    """Gauges from a fixed number of indexed queries over rows not ended yet."""
 
     def collect(self):
-        runs = GaugeMetricFamily("fc_runs", "Runs by status", labels=["status"])
-        for row in Run.objects.values("status").annotate(n=Count("pk")):
-            runs.add_metric([row["status"]], row["n"])
+        runs = GaugeMetricFamily("fc_runs", "Runs not ended, by status", labels=["status"])
+        counted = dict(Run.objects.filter(status__in=RUN_OPEN).values("status")
+                       .annotate(n=Count("pk")).order_by().values_list("status", "n"))
+        for status in RUN_OPEN:
+            runs.add_metric([status], counted.get(status, 0))
         yield runs
-        decisions = CounterMetricFamily("fc_policy_decisions", "Policy decisions by result",
-                                        labels=["decision"])
-        for row in PolicyDecision.objects.values("decision").annotate(n=Count("pk")):
-            decisions.add_metric([row["decision"]], row["n"])
-        yield decisions
-        events = CounterMetricFamily("fc_audit_events", "Audit events appended")
-        events.add_metric([], AuditEvent.objects.count())
-        yield events
-        yield _histogram("fc_step_duration_seconds", "Step duration (started to ended)",
-                         StepRun.objects.all(), "started_at", "ended_at", STEP_BUCKETS)
-        yield _histogram("fc_gate_wait_seconds", "Gate wait (opened to resolved)",
-                         Gate.objects.all(), "created_at", "resolved_at", GATE_BUCKETS)
+        yield GaugeMetricFamily("fc_gates_open", "Open gates",
+                                value=Gate.objects.filter(status=GateStatus.OPEN).count())
+        undelivered = GaugeMetricFamily("fc_notifications_undelivered",
+                                        "Webhook deliveries and emails not delivered yet",
+                                        labels=["kind"])
+        oldest = GaugeMetricFamily("fc_notifications_oldest_age_seconds",
+                                   "Age of the oldest undelivered webhook delivery or email",
+                                   labels=["kind"])
+        for kind, figures in readiness.backlog(settings.FCORE_READY_BACKLOG_MAX_AGE_S).items():
+            undelivered.add_metric([kind], figures["undelivered"])
+            oldest.add_metric([kind], figures["oldest_age_s"] or 0)
+        yield undelivered
+        yield oldest
+        age = readiness.beat_age_s()
+        if age is not None:
+            yield GaugeMetricFamily("fc_beat_heartbeat_age_seconds",
+                                    "Seconds since beat's last heartbeat", value=age)
+        lag = readiness.checkpoint_lag_s()
+        yield GaugeMetricFamily("fc_checkpoint_lag_seconds",
+                                "Age of the oldest audit event outside a checkpoint (0: none)",
+                                value=max(lag.values(), default=0))
+        yield GaugeMetricFamily("fc_checkpoint_lagging_tenants",
+                                "Tenants with audit events outside a checkpoint",
+                                value=len(lag))
 
 
 def metrics_view(request):
@@ -79,5 +78,6 @@ def metrics_view(request):
         if not token or not hmac.compare_digest(given.encode(), token.encode()):
             return HttpResponse(status=401)
     registry = CollectorRegistry()
-    registry.register(DatabaseCollector())
+    MultiProcessCollector(registry, path=str(settings.FCORE_METRICS_DIR))
+    registry.register(BoundedCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

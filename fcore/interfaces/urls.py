@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.http import JsonResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
@@ -7,18 +6,15 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from fcore.errors import ErrorCode, json_error_view
 from fcore.interfaces.api.urls import alias_urlpatterns, workflows_urlpatterns
 from fcore.interfaces.csp import swagger_ui_csp
+from fcore.interfaces.health import ReadyView, healthz
 from fcore.interfaces.metrics import metrics_view
 from fcore.interfaces.signin import admin_sign_in
 from fcore.interfaces.signin import urlpatterns as oidc_urlpatterns
 
-
-def healthz(request):
-    return JsonResponse({"ok": True})
-
-
 urlpatterns = [
     path("", RedirectView.as_view(url="/console/", permanent=False)),
     path("healthz", healthz),
+    path("readyz", ReadyView.as_view()),
     path("metrics", metrics_view),
     path("workflows/", include(workflows_urlpatterns)),
     path("api/fc/", include(alias_urlpatterns)),

@@ -25,9 +25,16 @@ def _program(name: str) -> str:
     return os.path.join(os.path.dirname(sys.executable), name)
 
 
-def web_argv(*, host: str, port: int, workers: int) -> list[str]:
+def web_argv(*, host: str, port: int, workers: int, threads: int | None = None) -> list[str]:
+    """gunicorn with `workers` processes of `threads` threads each (gthread,
+    FCORE_WEB_THREADS) sharing a pool of database connections per process: a waiting read
+    holds a thread, not a process nor a connection (docs/operations.md, "Worker model")."""
     level = log_level()
+    threads = threads or settings.FCORE_WEB_THREADS
     return [_program("gunicorn"), "fcore.wsgi", "-b", f"{host}:{port}", "-w", str(workers),
+            "--worker-class", "gthread", "--threads", str(threads),
+            # the threads share a pool of database connections (settings, FCORE_DB_POOL)
+            "--env", f"FCORE_DB_POOL={os.environ.get('FCORE_DB_POOL', '1')}",
             "--log-level", level,
             *(["--access-logfile", "-"] if level in ("info", "debug") else [])]
 

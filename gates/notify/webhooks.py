@@ -16,7 +16,7 @@ headers)`), which also rejects timestamps more than five minutes from its clock.
 
 Deprecated, kept for one release (0.2) and then removed: the headers of FC's own scheme,
 
-    X-FC-Event: gate.opened | gate.escalated | gate.resolved
+    X-FC-Event: gate.opened | gate.escalated | gate.resolved | run.completed | …
     X-FC-Delivery: <the same uuid as webhook-id>
     X-FC-Timestamp: <the same as webhook-timestamp>
     X-FC-Signature: v1=<hex HMAC-SHA256(secret's UTF-8 bytes, f"{timestamp}.{body}")>
@@ -109,12 +109,14 @@ def webhook_signature_verify(*, secret: str, body: bytes, timestamp: str, signat
 
 # --- outbox -------------------------------------------------------------------------------
 
-def webhook_deliveries_create(*, gate, event: str, payload: dict) -> list[int]:
-    """One pending delivery per active endpoint of the tenant that takes `event`.
-    Runs in the transaction of the gate change."""
+def webhook_deliveries_create(*, event: str, payload: dict, gate=None,
+                              tenant_id: int | None = None) -> list[int]:
+    """One pending delivery per active endpoint of the tenant (`gate`'s, or `tenant_id`
+    for an event of no gate) that takes `event`. Runs in the transaction of the change."""
     now = timezone.now()
     ids = []
-    for endpoint in WebhookEndpoint.objects.filter(tenant_id=gate.tenant_id, active=True):
+    tenant_id = gate.tenant_id if tenant_id is None else tenant_id
+    for endpoint in WebhookEndpoint.objects.filter(tenant_id=tenant_id, active=True):
         if event not in (endpoint.events or []):
             continue
         delivery_id = uuid.uuid4()

@@ -25,8 +25,10 @@ from audit.hashing import GENESIS_HASH, json_hash
 from audit.services import audit_append, audit_stream_head
 from fcore.actors import ENGINE
 from fcore.errors import InvalidTransition
+from fcore.metrics import RUNS_ENDED, count_on_commit
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 from gates.models import Gate, GateStatus
+from gates.notify import run_notify
 from gates.policies import Decision
 from gates.services import gate_cancel, gate_open
 
@@ -80,6 +82,7 @@ def run_transition(run: Run, name: str, *, actor: str, reason: str = "",
         run.started_at = now
     if run.status in RUN_TERMINAL:
         run.ended_at = now
+        count_on_commit(RUNS_ENDED, run.status)
     run.status_reason = reason[:500]
     run.paused_for_gate = for_gate and run.status == RunStatus.PAUSED
     run_changed(run)
@@ -123,13 +126,14 @@ def run_seal(run: Run, steps: dict[str, StepRun]) -> None:
         run_id=str(run.run_id), status=run.status, last_receipt_hash=last_receipt,
         stream=run.stream_name, head_seq=head_seq, head_hash=head_hash)
     run_changed(run)
-    audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code=Code.RUN_SEALED,
-                 actor=ENGINE,
-                 data={"workflow_hash": run.workflow_hash, "status": run.status,
-                       "last_receipt_hash": last_receipt, "head_seq": head_seq,
-                       "head_hash": head_hash,
-                       "output_hash": json_hash(run.output) if run.output is not None
-                       else None})
+    sealed = audit_append(tenant_id=run.tenant_id, stream=run.stream_name,
+                          code=Code.RUN_SEALED, actor=ENGINE,
+                          data={"workflow_hash": run.workflow_hash, "status": run.status,
+                                "last_receipt_hash": last_receipt, "head_seq": head_seq,
+                                "head_hash": head_hash,
+                                "output_hash": json_hash(run.output)
+                                if run.output is not None else None})
+    run_notify(run=run, audit_event=sealed)  # run.completed/failed/cancelled webhooks
 
 
 def _run_complete(run: Run, steps: dict[str, StepRun]) -> None:

@@ -6,6 +6,7 @@ from django.utils import timezone
 from audit.codes import Code
 from audit.services import audit_append
 from fcore.actors import ENGINE, Actor
+from fcore.metrics import DECISIONS, count_on_commit
 from gates.policies import Decision, PolicySnapshot, evaluate
 
 from ..models import Run, StepRun
@@ -46,6 +47,7 @@ def step_decide(run: Run, step: StepRun, enabled: list[PolicySnapshot]) -> Decis
         rules_triggered=decision.rules_triggered, policies=decision.policies,
         context={**context, "now": now.isoformat()}, evaluated_at=now,
         evaluation_us=decision.evaluation_us))
+    count_on_commit(DECISIONS, decision.decision)
     step.decision = decision.decision
     step.policy_versions = decision.policy_versions
     audit_append(

@@ -10,20 +10,25 @@ receipt chain.
 
 import random
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from audit.codes import Code
 from audit.hashing import GENESIS_HASH, json_hash
 from audit.services import audit_append
 from fcore.actors import ENGINE
+from fcore.metrics import STEP_DURATION, observe_on_commit
+from gates.notify import step_ready_notify
 from gates.policies import PolicySnapshot
 
-from ..definitions import is_internal
+from ..definitions import is_external, is_internal
 from ..expressions import Evaluation, StepPlan, definition_plan
 from ..models import Run, StepRun
 from ..receipts import receipt_hash
+from ..wakeups import steps_ready_announce
 from .dispatch import enqueue_execute
 from .lock import locked, step_changed
 
@@ -89,7 +94,9 @@ def step_input(run: Run, step: StepRun) -> dict:
 
 def step_start(run: Run, step: StepRun, *, actor: str = ENGINE) -> None:
     """pending|waiting → running, `FC-STEP-001`. An internal step gets a lease (its worker
-    renews it) and is enqueued on commit; a step with `timeout_s` gets a deadline."""
+    renews it) and is enqueued on commit; an external one is announced to executors
+    (`step.ready` webhook, waiting claims woken on commit); a step with `timeout_s` gets a
+    deadline."""
     now = timezone.now()
     step.start()
     step.started_at = now
@@ -108,6 +115,9 @@ def step_start(run: Run, step: StepRun, *, actor: str = ENGINE) -> None:
                                     "attempt": step.attempt, "input_hash": step.input_hash})
     if internal:
         enqueue_execute(step)
+    elif is_external(step.step_type):  # waits for an executor (DESIGN §12)
+        step_ready_notify(run=run, step=step)
+        transaction.on_commit(partial(steps_ready_announce, run.tenant_id))
 
 
 def _last_receipt(steps: dict[str, StepRun], but: StepRun) -> tuple[int, str]:
@@ -124,6 +134,7 @@ def step_finish(run: Run, steps: dict[str, StepRun], step: StepRun, *, succeeded
     unless the attempt is about to be retried (`receipt=False`)."""
     step.succeed() if succeeded else step.fail()
     step.ended_at = timezone.now()
+    observe_on_commit(STEP_DURATION, step.started_at, step.ended_at)
     step.output = output if succeeded else None
     step.error = None if succeeded else error
     # a failed step has no output: its output_hash is none (stored "", null when hashed)

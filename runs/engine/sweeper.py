@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from fcore.actors import SCHEDULER
 
+from ..definitions import is_external
 from ..handlers import StepError
 from ..models import Run, RunStatus, StepRun, StepStatus
 from .advance import step_record_result
@@ -56,7 +57,7 @@ def steps_timed_out(now, sweep: Sweep) -> None:
                                  deadline_at__lt=now).only("run_id", "step_id", "attempt",
                                                            "step_type", "config", "deadline_at")
     for step in due[:BATCH]:
-        grace = 0 if step.step_type == "external" else INTERNAL_GRACE_S
+        grace = 0 if is_external(step.step_type) else INTERNAL_GRACE_S
         if step.deadline_at + timedelta(seconds=grace) > now:
             continue
         detail = f"not finished within timeout_s={step.config.get('timeout_s')}"

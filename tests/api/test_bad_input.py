@@ -184,3 +184,13 @@ def test_nul_characters_are_refused_on_every_database(api, field):
     body = assert_error(api.call("POST", "/workflows/runs", raw=raw), 400, "invalid")
     assert "NUL" in str(body["errors"])
     assert Run.objects.count() == 0
+
+
+@pytest.mark.parametrize("field, value", [("idempotency_key", 0), ("workflow", 12),
+                                          ("idempotency_key", True)])
+def test_a_number_where_the_schema_says_string_is_refused(api, field, value):
+    """DRF's CharField would take `0` as `"0"`; the schema says `type: string`."""
+    body = {"workflow": "pt004_execution_spine", "input": {}, field: value}
+    answer = assert_error(api.post("/workflows/runs", body), 400, "invalid")
+    assert answer["errors"] == {field: ["Not a valid string."]}
+    assert not Run.objects.exists()

@@ -2,6 +2,7 @@
 kind of change — strings, integers, hashes, nested data, added and removed fields —
 caught and named precisely."""
 
+import base64
 import copy
 import json
 import os
@@ -69,6 +70,18 @@ def test_the_verifier_needs_neither_django_nor_a_database():
 
 def _flip(text: str) -> str:
     return (chr(ord(text[0]) ^ 1) + text[1:]) if text else "x"
+
+
+def _flip_b64(text: str) -> str:
+    raw = bytearray(base64.b64decode(text))
+    raw[0] ^= 1
+    return base64.b64encode(bytes(raw)).decode()
+
+
+def _payload_edit(pack, change) -> None:
+    statement = json.loads(base64.b64decode(pack["attestation"]["payload"]))
+    change(statement)
+    pack["attestation"]["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
 
 
 def _flip_hex(digest: str) -> str:
@@ -164,8 +177,32 @@ CASES = [
      "decisions[0].context: differs from the signed attestation"),
     ("definition.steps", lambda p: p["definition"]["steps"][0].update(type="noop2"),
      "definition.spec_hash: does not match definition.steps"),
-    ("attestation.fields", lambda p: p["attestation"]["fields"].update(
-        {"run.metadata": "0" * 64}), "attestation.signature: does not verify with key"),
+    ("attestation.payload", lambda p: _payload_edit(
+        p, lambda st: st["predicate"]["fields"].update({"run.metadata": "0" * 64})),
+     "attestation: the signature by key"),
+    ("attestation field added", lambda p: p["attestation"].update(note="x"),
+     "attestation: an envelope has exactly payload, payloadType and signatures"),
+    ("checkpoint field added", lambda p: p["checkpoint"].update(note="x"),
+     "checkpoint.note: is not a field of the format"),
+    ("checkpoint.proof field added", lambda p: p["checkpoint"]["proof"].update(note="x"),
+     "checkpoint.proof.note: is not a field of the format"),
+    ("checkpoint.proof.leaf field added",
+     lambda p: p["checkpoint"]["proof"]["leaf"].update(note="x"),
+     "checkpoint.proof.leaf.note: is not a field of the format"),
+    ("log field added", lambda p: p["log"].update(note="x"),
+     "log.note: is not a field of the format"),
+    ("log.leaf field added", lambda p: p["log"]["leaf"].update(note="x"),
+     "log.leaf.note: is not a field of the format"),
+    ("log.inclusion_proof[0]", lambda p: p["log"]["inclusion_proof"].__setitem__(
+        0, _flip_b64(p["log"]["inclusion_proof"][0])),
+     "log.inclusion_proof: does not lead from log.leaf to the root"),
+    ("log.leaf_index out of range", lambda p: p["log"].update(leaf_index=p["log"]["tree_size"]),
+     "log.leaf_index: must satisfy 0 <= leaf_index < tree_size"),
+    ("log.tree_size", lambda p: p["log"].update(tree_size=p["log"]["tree_size"] + 1),
+     "log.checkpoint: does not state log.origin, log.tree_size and log.root_hash"),
+    ("log.checkpoint signature", lambda p: p["log"].update(
+        checkpoint=p["log"]["checkpoint"].replace("\n\n\u2014", "\nx\n\n\u2014")),
+     "log.checkpoint: "),
     # added and removed
     ("an event removed", lambda p: p["events"].pop(),
      "stream.head_seq: is not the last event's seq"),

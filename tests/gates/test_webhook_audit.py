@@ -22,7 +22,7 @@ from audit.verify import audit_verify
 from fcore.errors import BadRequest
 from fcore.members import member_set
 from gates import webhook_endpoints
-from gates.models import NOTIFY_EVENTS, WebhookDelivery, WebhookEndpoint
+from gates.models import DEFAULT_EVENTS, WebhookDelivery, WebhookEndpoint
 from gates.webhook_endpoints import (
     webhook_endpoint_create,
     webhook_endpoint_delete,
@@ -130,6 +130,7 @@ def test_an_invalid_update_changes_and_records_nothing(pt004):
 def test_delete_records_what_was_deleted_and_its_delivery_log(pt004):
     endpoint, secret = webhook_endpoint_create(tenant=pt004, name="pager", url=URL,
                                                actor=ACTOR)
+    assert endpoint.events == list(DEFAULT_EVENTS)  # the default: the gate events
     for _ in range(2):
         WebhookDelivery.objects.create(
             delivery_id=uuid.uuid4(), endpoint=endpoint, event="gate.opened",
@@ -140,7 +141,7 @@ def test_delete_records_what_was_deleted_and_its_delivery_log(pt004):
     event = adm_events(pt004)[-1]
     assert event.actor == "user:olga"
     assert event.data == {"endpoint_id": endpoint.pk, "action": "deleted", "name": "pager",
-                          "url": URL, "events": list(NOTIFY_EVENTS), "active": True,
+                          "url": URL, "events": list(DEFAULT_EVENTS), "active": True,
                           "deliveries_deleted": 2}
     assert event_message(event.code, event.data) == "Webhook endpoint 'pager' deleted"
     # deleting what is already gone is nothing, not a second event

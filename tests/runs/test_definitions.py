@@ -47,7 +47,7 @@ def test_explicit_after_is_kept(steps, after):
       for bad in ("a/b", "a%2Fb", "a b", " a", "a\n", ".", "..", ".hidden", "a[0]", "a?b",
                   "a#b", "é", "x" * 101)],
     ([{"id": "a", "type": "shell"}],
-     "step 'a': type must be one of noop, external, approval, http, sleep, "
+     "step 'a': type must be one of noop, external, external:<name>, approval, http, sleep, "
      "python:<dotted.path>, not 'shell'"),
     ([{"id": "a"}], "step 'a': type must be one of"),
     ([{"id": "a", "type": "noop", "retries": 3}], "step 'a': unknown key(s) retries"),

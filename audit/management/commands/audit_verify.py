@@ -1,4 +1,5 @@
 """python manage.py audit_verify [--tenant SLUG] [--stream NAME] [--public-key KEY …]
+[--since-checkpoint FILE …]
 
 Re-walks every hash chain and checks it against the signed checkpoints, then (unless
 `--no-facts`) every run's rows against the events that record them (`audit.facts`); exits
@@ -32,6 +33,11 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                             help="processes scanning the events (default: up to 2, one "
                                  "per core)")
+        parser.add_argument("--since-checkpoint", action="append", default=[], dest="kept",
+                            metavar="FILE",
+                            help="a checkpoint (C2SP signed note, GET /workflows/audit/"
+                                 "checkpoint) kept earlier: the log must still extend it; "
+                                 "repeatable")
         parser.add_argument("--no-checkpoints", action="store_true",
                             help="check the chains only")
         parser.add_argument("--no-facts", action="store_true",
@@ -49,11 +55,16 @@ class Command(BaseCommand):
                 raise CommandError(f"no tenant {tenant!r}")
             tenant_ids = [row.id]
         keys = _pinned_keys(options["public_keys"]) if options["public_keys"] else None
+        try:
+            kept = [Path(path).read_text(encoding="utf-8") for path in options["kept"]]
+        except (OSError, UnicodeError) as exc:
+            raise CommandError(f"--since-checkpoint: {exc}") from None
         with command_progress(options, desc="audit_verify", unit="event") as progress:
             report = audit_verify(tenant_ids=tenant_ids, stream=stream, public_keys=keys,
                                   checkpoints=not options["no_checkpoints"],
                                   facts=not options["no_facts"],
-                                  workers=max(1, options["workers"]), progress=progress)
+                                  workers=max(1, options["workers"]), progress=progress,
+                                  kept_checkpoints=kept)
         if options["as_json"]:
             self.stdout.write(json.dumps(report.as_dict(), indent=2))
         else:

@@ -2,4 +2,4 @@
 
 Imported by `fcore.admin`, the module Django's admin autodiscovery finds."""
 
-from . import audit, gates, members, policies, runs, tenants  # noqa: F401  (register pages)
+from . import audit, gates, members, policies, runs, schedules, tenants  # noqa: F401  (register pages)

@@ -7,36 +7,64 @@ from rest_framework import status as http
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit import note, signing
+from audit.log import log_origin
 from audit.models import AuditVerification, SigningKey
 from audit.verifications import audit_verification_request, audit_verifications_for_tenant
 from audit.verify import audit_verify
 from fcore.errors import NotFound
 
+from . import examples as ex
+from .schema import error_responses, path_parameters
 from .serializers import ERROR_RESPONSES, ChainReportOut
+
+READ_ERRORS = error_responses(400, 401, 403, 404, 429)
 
 
 class SigningKeyOut(serializers.ModelSerializer):
-    algorithm = serializers.SerializerMethodField()
+    algorithm = serializers.SerializerMethodField(help_text="Always `Ed25519`.")
+    name = serializers.SerializerMethodField(
+        help_text="The key's C2SP signed-note key name: the tenant's log origin.")
+    vkey = serializers.SerializerMethodField(
+        help_text="The C2SP verifier key `name+hash+base64(0x01 || key)` (what "
+                  "golang.org/x/mod/sumdb/note.NewVerifier reads).")
 
     class Meta:
         model = SigningKey
-        fields = ["key_id", "algorithm", "public_key", "created_at", "retired_at"]
+        fields = ["key_id", "algorithm", "public_key", "name", "vkey", "created_at",
+                  "retired_at"]
+        read_only_fields = fields  # an answer: every field is always there
+        extra_kwargs = {
+            "key_id": {"help_text": "The key's id, named by the checkpoints it signed."},
+            "public_key": {"help_text": "The raw 32-byte Ed25519 public key, base64."},
+            "created_at": {"help_text": "When the key was registered (ISO 8601, UTC)."},
+            "retired_at": {"help_text": "When it stopped signing; null: it signs now."},
+        }
 
     def get_algorithm(self, obj) -> str:
         return "Ed25519"
+
+    def get_name(self, obj) -> str:
+        return self.context["origin"]
+
+    def get_vkey(self, obj) -> str:
+        return note.verifier_key(self.context["origin"], signing.b64decode(obj.public_key))
 
 
 class AuditKeys(APIView):
     required_scopes = {"GET": "audit:read"}
 
-    @extend_schema(responses={200: SigningKeyOut(many=True), **ERROR_RESPONSES})
+    @extend_schema(summary="List the checkpoint signing keys", tags=["audit"],
+                   responses={200: SigningKeyOut(many=True), **READ_ERRORS},
+                   examples=[ex.response("one key", [ex.SIGNING_KEY])])
     def get(self, request):
         """The Ed25519 public keys that sign checkpoints (base64 of the raw 32 bytes), with
         their ids; a retired key still verifies the checkpoints it signed. Keys are
         registered at start-up, by `register_signing_key` and before a checkpoint is
         sealed; this read registers nothing."""
         keys = SigningKey.objects.order_by("created_at", "id")
-        return Response(SigningKeyOut(keys, many=True).data)
+        origin = log_origin(request.principal.tenant.slug)
+        return Response(SigningKeyOut(keys, many=True, context={"origin": origin}).data)
 
 
 class AuditVerificationOut(serializers.ModelSerializer):
@@ -50,6 +78,7 @@ class AuditVerificationOut(serializers.ModelSerializer):
         model = AuditVerification
         fields = ["verification_id", "status", "requested_by", "requested_at", "started_at",
                   "finished_at", "report", "error"]
+        read_only_fields = fields  # an answer: every field is always there
         extra_kwargs = {
             "status": {"help_text": "pending → running → done (the walk finished; `report` "
                                     "says whether the chains verify) or failed (the walk "
@@ -71,7 +100,9 @@ def _verification_response(verification, status=http.HTTP_200_OK) -> Response:
 class AuditVerify(APIView):
     required_scopes = {"GET": "audit:read", "POST": "audit:read"}
 
-    @extend_schema(responses={200: ChainReportOut, **ERROR_RESPONSES})
+    @extend_schema(summary="Verify the tenant's audit chains now", tags=["audit"],
+                   responses={200: ChainReportOut, **READ_ERRORS},
+                   examples=[ex.response("intact", ex.CHAIN_REPORT)])
     def get(self, request):
         """Re-walk every chain of the tenant and check it against the signed checkpoints,
         inside this request: `{ok, streams, events, checkpoints, keys, failures[]}`. Over a
@@ -81,7 +112,9 @@ class AuditVerify(APIView):
         return Response(report.as_dict())
 
     @extend_schema(operation_id="workflows_audit_verify_start", request=None,
-                   responses={202: AuditVerificationOut, **ERROR_RESPONSES})
+                   summary="Start a background verification", tags=["audit"],
+                   responses={202: AuditVerificationOut, **ERROR_RESPONSES},
+                   examples=[ex.response("queued", ex.VERIFICATION, 202)])
     def post(self, request):
         """Start a background verification of the tenant's chains (202, `Location` names
         it); while one is pending or running, that one is answered instead."""
@@ -94,7 +127,11 @@ class AuditVerificationLatest(APIView):
     required_scopes = {"GET": "audit:read"}
 
     @extend_schema(operation_id="workflows_audit_verify_latest",
-                   responses={200: AuditVerificationOut, **ERROR_RESPONSES})
+                   summary="Get the latest background verification", tags=["audit"],
+                   responses={200: AuditVerificationOut, **READ_ERRORS},
+                   examples=[ex.response("done", {**ex.VERIFICATION, "status": "done",
+                                                  "started_at": ex.AT, "finished_at": ex.AT,
+                                                  "report": ex.CHAIN_REPORT})])
     def get(self, request):
         """The tenant's most recent background verification (404 when there is none)."""
         verification = audit_verifications_for_tenant(request.principal.tenant.id).first()
@@ -108,7 +145,11 @@ class AuditVerificationDetail(APIView):
     required_scopes = {"GET": "audit:read"}
 
     @extend_schema(operation_id="workflows_audit_verification_retrieve",
-                   responses={200: AuditVerificationOut, **ERROR_RESPONSES})
+                   summary="Get a background verification", tags=["audit"],
+                   parameters=path_parameters("verification_id"),
+                   responses={200: AuditVerificationOut, **READ_ERRORS},
+                   examples=[ex.response("running", {**ex.VERIFICATION, "status": "running",
+                                                     "started_at": ex.AT})])
     def get(self, request, verification_id: int):
         """One of the tenant's background verifications."""
         verification = audit_verifications_for_tenant(request.principal.tenant.id).filter(

@@ -2,7 +2,9 @@
 offline (`python -m audit.verify_pack`): run, pinned definition, steps with inputs and
 outputs, decisions with policy versions and fired rules, gates with every vote, every event
 of its stream exactly as hashed, receipts, workflow_hash, the covering checkpoint with its
-signature, public key and Merkle inclusion proof, and a signed attestation of every field.
+signature, public key and Merkle inclusion proof, the tenant's log checkpoint (C2SP signed
+note) with the inclusion proof of the run's head in it, and the attestation: a DSSE
+envelope of an in-toto statement whose predicate binds every other field.
 
 Covering checkpoint: the latest checkpoint holding the run's stream, if its head there is
 at or after the last event read (for an ended run, the first checkpoint that covers its
@@ -21,7 +23,6 @@ from django.utils import timezone
 from rest_framework.utils.encoders import JSONEncoder
 
 from audit import signing
-from audit.attestation import attestation_body, field_digests
 from audit.binding import NULL_SPELLED
 from audit.checkpoints import (
     checkpoint_covering,
@@ -29,16 +30,19 @@ from audit.checkpoints import (
     checkpoint_proof,
     checkpoint_seal,
 )
+from audit.dsse import IN_TOTO_PAYLOAD_TYPE, envelope_sign
 from audit.hashing import format_at
 from audit.jcs import canonical, restore_floats, unreadable
 from audit.keys import public_keys, signing_key
+from audit.log_pack import log_section
+from audit.statement import statement
 from audit.stored import events_readable
 from runs import selectors
 from runs.verification import run_receipts_verify
 
 from .serializers import DecisionOut, EventOut, GateOut, RunSummaryOut, StepOut
 
-FORMAT = "fc-evidence/1"
+FORMAT = "fc-evidence/2"
 
 
 def _anchor(run, last_seq: int):
@@ -99,15 +103,18 @@ def _guard_sections(pack: dict) -> None:
             _mark_unreadable(vote, ("input",))
 
 
-def evidence_pack(run) -> dict:
-    """The evidence pack of `run` (a JSON-ready dict; see the module docstring).
+def evidence_pack(run, *, since: int | None = None) -> dict:
+    """The evidence pack of `run` (a JSON-ready dict; see the module docstring). `since`:
+    the tree size of a checkpoint the auditor kept; the pack's `log` then carries the
+    consistency proof between it and the pack's checkpoint (`ProofRangeError` when no
+    such tree exists).
 
     Rows and events are read under the run's row lock (`selectors.run_locked_for_reading`):
     every change to a run takes it, so the rows in the pack are exactly the state its
     events record — the verifier binds each to the other, both ways.
     """
     with transaction.atomic():
-        return _evidence_pack(selectors.run_locked_for_reading(run))
+        return _evidence_pack(selectors.run_locked_for_reading(run), since=since)
 
 
 def _null_spelled(pack: dict) -> None:
@@ -120,7 +127,7 @@ def _null_spelled(pack: dict) -> None:
                     row[field] = None
 
 
-def _evidence_pack(run) -> dict:
+def _evidence_pack(run, *, since: int | None) -> dict:
     definition = run.definition
     receipts = run_receipts_verify(run)
     steps = _items(StepOut, selectors.run_steps(run),
@@ -163,17 +170,18 @@ def _evidence_pack(run) -> dict:
     # integers PostgreSQL's jsonb made of large floats back to floats.
     pack = restore_floats(json.loads(json.dumps(pack, cls=JSONEncoder)))
     pack["checkpoint"] = _checkpoint_section(checkpoint, run.stream_name) if checkpoint else None
-    pack["attestation"] = _attest(pack)
+    pack["log"] = log_section(run.tenant_id, checkpoint, run.stream_name,
+                              since=since) if checkpoint else None
+    pack["attestation"] = attestation_envelope(pack)
     return pack
 
 
-def _attest(pack: dict) -> dict | None:
-    """The signed digest of every field (audit.attestation); None without a signing key."""
+def attestation_envelope(pack: dict) -> dict | None:
+    """The DSSE envelope of the pack's in-toto statement (audit.statement); None without
+    a signing key."""
     try:
         key = signing_key()
     except ImproperlyConfigured:
         return None
-    body = attestation_body(run_id=pack["run"]["run_id"], generated_at=pack["generated_at"],
-                            key_id=key.key_id, public_key=key.public_b64,
-                            fields=field_digests(pack))
-    return {**body, "signature": signing.sign(key.private, canonical(body))}
+    return envelope_sign(canonical(statement(pack)), payload_type=IN_TOTO_PAYLOAD_TYPE,
+                         private=key.private, key_id=key.key_id)

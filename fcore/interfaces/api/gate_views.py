@@ -15,15 +15,26 @@ from fcore.errors import Forbidden
 from gates.services import REVIEW_NOTE_MAX
 from runs import selectors, services
 
+from . import examples as ex
 from . import serializers as s
+from .schema import path_parameters
 
 
 class GateOverrideIn(serializers.Serializer):
-    justification = serializers.CharField(max_length=4000, allow_blank=True)
+    justification = s.StrictCharField(max_length=4000, allow_blank=True,
+                                      help_text="Why the gate is forced through; "
+                                                "required (blank is a 400).")
 
 
 class GateOverrideReviewIn(serializers.Serializer):
-    note = serializers.CharField(max_length=REVIEW_NOTE_MAX, allow_blank=True)
+    note = s.StrictCharField(max_length=REVIEW_NOTE_MAX, allow_blank=True,
+                             help_text="What the reviewer found; required (blank is a "
+                                       "400).")
+
+
+OVERRIDDEN = {**ex.GATE, "status": "overridden", "needs_review": True, "resolved_at": ex.AT,
+              "resolution": {"decision": "overridden", "by": "user:ops_lead",
+                             "justification": "payroll deadline; approver on leave"}}
 
 
 def _person_acts_on_gate(request, run_id, act: str, payload: type[serializers.Serializer],
@@ -46,8 +57,13 @@ def _person_acts_on_gate(request, run_id, act: str, payload: type[serializers.Se
 class GateOverride(APIView):
     required_scopes: dict = {}  # a permission, not a scope, decides (see below)
 
-    @extend_schema(request=GateOverrideIn,
-                   responses={200: s.GateOut, **s.ERROR_RESPONSES})
+    @extend_schema(
+        summary="Override a gate (break-glass)", tags=["gates"],
+        parameters=path_parameters("run_id", "gate_id"), request=GateOverrideIn,
+        responses={200: s.GateOut, **s.ERROR_RESPONSES},
+        examples=[ex.request("override", {"justification": "payroll deadline; approver on "
+                                                           "leave"}),
+                  ex.response("overridden, awaiting review", OVERRIDDEN)])
     def post(self, request, run_id, gate_id):
         """Force an open gate through (break-glass) with a justification; `FC-GATE-005`.
 
@@ -62,8 +78,16 @@ class GateOverride(APIView):
 class GateOverrideReview(APIView):
     required_scopes: dict = {}  # a permission, not a scope, decides (see below)
 
-    @extend_schema(request=GateOverrideReviewIn,
-                   responses={200: s.GateOut, **s.ERROR_RESPONSES})
+    @extend_schema(
+        summary="Review a break-glass override", tags=["gates"],
+        parameters=path_parameters("run_id", "gate_id"), request=GateOverrideReviewIn,
+        responses={200: s.GateOut, **s.ERROR_RESPONSES},
+        examples=[ex.request("review", {"note": "justified; approver confirmed afterwards"}),
+                  ex.response("reviewed", {**OVERRIDDEN, "needs_review": False,
+                                           "reviewed_by": "user:auditor",
+                                           "reviewed_at": ex.AT,
+                                           "review_note": "justified; approver confirmed "
+                                                          "afterwards"})])
     def post(self, request, run_id, gate_id):
         """Mark a break-glass override reviewed with a note; `FC-GATE-006`.
 

@@ -61,3 +61,13 @@ class CheckedCursorPagination(CursorPagination):
             raise _bad_cursor(f"its position is not a {name}") from None
         if isinstance(value, int) and not -INT64_MAX - 1 <= value <= INT64_MAX:
             raise _bad_cursor(f"its position is not a {name}")
+
+    def get_paginated_response_schema(self, schema):
+        """DRF's page schema with each part described (the OpenAPI schema)."""
+        page = super().get_paginated_response_schema(schema)
+        parts = page["properties"]
+        parts["next"]["description"] = "Link to the next page; null on the last page."
+        parts["previous"]["description"] = "Link to the previous page; null on the first."
+        if isinstance(parts["results"], dict):  # drf-spectacular passes a sentinel too
+            parts["results"] = {**parts["results"], "description": "This page's items."}
+        return page

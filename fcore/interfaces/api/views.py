@@ -5,24 +5,30 @@ Tenant scoping comes from `request.principal` (set by
 tenant's object is a 404.
 """
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status as http
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.merkle_log import ProofRangeError
 from audit.stored import events_marked, events_readable, with_data_text
-from fcore.errors import ErrorCode
+from fcore.errors import BadRequest, ErrorCode
 from fcore.tenancy import RUN_STATUS_SCOPE
 from gates.services import Voter
-from runs import selectors, services
+from runs import selectors, services, waits
 from runs.verification import run_receipts_verify
 
+from . import examples as ex
+from . import log_views
 from . import serializers as s
 from .evidence import evidence_pack
 from .pagination import CheckedCursorPagination
+from .schema import error_responses, path_parameters
 
 ERRORS = s.ERROR_RESPONSES
+READ_ERRORS = error_responses(400, 401, 403, 404, 429)
+RUN = path_parameters("run_id")
+GATE = path_parameters("run_id", "gate_id")
 
 
 class RunCursor(CheckedCursorPagination):
@@ -51,7 +57,9 @@ def _validated_query(serializer_class, request):
     return serializer.validated_data
 
 
-def render_run(run, *, include_logs: bool = False) -> dict:
+def render_run(run, *, include_logs: bool = False, audit_seq: int | None = None) -> dict:
+    if audit_seq is not None:
+        run.audit_seq = audit_seq
     run.steps_list = list(selectors.run_steps(run))
     run.decisions_list = list(selectors.run_decisions(run))
     run.gates_list = list(selectors.run_gates(run))
@@ -60,16 +68,13 @@ def render_run(run, *, include_logs: bool = False) -> dict:
     return s.RunOut(run).data
 
 
-def _flag(request, name: str) -> bool:
-    return request.query_params.get(name, "").lower() in {"1", "true", "yes"}
-
-
 class RunListCreate(APIView):
     required_scopes = {"GET": "runs:read", "POST": "runs:write"}
     pagination_class = RunCursor
 
-    @extend_schema(parameters=[s.RunListQuery],
-                   responses={200: s.RunSummaryOut(many=True), **ERRORS})
+    @extend_schema(summary="List runs", tags=["runs"], parameters=[s.RunListQuery],
+                   responses={200: s.RunSummaryOut(many=True), **READ_ERRORS},
+                   examples=[ex.response("a page of runs", [ex.RUN_SUMMARY])])
     def get(self, request):
         """List the tenant's runs, newest first, with cursor pagination."""
         query = _validated_query(s.RunListQuery, request)
@@ -80,7 +85,15 @@ class RunListCreate(APIView):
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(s.RunSummaryOut(page, many=True).data)
 
-    @extend_schema(request=s.RunCreateIn, responses={201: s.RunOut, 200: s.RunOut, **ERRORS})
+    @extend_schema(
+        summary="Create a run", tags=["runs"], request=s.RunCreateIn,
+        responses={201: s.RunOut, 200: s.RunOut, **ERRORS},
+        examples=[ex.request("PT-004 run", {"workflow": "pt004_execution_spine",
+                                            "input": {"amount": 500},
+                                            "idempotency_key": "pt004-happy-1",
+                                            "metadata": {"campaign": "PT-004"}}),
+                  ex.response("created", ex.RUN, 201),
+                  ex.response("replayed key: the same run", ex.RUN, 200)])
     def post(self, request):
         """Create a run; a replayed idempotency key answers 200 with the same run."""
         data = _validated(s.RunCreateIn, request)
@@ -96,18 +109,36 @@ class RunListCreate(APIView):
 class RunDetail(APIView):
     required_scopes = {"GET": "runs:read", "PATCH": RUN_STATUS_SCOPE}
 
-    @extend_schema(parameters=[OpenApiParameter("include_logs", bool)],
-                   responses={200: s.RunOut, **ERRORS})
+    @extend_schema(
+        summary="Get a run, or wait for it to move", tags=["runs"],
+        parameters=[*RUN, s.RunDetailQuery],
+        responses={200: s.RunOut, **READ_ERRORS},
+        examples=[ex.response("a running run", ex.RUN)])
     def get(self, request, run_id):
-        """The run with steps, decisions and gates; `?include_logs=true` adds its events."""
-        run = selectors.run_get(request.principal.tenant, run_id)
-        return Response(render_run(run, include_logs=_flag(request, "include_logs")))
+        """The run with steps, decisions and gates; `?include_logs=true` adds its events.
+        With `?wait_s=N&after_seq=S` a waiting read: answers as soon as the run's audit
+        stream passes seq S, or after N seconds (at most 30) unchanged."""
+        query = _validated_query(s.RunDetailQuery, request)
+        tenant = request.principal.tenant
+        if "wait_s" in query:
+            run = selectors.run_get(tenant, run_id)  # another tenant's run: 404, no wait
+            seq = waits.run_wait(run, after_seq=query["after_seq"], wait_s=query["wait_s"])
+        else:
+            seq = waits.run_seq(run_id)
+        run = selectors.run_get(tenant, run_id)  # read after its seq: at least as new
+        return Response(render_run(run, include_logs=query["include_logs"], audit_seq=seq))
 
 
 class RunStatusUpdate(APIView):
     required_scopes = {"PATCH": RUN_STATUS_SCOPE}  # the console's cancel asks for the same
 
-    @extend_schema(request=s.RunStatusIn, responses={200: s.RunOut, **ERRORS})
+    @extend_schema(
+        summary="Pause, resume, cancel or fail a run", tags=["runs"], parameters=RUN,
+        request=s.RunStatusIn, responses={200: s.RunOut, **ERRORS},
+        examples=[ex.request("pause", {"status": "paused", "reason": "gateway down"}),
+                  ex.request("cancel", {"status": "cancelled", "reason": "duplicate"}),
+                  ex.response("paused", {**ex.RUN, "status": "paused",
+                                         "status_reason": "gateway down"})])
     def patch(self, request, run_id):
         """Operator pause, resume, cancel or fail (FSM-checked; 409 lists what is allowed)."""
         data = _validated(s.RunStatusIn, request)
@@ -121,7 +152,6 @@ class RunStatusUpdate(APIView):
 class RunAliasDetail(RunDetail):
     """`/api/fc/runs/{id}`: GET as the run, PATCH as its status update (PT-004 harness)."""
 
-    @extend_schema(request=s.RunStatusIn, responses={200: s.RunOut, **ERRORS})
     def patch(self, request, run_id):
         return RunStatusUpdate.patch(self, request, run_id)
 
@@ -129,28 +159,49 @@ class RunAliasDetail(RunDetail):
 class StepReport(APIView):
     required_scopes = {"PATCH": "runs:write"}
 
-    @extend_schema(request=s.StepReportIn, responses={200: s.RunOut, **ERRORS})
+    @extend_schema(
+        summary="Report an external step's result", tags=["steps"],
+        parameters=path_parameters("run_id", "step_id"), request=s.StepReportIn,
+        responses={200: s.RunOut, **ERRORS},
+        examples=[ex.request("succeeded", {"status": "succeeded", "output": {"ok": True},
+                                           "attempt": 1}),
+                  ex.request("failed", {"status": "failed",
+                                        "error": {"message": "gateway timeout"}}),
+                  ex.response("the run after the report", ex.RUN_AFTER_REPORT)])
     def patch(self, request, run_id, step_id):
         """An external executor reports its step succeeded or failed."""
         data = _validated(s.StepReportIn, request)
         tenant = request.principal.tenant
-        services.step_report(tenant=tenant, run_id=selectors.run_get(tenant, run_id).run_id,
-                             step_id=step_id, actor=request.principal.actor,
-                             status=data["status"], output=data["output"],
-                             error=data["error"], attempt=data.get("attempt"))
+        # the service's run lock is tenant-scoped: another tenant's run is a 404 there
+        services.step_report(tenant=tenant, run_id=run_id, step_id=step_id,
+                             actor=request.principal.actor, status=data["status"],
+                             output=data["output"], error=data["error"],
+                             attempt=data.get("attempt"),
+                             lease_token=data.get("lease_token"))
         return Response(render_run(selectors.run_get(tenant, run_id)))
 
 
 class RunGates(APIView):
     required_scopes = {"GET": "runs:read", "POST": "gates:request"}
 
-    @extend_schema(responses={200: s.GateOut(many=True), **ERRORS})
+    @extend_schema(summary="List a run's gates", tags=["gates"], parameters=RUN,
+                   responses={200: s.GateOut(many=True), **READ_ERRORS},
+                   examples=[ex.response("one open gate", [ex.GATE])])
     def get(self, request, run_id):
         """The run's gates, oldest first."""
         run = selectors.run_get(request.principal.tenant, run_id)
         return Response(s.GateOut(selectors.run_gates(run), many=True).data)
 
-    @extend_schema(request=s.GateRequestIn, responses={201: s.GateOut, **ERRORS})
+    @extend_schema(
+        summary="Request an approval gate", tags=["gates"], parameters=RUN,
+        request=s.GateRequestIn, responses={201: s.GateOut, **ERRORS},
+        examples=[ex.request("two approvers within a day", {
+                      "step_id": "step_3", "reason": "vendor is new",
+                      "required_approvals": 2, "approver_group": "approvers",
+                      "expires_in": 86400, "on_timeout": "reject"}),
+                  ex.response("opened", {**ex.GATE, "source": "api", "step_id": "step_3",
+                                         "required_approvals": 2,
+                                         "reason": "vendor is new"}, 201)])
     def post(self, request, run_id):
         """Request an approval gate; the run pauses until it resolves."""
         data = _validated(s.GateRequestIn, request)
@@ -167,7 +218,9 @@ class RunGates(APIView):
 class GateDetail(APIView):
     required_scopes = {"GET": "runs:read", "PATCH": "gates:resolve"}
 
-    @extend_schema(responses={200: s.GateOut, **ERRORS})
+    @extend_schema(summary="Get a gate", tags=["gates"], parameters=GATE,
+                   responses={200: s.GateOut, **READ_ERRORS},
+                   examples=[ex.response("open", ex.GATE)])
     def get(self, request, run_id, gate_id):
         """One gate with its votes."""
         run = selectors.run_get(request.principal.tenant, run_id)
@@ -176,15 +229,20 @@ class GateDetail(APIView):
             return Response({"code": ErrorCode.NOT_FOUND, "detail": "No such gate."}, status=404)
         return Response(s.GateOut(gate).data)
 
-    @extend_schema(request=s.GateVoteIn, responses={200: s.GateOut, **ERRORS})
+    @extend_schema(
+        summary="Vote on a gate", tags=["gates"], parameters=GATE, request=s.GateVoteIn,
+        responses={200: s.GateOut, **ERRORS},
+        examples=[ex.request("approve", {"decision": "approve",
+                                         "comment": "checked the invoice"}),
+                  ex.request("reject", {"decision": "reject", "comment": "wrong vendor"}),
+                  ex.response("approved", ex.GATE_APPROVED)])
     def patch(self, request, run_id, gate_id):
         """Vote approve or reject; the gate resolves on quorum or on the first reject."""
         data = _validated(s.GateVoteIn, request)
         principal = request.principal
-        run = selectors.run_get(principal.tenant, run_id)
         voter = Voter(actor=principal.actor, groups=principal.groups, key=principal.kid)
-        gate = services.run_gate_vote(
-            tenant=principal.tenant, run_id=run.run_id, gate_id=gate_id, voter=voter,
+        gate = services.run_gate_vote(  # its run lock is tenant-scoped (404 for another's)
+            tenant=principal.tenant, run_id=run_id, gate_id=gate_id, voter=voter,
             decision=data["decision"], comment=data["comment"], data=data["input"])
         return Response(s.GateOut(selectors.gate_get(principal.tenant, gate.id)).data)
 
@@ -192,7 +250,11 @@ class GateDetail(APIView):
 class RunReceipt(APIView):
     required_scopes = {"GET": "runs:read"}
 
-    @extend_schema(responses={200: s.ReceiptReportOut, **ERRORS})
+    @extend_schema(summary="Verify a run's receipts", tags=["evidence"], parameters=RUN,
+                   responses={200: s.ReceiptReportOut, **READ_ERRORS},
+                   examples=[ex.response("verified", {
+                       "verified": True, "workflow_hash": ex.H, "receipts": [ex.RECEIPT],
+                       "failures": []})])
     def get(self, request, run_id):
         """Receipts and workflow_hash, recomputed from the stored rows."""
         run = selectors.run_get(request.principal.tenant, run_id)
@@ -202,11 +264,22 @@ class RunReceipt(APIView):
 class RunEvidence(APIView):
     required_scopes = {"GET": "audit:read"}
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, **ERRORS})
+    @extend_schema(summary="Get a run's evidence pack", tags=["evidence"],
+                   parameters=[*RUN, OpenApiParameter(
+                       "since", int, description="The tree size of a log checkpoint you "
+                       "kept: the pack's `log.consistency` then proves the log still "
+                       "extends it.")],
+                   responses={200: s.EvidencePackOut, **READ_ERRORS},
+                   examples=[ex.response("a completed run's pack (shortened)", ex.EVIDENCE)])
     def get(self, request, run_id):
         """The run's evidence pack (JSON)."""
         run = selectors.run_get(request.principal.tenant, run_id)
-        response = Response(evidence_pack(run))
+        since = log_views.since_param(request)
+        try:
+            pack = evidence_pack(run, since=since)
+        except ProofRangeError as exc:
+            raise BadRequest(str(exc)) from None
+        response = Response(pack)
         response["Content-Disposition"] = f'inline; filename="evidence-{run.run_id}.json"'
         return response
 
@@ -215,8 +288,9 @@ class AuditList(APIView):
     required_scopes = {"GET": "audit:read"}
     pagination_class = EventCursor
 
-    @extend_schema(parameters=[s.AuditListQuery],
-                   responses={200: s.EventOut(many=True), **ERRORS})
+    @extend_schema(summary="List audit events", tags=["audit"], parameters=[s.AuditListQuery],
+                   responses={200: s.EventOut(many=True), **READ_ERRORS},
+                   examples=[ex.response("a page of events", [ex.EVENT])])
     def get(self, request):
         """The tenant's audit events, oldest first, with cursor pagination."""
         q = _validated_query(s.AuditListQuery, request)

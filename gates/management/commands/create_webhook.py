@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from fcore.errors import BadRequest
 from fcore.models import Tenant
-from gates.models import NOTIFY_EVENTS
+from gates.models import DEFAULT_EVENTS, NOTIFY_EVENTS
 from gates.webhook_endpoints import webhook_endpoint_create
 
 
@@ -19,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--name", required=True)
         parser.add_argument("--url", required=True,
                             help="http(s) URL on a host in FCORE_WEBHOOK_ALLOWED_HOSTS")
-        parser.add_argument("--events", default=" ".join(NOTIFY_EVENTS),
+        parser.add_argument("--events", default=" ".join(DEFAULT_EVENTS),
                             help=f"space-separated, from: {' '.join(NOTIFY_EVENTS)}")
         parser.add_argument("--actor", default="system:cli")
 

@@ -43,3 +43,6 @@ class Command(BaseCommand):
                     state = "new version" if item["changed"] else "unchanged"
                     self.stdout.write(f"{path}: {label} {item['name']} "
                                       f"v{item['version']} ({state})")
+            for item in summary["schedules"]:
+                state = "saved" if item["changed"] else "unchanged"
+                self.stdout.write(f"{path}: schedule {item['name']} ({state})")

@@ -1,0 +1,254 @@
+"""Executors claim external steps (DESIGN §12): claims, leases, heartbeats, redelivery.
+
+Invariants:
+
+- a step is claimable while it is a running external step (`external`, `external:<name>`)
+  of a running run with no lease for its attempt (`StepLease`, one row per step at most:
+  two executors never hold the same step);
+- a claim takes each step under its run lock (`run_lock`: re-read, then lease), so a claim
+  racing a cancel or a report sees the step as it is; the lease and its `FC-STEP-006`
+  event are written in that transaction. The executor gets the token once; only its
+  SHA-256 is stored;
+- a report of a claimed step must carry the current, unexpired token (`lease_check`,
+  called by `runs.services.step_report` under the lock), else 409 `lease_lost`; a step
+  nobody claimed is reported without one, as before;
+- an expired lease (`leases_expire`, from the sweeper and from every claim) makes the step
+  claimable again, same attempt, `FC-STEP-007`; after FCORE_STEP_MAX_REDELIVERIES the
+  attempt fails with `lease_lost`, as a lost internal step's does (retried when the step
+  has retries left).
+"""
+
+import hashlib
+import hmac
+import random
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.utils import timezone
+
+from audit.codes import Code
+from audit.services import audit_append
+from fcore.actors import SCHEDULER
+from fcore.errors import Conflict, ErrorCode, NotFound
+
+from . import engine
+from .definitions import is_external
+from .handlers import StepError
+from .models import RunStatus, StepLease, StepRun, StepStatus
+from .wakeups import steps_ready_announce, steps_ready_listener
+
+MAX_TASKS = 50
+MAX_WAIT_S = 30
+LEASE_S_RANGE = (5, 600)
+EXPIRE_BATCH = 200
+LIVE = (RunStatus.RUNNING, RunStatus.PAUSED)
+
+
+@dataclass
+class ClaimedTask:
+    """One claimed step, as the executor receives it (the token only here, once)."""
+
+    run_id: str
+    step_id: str
+    attempt: int
+    workflow: str
+    step_type: str
+    input: dict
+    lease_token: str
+    lease_expires_at: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _candidates(tenant, step_types, workflows, limit: int) -> list[tuple]:
+    """(run_id, step_id) of claimable steps, oldest first; read without a lock (each is
+    re-checked under its run's lock)."""
+    held = StepLease.objects.filter(step=OuterRef("pk"), attempt=OuterRef("attempt"))
+    steps = StepRun.objects.filter(run__tenant_id=tenant.id, status=StepStatus.RUNNING,
+                                   run__status=RunStatus.RUNNING).exclude(Exists(held))
+    if step_types:
+        steps = steps.filter(step_type__in=step_types)
+    else:
+        steps = steps.filter(Q(step_type="external") | Q(step_type__startswith="external:"))
+    if workflows:
+        steps = steps.filter(run__definition__name__in=workflows)
+    return list(steps.order_by("started_at", "id").values_list("run_id", "step_id")[:limit])
+
+
+def _claim_step(*, tenant, run_id, step_id: str, actor: str, lease_s: int,
+                step_types, workflows) -> ClaimedTask | None:
+    """Lease one step under its run lock, or None when it is no longer claimable."""
+    with engine.run_lock(run_id, tenant=tenant) as run:
+        step = engine.steps_of(run).get(step_id)
+        if (run.status != RunStatus.RUNNING or step is None
+                or step.status != StepStatus.RUNNING or not is_external(step.step_type)
+                or (step_types and step.step_type not in step_types)
+                or (workflows and run.definition.name not in workflows)):
+            return None
+        existing = StepLease.objects.filter(step_id=step.pk).first()
+        if existing is not None:
+            if existing.attempt == step.attempt:
+                return None  # held (or expired, waiting for `leases_expire`)
+            existing.delete()  # left by an earlier attempt
+        now = timezone.now()
+        token = secrets.token_urlsafe(32)
+        lease = StepLease.objects.create(
+            step=step, run=run, attempt=step.attempt, token_hash=token_hash(token),
+            holder=actor, lease_s=lease_s, claimed_at=now,
+            expires_at=now + timedelta(seconds=lease_s))
+        audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code=Code.STEP_CLAIMED,
+                     actor=actor, data={"step_id": step.step_id, "attempt": step.attempt,
+                                        "lease_s": lease_s,
+                                        "lease_expires_at": lease.expires_at.isoformat()})
+        return ClaimedTask(run_id=str(run.run_id), step_id=step.step_id, attempt=step.attempt,
+                           workflow=run.definition.name, step_type=step.step_type,
+                           input=step.input or {}, lease_token=token,
+                           lease_expires_at=lease.expires_at.isoformat())
+
+
+def _claim_once(*, tenant, actor: str, step_types, workflows, max: int,
+                lease_s: int) -> list[ClaimedTask]:
+    candidates = _candidates(tenant, step_types, workflows, limit=max * 4 + 8)
+    # Executors claiming at the same moment see the same oldest steps: each tries them in
+    # its own order, so they rarely queue on the same run lock.
+    head = candidates[: max * 2]
+    random.shuffle(head)
+    tasks = []
+    for run_id, step_id in head + candidates[max * 2:]:
+        if len(tasks) >= max:
+            break
+        task = _claim_step(tenant=tenant, run_id=run_id, step_id=step_id, actor=actor,
+                           lease_s=lease_s, step_types=step_types, workflows=workflows)
+        if task is not None:
+            tasks.append(task)
+    return tasks
+
+
+def tasks_claim(*, tenant, actor: str, step_types: list[str] | None = None,
+                workflows: list[str] | None = None, max: int = 1, wait_s: float = 0,
+                lease_s: int = 60) -> list[ClaimedTask]:
+    """Claim up to `max` claimable external steps of the tenant; with `wait_s`, wait for
+    the first ones to arrive (woken by `runs.wakeups`, not by polling). Arguments are
+    validated by the caller (the API serializer): 1 ≤ max ≤ 50, 0 ≤ wait_s ≤ 30,
+    5 ≤ lease_s ≤ 600."""
+    step_types, workflows = list(step_types or []), list(workflows or [])
+    args = {"tenant": tenant, "actor": actor, "step_types": step_types,
+            "workflows": workflows, "max": max, "lease_s": lease_s}
+    leases_expire()
+    tasks = _claim_once(**args)
+    if tasks or wait_s <= 0:
+        return tasks
+    deadline = time.monotonic() + wait_s
+    with steps_ready_listener(tenant.id) as listener:
+        while not tasks and (left := deadline - time.monotonic()) > 0:
+            if not transaction.get_connection().in_atomic_block:
+                connection.close()  # a waiting claim holds no database connection
+            listener.wait(left)
+            leases_expire()
+            tasks = _claim_once(**args)
+    return tasks
+
+
+def _lost(step_id: str, detail: str) -> Conflict:
+    return Conflict(f"Step {step_id}: {detail}", code=ErrorCode.LEASE_LOST)
+
+
+def lease_check(run, step: StepRun, lease_token: str | None) -> StepLease | None:
+    """Under the run lock, before a report is recorded: the lease the report ends (None for
+    a step nobody claimed). 409 `lease_lost` for a claimed step reported without its
+    current token, and for a token that is not (or no longer) the step's lease."""
+    lease = StepLease.objects.filter(step_id=step.pk, attempt=step.attempt).first()
+    if lease_token is None:
+        if lease is not None:
+            raise _lost(step.step_id, "it is claimed by an executor; report with its "
+                                      "lease_token")
+        return None
+    if lease is None or not hmac.compare_digest(lease.token_hash, token_hash(lease_token)):
+        raise _lost(step.step_id, "this lease is not the step's current lease")
+    if lease.expires_at <= timezone.now():
+        raise _lost(step.step_id, "this lease expired")
+    return lease
+
+
+def lease_heartbeat(*, tenant, run_id, step_id: str, lease_token: str,
+                    lease_s: int | None = None) -> StepLease:
+    """Extend a live lease by `lease_s` (default: the claim's) from now. 409 `lease_lost`
+    when the token is not the step's live lease (expired, redelivered, reported)."""
+    now = timezone.now()
+    digest = token_hash(lease_token)
+    lease = (StepLease.objects.select_related("step")
+             .filter(run_id=engine.parse_run_id(run_id), run__tenant_id=tenant.id,
+                     step__step_id=step_id).first())
+    if lease is None:
+        if not StepRun.objects.filter(run_id=engine.parse_run_id(run_id),
+                                      run__tenant_id=tenant.id, step_id=step_id).exists():
+            raise NotFound(f"Run has no step {step_id!r}.")
+        raise _lost(step_id, "it holds no lease")
+    if (not hmac.compare_digest(lease.token_hash, digest)
+            or lease.step.status != StepStatus.RUNNING or lease.step.attempt != lease.attempt):
+        raise _lost(step_id, "this lease is not the step's current lease")
+    seconds = lease_s or lease.lease_s
+    extended = StepLease.objects.filter(pk=lease.pk, token_hash=digest, expires_at__gt=now
+                                        ).update(expires_at=now + timedelta(seconds=seconds))
+    if not extended:
+        raise _lost(step_id, "this lease expired")
+    lease.refresh_from_db()
+    return lease
+
+
+def leases_expire(*, now=None) -> int:
+    """End every lease past its expiry: the step is claimable again (same attempt,
+    `FC-STEP-007`), or, after FCORE_STEP_MAX_REDELIVERIES, its attempt fails
+    (`lease_lost`). Idempotent; returns how many leases it ended."""
+    now = now or timezone.now()
+    due = list(StepLease.objects.filter(expires_at__lt=now)
+               .values_list("pk", "run_id")[:EXPIRE_BATCH])
+    ended = 0
+    for lease_pk, run_id in due:
+        with engine.run_lock(run_id) as run:
+            lease = StepLease.objects.filter(pk=lease_pk, expires_at__lt=now).first()
+            if lease is None:
+                continue  # extended or ended meanwhile
+            ended += 1
+            steps = engine.steps_of(run)
+            step = next((s for s in steps.values() if s.pk == lease.step_id), None)
+            lease.delete()
+            if (step is None or step.status != StepStatus.RUNNING
+                    or step.attempt != lease.attempt or run.status not in LIVE):
+                continue  # the step moved on without its executor: nothing to redeliver
+            _lease_expired(run, steps, step, lease)
+    return ended
+
+
+def _lease_expired(run, steps, step: StepRun, lease: StepLease) -> None:
+    redeliveries = StepRun.objects.values_list("redeliveries", flat=True).get(pk=step.pk)
+    if redeliveries >= settings.FCORE_STEP_MAX_REDELIVERIES:
+        engine.step_conclude(run, steps, step, succeeded=False, output=None, actor=SCHEDULER,
+                             error={"code": str(StepError.LEASE_LOST),
+                                    "detail": f"lease expired {redeliveries + 1} times: "
+                                              "its executors keep dying"})
+        return
+    # the one step column written without the lock's writes (see `runs.engine.lock._Memo`)
+    StepRun.objects.filter(pk=step.pk).update(redeliveries=F("redeliveries") + 1)
+    audit_append(tenant_id=run.tenant_id, stream=run.stream_name,
+                 code=Code.STEP_LEASE_EXPIRED, actor=SCHEDULER,
+                 data={"step_id": step.step_id, "attempt": step.attempt,
+                       "holder": lease.holder, "redelivery": redeliveries + 1})
+    transaction.on_commit(partial(steps_ready_announce, run.tenant_id))
+
+
+def lease_end(lease: StepLease | None) -> None:
+    """The report a lease was for is recorded (same transaction): the lease ends."""
+    if lease is not None:
+        lease.delete()
