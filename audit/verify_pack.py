@@ -21,6 +21,8 @@ the pack (`events[7].hash: does not match its content`), exiting 1:
    event, its outcome (`FC-GATE-003/004/005`), its override and review (`FC-GATE-006`);
    every vote (approver, decision, comment, input) against its `FC-GATE-002` — a row
    with no event, an event with no row, or a row that disagrees with its event;
+   every child run against the `FC-STEP-001` that started it (both ways), and the seal
+   of a child whose step succeeded against that step's output;
 5. the checkpoint: hash, Ed25519 signature (with `--public-key` if given, else the key in
    the pack — the output says which; a pack key other than the pinned one is refused),
    and the Merkle inclusion proof of the last event; no field outside the format;
@@ -172,6 +174,10 @@ def check_run(pack: dict, events: list[dict]) -> None:
         raise Failure("run.input", "does not match the input_hash of events[0] (FC-RUN-001)")
     if run.get("created_by") != events[0]["actor"]:
         raise Failure("run.created_by", "is not the actor of events[0] (FC-RUN-001)")
+    parent = created.get("parent")
+    if run.get("parent") != ({"run_id": parent.get("run_id"), "step_id": parent.get("step_id")}
+                             if isinstance(parent, dict) else None):
+        raise Failure("run.parent", "differs from the parent in events[0] (FC-RUN-001)")
     if (definition.get("name"), definition.get("version")) != (run["workflow"],
                                                                run["workflow_version"]):
         raise Failure("definition", "is not the run's pinned workflow version")
@@ -239,6 +245,39 @@ def check_receipts(pack: dict, events: list[dict], run_id: str) -> None:
         if expected != pack["workflow_hash"]:
             raise Failure("workflow_hash", "does not match the last receipt, the run's "
                                            "status and the stream head")
+
+
+_CHILD_KEYS = ("run_id", "step_id", "attempt", "workflow", "version", "workflow_hash")
+
+
+def check_children(pack: dict, events: list[dict]) -> None:
+    """Each child run listed is the one an `FC-STEP-001` of the run started, and each
+    child an `FC-STEP-001` started is listed; a child whose step succeeded has the seal
+    that the step's output (bound by its output_hash) holds."""
+    children = _need(pack.get("children", []), list, "children")
+    started = [e for e in events if e["code"] == "FC-STEP-001" and e["data"].get("child_run_id")]
+    outputs = {(st.get("step_id"), st.get("attempt")): st.get("output")
+               for st in pack["steps"] if isinstance(st, dict) and st.get("status") == "succeeded"}
+    for c, child in enumerate(children):
+        path = f"children[{c}]"
+        _need(child, dict, path)
+        unknown = sorted(set(child) - set(_CHILD_KEYS))
+        if unknown:
+            raise Failure(f"{path}.{unknown[0]}", "is not a field of the format")
+        match = {"child_run_id": child.get("run_id"), "step_id": child.get("step_id"),
+                 "attempt": child.get("attempt"), "child_workflow": child.get("workflow"),
+                 "child_version": child.get("version")}
+        if _find(events, "FC-STEP-001", **match)[1] is None:
+            raise Failure(path, "no FC-STEP-001 event started this child run")
+        output = outputs.get((child.get("step_id"), child.get("attempt")))
+        if isinstance(output, dict) and (output.get("run_id"), output.get("workflow_hash")) != (
+                child.get("run_id"), child.get("workflow_hash")):
+            raise Failure(f"{path}.workflow_hash", "is not the seal its step's output holds")
+    listed = {child.get("run_id") for child in children}
+    for event in started:
+        if event["data"]["child_run_id"] not in listed:
+            raise Failure(f"events[{event['seq'] - 1}]", "starts a child run that children "
+                                                         "does not list")
 
 
 def _trusted(pinned: list[bytes], key_id: str, pack_key, path: str) -> tuple[bytes, str]:
@@ -326,7 +365,8 @@ def verify_pack(pack, *, public_keys: list[bytes] = (), kept: str | None = None,
     for section, kind in _SECTIONS.items():
         _need(pack.get(section), kind, section)
     extra = sorted(set(pack) - set(_SECTIONS) - set(NOT_ATTESTED) - {
-        "format", "generated_at", "workflow_hash", "verification", "checkpoint_note", "log"})
+        "format", "generated_at", "workflow_hash", "verification", "checkpoint_note", "log",
+        "children"})
     if extra:
         raise Failure(extra[0], "is not a field of the format")
     run_id = _need(pack["run"].get("run_id"), str, "run.run_id")
@@ -340,6 +380,7 @@ def verify_pack(pack, *, public_keys: list[bytes] = (), kept: str | None = None,
                     gates=pack["gates"], events=events, hashed_outputs=True)
     except Unbound as exc:
         raise Failure(exc.path, exc.problem) from None
+    check_children(pack, events)
     anchored = check_checkpoint(pack, events, list(public_keys))
     try:
         check_retired(pack["checkpoint"], retired or {})
@@ -350,7 +391,8 @@ def verify_pack(pack, *, public_keys: list[bytes] = (), kept: str | None = None,
         raise Failure(failure.path, failure.problem) from None
     return [f"{len(events)} events: hashes and links recomputed",
             f"{len(pack['receipts'])} receipts and the workflow_hash recomputed; "
-            f"{len(pack['decisions'])} decisions and {len(pack['gates'])} gates match events; "
+            f"{len(pack['decisions'])} decisions, {len(pack['gates'])} gates and "
+            f"{len(pack.get('children', []))} child runs match events; "
             "every fact bound to its event, both ways",
             anchored, logged, attested]
 

@@ -3,8 +3,10 @@ CEL policies (import after `django.setup()`), and the worker command the benchma
 
 `bench_language` is the same under the workflow language (docs/workflows.md): a plan step,
 a conditional step whose input is expressions over the plan's output, a map of
-`MAP_ITEMS` instances over a list the plan produced, and a step reading the map's output:
-`LANGUAGE_STEPS` governed (decided, audited, receipted) steps per run."""
+`MAP_ITEMS` instances over a list the plan produced, a step reading the map's output, and
+a `type: workflow` step whose child run (`bench_child`, one step) archives the total:
+`LANGUAGE_STEPS` governed (decided, audited, receipted) steps per run, the child's
+included (the child run is sealed on its own chain too)."""
 
 import sys
 from pathlib import Path
@@ -16,7 +18,8 @@ from runs.bundles import bundle_load
 
 STEPS = 5
 MAP_ITEMS = 10
-LANGUAGE_STEPS = 3 + MAP_ITEMS  # plan, pay, done and the instances (the map step is not decided)
+# plan, pay, done, the instances (the map step is not decided), archive and the child's step
+LANGUAGE_STEPS = 3 + MAP_ITEMS + 2
 LANGUAGE = [
     {"id": "plan", "type": "python:runs.examples.echo"},
     {"id": "pay", "type": "noop", "when": "steps.plan.output.input.amount >= 0",
@@ -25,7 +28,10 @@ LANGUAGE = [
     {"id": "notify", "type": "noop", "map": "steps.plan.output.input.recipients",
      "input": {"to": "=item", "n": "=index", "amount": "=steps.plan.output.input.amount"}},
     {"id": "done", "type": "noop", "input": {"sent": "=steps.notify.output.items.size()"}},
+    {"id": "archive", "type": "workflow", "workflow": "bench_child",
+     "input": {"sent": "=steps.notify.output.items.size()"}},
 ]
+CHILD = [{"id": "store", "type": "noop", "input": {"sent": "=run.input.sent"}}]
 
 
 def setup(slug: str) -> Tenant:
@@ -34,6 +40,7 @@ def setup(slug: str) -> Tenant:
         "tenant": slug,
         "workflows": [{"name": "bench_noop", "steps": [
             {"id": f"s{i}", "type": "noop"} for i in range(1, STEPS + 1)]},
+            {"name": "bench_child", "steps": CHILD},
             {"name": "bench_language", "steps": LANGUAGE}],
         "policies": [
             {"name": "limits", "tier": 2, "rules": [

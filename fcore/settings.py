@@ -457,6 +457,8 @@ FCORE_POLICY_TIME_LIMIT_MS = int(os.environ.get("FCORE_POLICY_TIME_LIMIT_MS", "5
 # take, and the most items a `map` step may fan out over (beyond: the step fails).
 FCORE_EXPRESSION_TIME_LIMIT_MS = int(os.environ.get("FCORE_EXPRESSION_TIME_LIMIT_MS", "50"))
 FCORE_MAP_MAX_ITEMS = int(os.environ.get("FCORE_MAP_MAX_ITEMS", "1000"))
+# How many levels of child runs (`type: workflow` steps) may stand below a run.
+FCORE_SUBWORKFLOW_MAX_DEPTH = int(os.environ.get("FCORE_SUBWORKFLOW_MAX_DEPTH", "5"))
 # How deeply any JSON the server parses or stores may nest (fcore.jsonlimits): far inside
 # Python's recursion limit, so every reader of the audit trail can walk what was accepted.
 FCORE_JSON_MAX_DEPTH = int(os.environ.get("FCORE_JSON_MAX_DEPTH", "64"))

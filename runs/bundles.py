@@ -21,6 +21,7 @@ from gates.policies import (
 from .definitions import DefinitionError, definition_publish, output_validate, steps_validate
 from .models import Schedule, WorkflowDefinition
 from .schedules import ScheduleError, schedule_clean, schedule_save
+from .subworkflows import SubworkflowError, bundle_subworkflows_check
 
 BUNDLE_KEYS = {"tenant", "name", "workflows", "policies", "schedules"}
 WORKFLOW_KEYS = {"name", "description", "steps", "output"}
@@ -128,6 +129,10 @@ def _bundle_check(data, source: str) -> None:
         except DefinitionError as exc:
             raise BundleError(f"{where}: {exc}",
                               key=("workflows", i - 1, *(exc.key or ("steps",)))) from None
+    try:  # the references between workflows, once each is valid on its own
+        bundle_subworkflows_check(data["tenant"], _entries(data, "workflows", source))
+    except SubworkflowError as exc:
+        raise BundleError(f"{source}: {exc}", key=exc.key) from None
     for i, pol in enumerate(_entries(data, "policies", source), start=1):
         name = pol.get("name") if isinstance(pol, dict) else None
         where = f"{source}: policy {name if isinstance(name, str) and name else '#' + str(i)}"

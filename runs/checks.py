@@ -34,6 +34,10 @@ def engine_settings(app_configs, **kwargs):
         if getattr(settings, name) < 0:
             errors.append(Error(f"{name} is {getattr(settings, name)}: it cannot be negative.",
                                 id="fcore.E014"))
+    if settings.FCORE_SUBWORKFLOW_MAX_DEPTH < 1:
+        errors.append(Error(
+            f"FCORE_SUBWORKFLOW_MAX_DEPTH is {settings.FCORE_SUBWORKFLOW_MAX_DEPTH}: every "
+            "`type: workflow` step would fail; it must be at least 1.", id="fcore.E015"))
     if settings.CELERY_WORKER_PREFETCH_MULTIPLIER != 1:
         errors.append(Warning(
             f"CELERY_WORKER_PREFETCH_MULTIPLIER is {settings.CELERY_WORKER_PREFETCH_MULTIPLIER}:"

@@ -19,13 +19,13 @@ from .expressions import ExpressionError, key_text
 from .models import WorkflowDefinition
 
 STEP_TYPES = ("noop", "external", "external:<name>", "approval", "http", "sleep",
-              "python:<dotted.path>")
+              "workflow", "python:<dotted.path>")
 PYTHON_PREFIX = "python:"
 EXTERNAL = "external"
 # `external:<name>`: an external step executors claim by its type (DESIGN §12)
 EXTERNAL_TYPE = re.compile(r"external(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,99})?")
 STEP_KEYS = {"id", "type", "after", "gate", "input", "config", "timeout_s", "retry", "name",
-             "url", "seconds", "when", "map", "max_concurrency"}
+             "url", "seconds", "when", "map", "max_concurrency", "workflow", "version"}
 MAX_TIMEOUT_S = 7 * 24 * 3600
 MAX_ATTEMPTS = 20
 # Step ids travel in URL paths (`…/steps/{step_id}`) and in audit data: no `/`, `%`, `?`,
@@ -93,9 +93,26 @@ def _type_problem(step: dict) -> str | None:
                 f"(settings.FCORE_HTTP_ALLOWED_URLS), not {step.get('url')!r}")
     if step_type == "sleep" and not _number(step.get("seconds"), low=0, high=MAX_TIMEOUT_S):
         return f"seconds must be a number from 0 to {MAX_TIMEOUT_S}"
-    for key, only in (("url", "http"), ("seconds", "sleep")):
+    for key, only in (("url", "http"), ("seconds", "sleep"), ("workflow", "workflow"),
+                      ("version", "workflow")):
         if key in step and step_type != only:
             return f"only {only} steps take {key}"
+    if step_type == "workflow":
+        return _child_problem(step)
+    return None
+
+
+def _child_problem(step: dict) -> str | None:
+    """A `type: workflow` step names the child workflow (and may pin its version); the
+    child's deadline is its own steps', so it takes no timeout_s."""
+    name, version = step.get("workflow"), step.get("version")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        return "workflow: the name of the child workflow (up to 200 characters) is required"
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)
+                                or version < 1):
+        return "version must be a positive integer"
+    if "timeout_s" in step:
+        return "a workflow step takes no timeout_s: the child run's steps have their own"
     return None
 
 
@@ -179,7 +196,7 @@ def _step_clean(step, position: int, ids: list) -> dict:
         if not isinstance(step["input"], dict):
             raise DefinitionError(f"{where}: input must be an object")
         item["input"] = step["input"]
-    for key in ("config", "url", "seconds"):
+    for key in ("config", "url", "seconds", "workflow", "version"):
         if key in step:
             item[key] = step[key]
     if "timeout_s" in step:

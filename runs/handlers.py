@@ -42,6 +42,12 @@ class StepError(StrEnum):
     EXPRESSION_ERROR = "expression_error"
     MAP_TOO_MANY_ITEMS = "map_too_many_items"
     MAP_INSTANCE_FAILED = "map_instance_failed"
+    # sub-workflows (`type: workflow`): a child run that did not complete; the first two
+    # are not retried
+    CHILD_UNKNOWN_WORKFLOW = "unknown_workflow"
+    CHILD_TOO_DEEP = "subworkflow_too_deep"
+    CHILD_FAILED = "child_run_failed"
+    CHILD_CANCELLED = "child_run_cancelled"
 
 
 class StepFailed(Exception):

@@ -98,6 +98,10 @@ class Run(FSMModelMixin, models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # a child run (a `type: workflow` step, DESIGN §11): the run and step that started it
+    parent_run = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True,
+                                   related_name="children")
+    parent_step_id = models.CharField(max_length=200, blank=True, default="")
 
     objects = TenantQuerySet.as_manager()
 

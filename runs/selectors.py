@@ -9,8 +9,10 @@ from .engine import parse_gate_id, parse_run_id
 from .models import Run, Schedule, StepRun
 
 
-def runs_for_tenant(tenant, *, status=None, workflow=None, created_by=None):
+def runs_for_tenant(tenant, *, status=None, workflow=None, created_by=None, parent=None):
     qs = Run.objects.for_tenant(tenant).select_related("definition")
+    if parent:  # a run id: the children of another tenant's run are not found
+        qs = qs.filter(parent_run_id=parent)
     if status:
         qs = qs.filter(status=status)
     if workflow:
@@ -36,8 +38,14 @@ def run_locked_for_reading(run):
             .select_related("definition", "tenant").get(pk=run.pk))
 
 
+def run_children(run):
+    """The child runs a run's workflow steps started, oldest first (same tenant)."""
+    return Run.objects.filter(tenant_id=run.tenant_id, parent_run=run).order_by(
+        "created_at", "run_id")
+
+
 def run_steps(run):
-    return StepRun.objects.filter(run=run).order_by("index")
+    return StepRun.objects.filter(run=run).order_by("index", "id")  # instances share an index
 
 
 def run_decisions(run):

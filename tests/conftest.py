@@ -145,7 +145,7 @@ def advance(django_capture_on_commit_callbacks):
     return lambda: django_capture_on_commit_callbacks(execute=True)
 
 
-ALL_SCOPES = "runs:read runs:write gates:request gates:resolve audit:read"
+ALL_SCOPES = "runs:read runs:write gates:request gates:resolve audit:read tasks:claim"
 
 
 class Api:

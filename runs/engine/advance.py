@@ -17,6 +17,8 @@ line. A failed attempt is retried after a backoff when the step's `retry` allows
 failure fails the run. Every run that ends is sealed (`FC-RUN-003`).
 """
 
+import uuid
+
 from django.utils import timezone
 from django_fsm import can_proceed
 
@@ -36,6 +38,16 @@ from ..expressions import ExpressionFailed
 from ..handlers import StepError
 from ..models import RUN_TERMINAL, STEP_DONE, Run, RunStatus, StepRun, StepStatus
 from ..receipts import workflow_hash
+from .children import (
+    WORKFLOW_STEP,
+    ChildRefused,
+    child_event_data,
+    child_insert,
+    child_plan,
+    child_result,
+    children_ended,
+    children_live,
+)
 from .decisions import step_decide
 from .dispatch import enqueue_advance
 from .lock import run_changed, run_lock, step_changed
@@ -88,6 +100,8 @@ def run_transition(run: Run, name: str, *, actor: str, reason: str = "",
     run_changed(run)
     audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code=Code.RUN_STATUS,
                  actor=actor, data={"from": before, "to": run.status, "reason": reason})
+    if run.status in RUN_TERMINAL and run.parent_run_id is not None:
+        enqueue_advance(run.parent_run_id)  # a child ended: its parent's step settles
 
 
 def run_end(run: Run, steps: dict[str, StepRun], name: str, *, actor: str,
@@ -97,6 +111,11 @@ def run_end(run: Run, steps: dict[str, StepRun], name: str, *, actor: str,
     its late result is refused); then seal."""
     for gate in Gate.objects.select_for_update().filter(run=run, status=GateStatus.OPEN):
         gate_cancel(gate=gate, run=run, actor=actor, reason=f"run {name}: {reason}")
+    for child_id in children_live(run, steps):  # lock order: parent, then child
+        with run_lock(child_id) as child:
+            if child.status not in RUN_TERMINAL:
+                run_cancel(child, steps_of(child), actor=actor,
+                           reason=f"parent run {run.run_id} {name}: {reason}"[:500])
     run_transition(run, name, actor=actor, reason=reason)
     for step in steps.values():
         if step.status in (StepStatus.PENDING, StepStatus.WAITING):
@@ -178,7 +197,7 @@ def _step_release(run: Run, steps: dict[str, StepRun], step: StepRun) -> None:
     gate = gates[-1]
     actor = (gate.resolution or {}).get("by", ENGINE)
     if step.step_type != "approval":
-        step_start(run, step, actor=actor)
+        _step_begin(run, steps, step, actor=actor)
         return
     gate_input = (gate.resolution or {}).get("input")
     # the input its decision resolved (an approval step's expressions are not run again)
@@ -221,6 +240,8 @@ def advance_locked(run: Run, steps: dict[str, StepRun]) -> None:
     for step in steps.values():  # an approved approval step finishes here, so its
         if step.status == StepStatus.WAITING:  # dependants are ready just below
             _step_release(run, steps, step)
+    if run.status != RunStatus.RUNNING:  # a released workflow step's child was refused
+        return
     if _advance_ready(run, steps) and (run.current_step, run.step_index) != before:
         run_changed(run)
 
@@ -274,8 +295,39 @@ def _decide_ready(run: Run, steps: dict[str, StepRun], ready: list[StepRun]) -> 
             step_fail_unstarted(run, steps, step, exc)
             run_fail(run, steps, actor=ENGINE, reason=f"{exc.code} at {step.step_id}: {exc}")
             return None
-        step_start(run, step)
+        if not _step_begin(run, steps, step):
+            return None
     return moved
+
+
+def _step_begin(run: Run, steps: dict[str, StepRun], step: StepRun, *,
+                actor: str = ENGINE) -> bool:
+    """Start a step whose decision allowed it; a workflow step with its child run
+    (`children`). False when the child cannot start: the step failed before it started
+    and the run failed closed."""
+    if step.step_type != WORKFLOW_STEP:
+        step_start(run, step, actor=actor)
+        return True
+    try:
+        plan = child_plan(run, step)
+    except ChildRefused as exc:
+        step_fail_unstarted(run, steps, step, exc)
+        run_fail(run, steps, actor=ENGINE, reason=f"{exc.code} at {step.step_id}: {exc}")
+        return False
+    child_id = uuid.uuid4()
+    step_start(run, step, actor=actor, child=child_event_data(plan[0], child_id))
+    child_insert(run, step, plan, child_id)
+    return True
+
+
+def _children_settle(run: Run, steps: dict[str, StepRun]) -> None:
+    """Record the result of every running workflow step whose child run ended."""
+    for step, child in children_ended(run, steps):
+        if run.status not in (RunStatus.RUNNING, RunStatus.PAUSED):
+            return
+        succeeded, output, error = child_result(child)
+        step_conclude(run, steps, step, succeeded=succeeded, output=output, actor=ENGINE,
+                      error=error)
 
 
 def run_start(run: Run, steps: dict[str, StepRun]) -> None:
@@ -287,10 +339,13 @@ def run_start(run: Run, steps: dict[str, StepRun]) -> None:
 def run_advance(run_id) -> None:
     """Move a run as far as it can go now. Safe to call any number of times."""
     with run_lock(run_id) as run:
-        if run.status == RunStatus.PENDING:  # created before runs were born running
-            run_start(run, steps_of(run))
-        elif run.status == RunStatus.RUNNING:
-            advance_locked(run, steps_of(run))
+        if run.status == RunStatus.PENDING:  # a child run, or one from before runs were
+            run_start(run, steps_of(run))    # born running
+        elif run.status in (RunStatus.RUNNING, RunStatus.PAUSED):
+            steps = steps_of(run)
+            _children_settle(run, steps)  # a child that ended while the parent was paused
+            if run.status == RunStatus.RUNNING:  # is recorded; the parent moves on later
+                advance_locked(run, steps)
 
 
 def step_conclude(run: Run, steps: dict[str, StepRun], step: StepRun, *, succeeded: bool,

@@ -215,18 +215,21 @@ def run_definition(tenant, workflow: str, version: int | None = None
 
 def run_insert(*, tenant, definition: WorkflowDefinition, input: dict, metadata: dict,
                actor: str, actor_key: str, idempotency_key: str | None,
-               request_hash: str) -> tuple[Run, AuditStream, list[StepRun]]:
+               request_hash: str, run_id: uuid.UUID | None = None,
+               parent: tuple | None = None) -> tuple[Run, AuditStream, list[StepRun]]:
     """Insert a pending run of `definition` with its audit stream's head row and its steps
-    (`sql.insert_run`), inside the caller's transaction; hold it with `run_held_new`."""
+    (`sql.insert_run`), inside the caller's transaction; hold it with `run_held_new`.
+    `parent`: (run uuid, step id) of the step that starts it as a child run."""
     now = timezone.now()
-    run_uuid = uuid.uuid4()
+    run_uuid = run_id or uuid.uuid4()
     values = {"run_id": run_uuid, "tenant_id": tenant.id, "definition_id": definition.id,
               "status": "pending", "status_reason": "", "paused_for_gate": False,
               "current_step": "", "step_index": 0, "input": input, "output": None,
               "metadata": metadata, "created_by": actor, "created_by_key": actor_key,
               "idempotency_key": idempotency_key, "request_hash": request_hash,
               "workflow_hash": "", "created_at": now, "updated_at": now, "started_at": None,
-              "ended_at": None}
+              "ended_at": None, "parent_run_id": parent[0] if parent else None,
+              "parent_step_id": parent[1] if parent else ""}
     steps = [{"step_id": s["id"], "step_type": s["type"], "index": i, "after": s["after"],
               "config": step_config(s)} for i, s in enumerate(definition.steps)]
     name = run_stream_name(run_uuid)

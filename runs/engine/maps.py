@@ -136,9 +136,10 @@ def ready_within_limit(ready: list[StepRun], steps: dict[str, StepRun]) -> list[
 
 
 def step_fail_unstarted(run: Run, steps: dict[str, StepRun], step: StepRun,
-                        failure: ExpressionFailed) -> None:
-    """A step whose expression failed fails before it starts (`FC-STEP-003` with the
-    error), never retried; the caller fails the run."""
+                        failure: Exception) -> None:
+    """A step whose expression failed (or whose child run cannot start) fails before it
+    starts (`FC-STEP-003` with the error and its `code`), never retried; the caller fails
+    the run."""
     step.start()
     step.started_at = timezone.now()
     step.input_hash = json_hash(step.input)

@@ -29,6 +29,7 @@ LOCK_RUN = """
            r.paused_for_gate, r.current_step, r.step_index, r.input, r.output, r.metadata,
            r.created_by, r.created_by_key, r.idempotency_key, r.request_hash,
            r.workflow_hash, r.created_at, r.updated_at, r.started_at, r.ended_at,
+           r.parent_run_id, r.parent_step_id,
            s.id AS stream_pk, s.head_seq AS stream_head_seq,
            s.head_hash AS stream_head_hash, {stamp} AS policies_stamp
       FROM runs_run r INNER JOIN audit_auditstream s ON s.name = %s
@@ -39,7 +40,7 @@ LOCK_RUN_FIELDS = ("run_id", "tenant_id", "definition_id", "status", "status_rea
                    "paused_for_gate", "current_step", "step_index", "input", "output",
                    "metadata", "created_by", "created_by_key", "idempotency_key",
                    "request_hash", "workflow_hash", "created_at", "updated_at", "started_at",
-                   "ended_at")
+                   "ended_at", "parent_run_id", "parent_step_id")
 _LOCK_RUN_JSON = tuple(LOCK_RUN_FIELDS.index(name) for name in ("input", "output", "metadata"))
 
 # A step's state after a transition: every column the engine changes (not `redeliveries`,
@@ -105,8 +106,9 @@ RUN_INSERT = """
            (run_id, tenant_id, definition_id, status, status_reason, paused_for_gate,
             current_step, step_index, input, output, metadata, created_by, created_by_key,
             idempotency_key, request_hash, workflow_hash, created_at, updated_at, started_at,
-            ended_at)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+            ended_at, parent_run_id, parent_step_id)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+            %s, %s)"""
 STREAM_INSERT = """
     INSERT INTO audit_auditstream
            (tenant_id, name, head_seq, head_hash, created_at, updated_at, unsealed)
@@ -215,7 +217,9 @@ def insert_run(values: dict, stream_name: str, steps: list[dict], head_hash: str
     now = values["created_at"]
     run_params = [v.uuid(values["run_id"]), *[
         v.json(values[name]) if name in ("input", "output", "metadata")
-        else v.at(values[name]) if name.endswith("_at") else values[name]
+        else v.at(values[name]) if name.endswith("_at")
+        else v.uuid(values[name]) if name == "parent_run_id" and values[name] is not None
+        else values[name]
         for name in LOCK_RUN_FIELDS[1:]]]
     new = NEW_STEP
     step_params = [p for s in steps for p in (

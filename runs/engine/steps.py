@@ -92,11 +92,12 @@ def step_input(run: Run, step: StepRun) -> dict:
     return resolve_step_input(run, step, held.steps if held is not None else {})
 
 
-def step_start(run: Run, step: StepRun, *, actor: str = ENGINE) -> None:
+def step_start(run: Run, step: StepRun, *, actor: str = ENGINE, child: dict | None = None
+               ) -> None:
     """pending|waiting → running, `FC-STEP-001`. An internal step gets a lease (its worker
     renews it) and is enqueued on commit; an external one is announced to executors
     (`step.ready` webhook, waiting claims woken on commit); a step with `timeout_s` gets a
-    deadline."""
+    deadline. A workflow step's event names its `child` run (`children.child_event_data`)."""
     now = timezone.now()
     step.start()
     step.started_at = now
@@ -112,7 +113,8 @@ def step_start(run: Run, step: StepRun, *, actor: str = ENGINE) -> None:
     run.current_step, run.step_index = step.step_id, step.index
     audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code=Code.STEP_STARTED,
                  actor=actor, data={"step_id": step.step_id, "step_type": step.step_type,
-                                    "attempt": step.attempt, "input_hash": step.input_hash})
+                                    "attempt": step.attempt, "input_hash": step.input_hash,
+                                    **(child or {})})
     if internal:
         enqueue_execute(step)
     elif is_external(step.step_type):  # waits for an executor (DESIGN §12)

@@ -7,7 +7,9 @@ behind. Every action is idempotent, so any number of sweepers may run at any tim
   delivered again, same attempt; after FCORE_STEP_MAX_REDELIVERIES the attempt fails
   (`lease_lost`);
 - a step whose retry backoff is over, and a run with nothing in flight that stopped
-  moving, get their run advanced.
+  moving (a child run whose start was lost among them), get their run advanced;
+- a run with a running workflow step whose child run ended (the child's wake-up of its
+  parent was lost) gets advanced, which settles the step (`children`).
 """
 
 import logging
@@ -23,7 +25,7 @@ from fcore.actors import SCHEDULER
 
 from ..definitions import is_external
 from ..handlers import StepError
-from ..models import Run, RunStatus, StepRun, StepStatus
+from ..models import RUN_TERMINAL, Run, RunStatus, StepRun, StepStatus
 from .advance import step_record_result
 from .dispatch import enqueue_advance, enqueue_execute
 
@@ -41,6 +43,7 @@ class Sweep:
     redelivered: int = 0
     lease_lost: int = 0
     advanced: int = 0
+    parents_woken: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -101,6 +104,23 @@ def runs_due(now, sweep: Sweep, *, stalled_after_s: float) -> None:
     sweep.advanced += len(run_ids)
 
 
+def children_ended_lost(now, sweep: Sweep, *, after_s: float) -> None:
+    """Parents with a running workflow step whose child ended more than `after_s` ago
+    (its wake-up should have settled the step by then) are advanced again."""
+    parents = (StepRun.objects.filter(
+        status=StepStatus.RUNNING, step_type="workflow", run__status__in=LIVE,
+        run__children__parent_step_id=F("step_id"),
+        run__children__status__in=RUN_TERMINAL,
+        run__children__ended_at__gte=F("started_at"),
+        run__children__ended_at__lt=now - timedelta(seconds=after_s))
+        .values_list("run_id", flat=True).distinct())
+    run_ids = set(parents[:BATCH])
+    with transaction.atomic():
+        for run_id in run_ids:
+            enqueue_advance(run_id)
+    sweep.parents_woken += len(run_ids)
+
+
 def runs_sweep(*, now=None, stalled_after_s: float = 30) -> Sweep:
     """One pass of the sweeper; returns what it did."""
     now = now or timezone.now()
@@ -108,6 +128,7 @@ def runs_sweep(*, now=None, stalled_after_s: float = 30) -> Sweep:
     steps_timed_out(now, sweep)
     leases_expired(now, sweep)
     runs_due(now, sweep, stalled_after_s=stalled_after_s)
+    children_ended_lost(now, sweep, after_s=min(stalled_after_s, 5))
     if any(sweep.as_dict().values()):
         log.info("sweep: %s", sweep.as_dict())
     return sweep

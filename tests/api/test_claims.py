@@ -209,7 +209,8 @@ def test_bad_claims_are_400(executor, body, field):
 
 
 def test_claim_needs_the_tasks_scope(executor):
-    response = executor.as_sub("exec-1", scope=ALL_SCOPES).post(CLAIM, {})
+    without = " ".join(scope for scope in ALL_SCOPES.split() if scope != "tasks:claim")
+    response = executor.as_sub("exec-1", scope=without).post(CLAIM, {})
     assert response.status_code == 403
 
 

@@ -320,7 +320,7 @@ def test_demo_seed_is_idempotent(db):
     tenant = Tenant.objects.get(slug="tenant_omega")
     state = {**counts(), "runs": Run.objects.count(), "users": get_user_model().objects.count(),
              "memberships": Membership.objects.count()}
-    assert state["runs"] == 6
+    assert state["runs"] == 8  # with the worked example's archive child run
     assert groups_of("adam") == ["approvers"] and groups_of("otto") == ["approvers", "operators"]
     users = get_user_model().objects
     assert users.get(username="admin").is_superuser
@@ -330,8 +330,12 @@ def test_demo_seed_is_idempotent(db):
     run_command("demo_seed")
     assert {**counts(), "runs": Run.objects.count(), "users": get_user_model().objects.count(),
             "memberships": Membership.objects.count()} == state
-    assert Run.objects.for_tenant(tenant).count() == 6
-    agent = Run.objects.get(tenant=tenant, definition__name="agent_payment")
+    assert Run.objects.for_tenant(tenant).count() == 8
+    archived = Run.objects.get(tenant=tenant, definition__name="archive_flow")
+    assert archived.parent_step_id == "archive"
+    assert archived.input["payment"] == {"paid": 900, "bank_ref": "B-900"}
+    agent = Run.objects.get(tenant=tenant, definition__name="agent_payment",
+                            input={"request": "pay ACME"})
     pay = agent.steps.get(step_id="pay")  # decided on what the plan said
     assert agent.status == "paused" and pay.status == "waiting"
     assert pay.input["amount"] == 25000 and pay.input["payee"] == "ACME-4411"

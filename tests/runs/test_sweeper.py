@@ -68,7 +68,7 @@ def test_a_running_step_whose_lease_holds_is_left_alone(held, django_capture_on_
     assert lease > timezone.now()
     with django_capture_on_commit_callbacks(execute=False) as sent:
         assert runs_sweep().as_dict() == {"timed_out": 0, "redelivered": 0, "lease_lost": 0,
-                                          "advanced": 0}
+                                          "advanced": 0, "parents_woken": 0}
     assert sent == [] and step(run).lease_expires_at == lease
 
 

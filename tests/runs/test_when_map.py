@@ -285,7 +285,14 @@ def test_the_worked_example_end_to_end_through_the_api(api, approver, pt004):
                      {"status": "succeeded", "output": {"paid": 25000}}).status_code == 200
     body = api.get(f"/workflows/runs/{run_id}").json()
     assert body["status"] == "completed", body["status_reason"]
-    assert body["output"] == {"paid": True, "payment": {"paid": 25000}, "notified": 3}
+    (child_id,) = body["children"]
+    child = api.get(f"/workflows/runs/{child_id}").json()
+    assert child["workflow"] == "archive_flow" and child["input"]["payee"] == "ACME"
+    assert body["output"] == {"paid": True, "payment": {"paid": 25000}, "notified": 3,
+                              "archive": {"run_id": child_id,
+                                          "workflow_hash": child["workflow_hash"],
+                                          "output": {"archived": {"payment": {"paid": 25000},
+                                                                  "payee": "ACME"}}}}
     notified = [s for s in body["steps"] if s["step_id"].startswith("notify[")]
     assert [s["output"]["input"]["to"] for s in notified] == ["a@x", "b@x", "c@x"]
     run = Run.objects.get(pk=run_id)

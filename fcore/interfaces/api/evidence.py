@@ -1,6 +1,7 @@
 """The evidence pack of a run: one JSON document with everything needed to check the run
 offline (`python -m audit.verify_pack`): run, pinned definition, steps with inputs and
-outputs, decisions with policy versions and fired rules, gates with every vote, every event
+outputs, decisions with policy versions and fired rules, gates with every vote, the child
+runs its workflow steps started (each named by an `FC-STEP-001` of the run), every event
 of its stream exactly as hashed, receipts, workflow_hash, the covering checkpoint with its
 signature, public key and Merkle inclusion proof, the tenant's log checkpoint (C2SP signed
 note) with the inclusion proof of the run's head in it, and the attestation: a DSSE
@@ -16,6 +17,7 @@ docs/audit-format.md.
 """
 
 import json
+import uuid
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
@@ -103,6 +105,20 @@ def _guard_sections(pack: dict) -> None:
             _mark_unreadable(vote, ("input",))
 
 
+def _children(run, events: list[dict]) -> list[dict]:
+    """The child runs the run's workflow steps started, as the run's `FC-STEP-001` events
+    name them (step, attempt, workflow, version), with each child's seal (null while it
+    runs): the seal is the child's own fact, which its own pack proves."""
+    started = [e["data"] for e in events if e["code"] == "FC-STEP-001"
+               and isinstance(e["data"], dict) and e["data"].get("child_run_id")]
+    seals = dict(selectors.run_children(run).filter(
+        run_id__in=[d["child_run_id"] for d in started]).values_list("run_id", "workflow_hash"))
+    return [{"run_id": d["child_run_id"], "step_id": d["step_id"], "attempt": d["attempt"],
+             "workflow": d["child_workflow"], "version": d["child_version"],
+             "workflow_hash": seals.get(uuid.UUID(d["child_run_id"])) or None}
+            for d in started]
+
+
 def evidence_pack(run, *, since: int | None = None) -> dict:
     """The evidence pack of `run` (a JSON-ready dict; see the module docstring). `since`:
     the tree size of a checkpoint the auditor kept; the pack's `log` then carries the
@@ -164,6 +180,7 @@ def _evidence_pack(run, *, since: int | None) -> dict:
                          "failures": receipts["failures"]},
         "checkpoint_note": note,
     }
+    pack["children"] = _children(run, pack["events"])
     _guard_sections(pack)
     _null_spelled(pack)
     # What the client will parse: JSON round trip (UUIDs, datetimes → strings), then the

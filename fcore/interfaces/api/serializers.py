@@ -95,6 +95,9 @@ class RunListQuery(serializers.Serializer):
     created_by = serializers.CharField(max_length=200, required=False,
                                        help_text="Only runs created by this actor, e.g. "
                                                  "`client:harness`.")
+    parent = serializers.UUIDField(
+        required=False,
+        help_text="Only the child runs that steps of this run started (`type: workflow`).")
     cursor = serializers.CharField(max_length=500, required=False, help_text=CURSOR_HELP)
     limit = serializers.IntegerField(min_value=1, max_value=200, required=False,
                                      help_text="Runs per page (default 50).")
@@ -219,7 +222,7 @@ class StepOut(serializers.ModelSerializer):
             "step_id": {"help_text": STEP_ID_HELP},
             "step_type": {"help_text": "How the step runs: `external` (an executor reports "
                                        "it through the API), `approval`, `http`, "
-                                       "`python:<handler>`, `map`, …"},
+                                       "`python:<handler>`, `map`, `workflow` (a child run), …"},
             "index": {"help_text": "Position of the step in the definition, from 0."},
             "after": {"help_text": "Ids of the steps this one waits for."},
             "status": {"help_text": "Where the step is now."},
@@ -350,19 +353,28 @@ class EventOut(serializers.ModelSerializer):
         return item
 
 
+class RunParentOut(serializers.Serializer):
+    run_id = serializers.UUIDField(source="parent_run_id",
+                                   help_text="The run whose step started this one.")
+    step_id = serializers.CharField(source="parent_step_id",
+                                    help_text="The `type: workflow` step that started it.")
+
+
 class RunSummaryOut(serializers.ModelSerializer):
     tenant_id = serializers.CharField(source="tenant.slug", help_text="The tenant's slug.")
     workflow = serializers.CharField(source="definition.name", help_text="The workflow's name.")
     workflow_version = serializers.IntegerField(source="definition.version",
                                                 help_text="The version it runs, pinned at "
                                                           "creation.")
+    parent = serializers.SerializerMethodField(
+        help_text="The run and step that started this one as a child run, or null.")
 
     class Meta:
         model = Run
         fields = ["run_id", "tenant_id", "workflow", "workflow_version", "status",
                   "status_reason", "paused_for_gate", "current_step", "step_index", "input",
                   "output", "metadata", "created_by", "idempotency_key", "created_at", "updated_at",
-                  "started_at", "ended_at", "workflow_hash"]
+                  "started_at", "ended_at", "workflow_hash", "parent"]
         read_only_fields = fields  # an answer: every field is always there
         extra_kwargs = {
             "run_id": {"help_text": "The run's id (UUID)."},
@@ -385,15 +397,22 @@ class RunSummaryOut(serializers.ModelSerializer):
                                            "ends (FC-RUN-003); empty before."},
         }
 
+    @extend_schema_field(RunParentOut(allow_null=True))
+    def get_parent(self, run) -> dict | None:
+        return RunParentOut(run).data if run.parent_run_id is not None else None
+
 
 class RunOut(RunSummaryOut):
     """A run with its parts; the view attaches `steps_list`, `decisions_list`,
-    `gates_list` and, with `?include_logs=true`, `logs_list`."""
+    `gates_list`, `children_list` and, with `?include_logs=true`, `logs_list`."""
 
     steps = StepOut(many=True, source="steps_list", help_text="Its steps, in order.")
     decisions = DecisionOut(many=True, source="decisions_list",
                             help_text="Every policy decision, oldest first.")
     gates = GateOut(many=True, source="gates_list", help_text="Its gates, oldest first.")
+    children = serializers.ListField(
+        child=serializers.UUIDField(), source="children_list", read_only=True,
+        help_text="The child runs its `type: workflow` steps started, oldest first.")
     logs = EventOut(many=True, source="logs_list", required=False,
                     help_text="Its audit events; only with `?include_logs=true`.")
     audit_seq = serializers.IntegerField(
@@ -403,8 +422,8 @@ class RunOut(RunSummaryOut):
                   "In `GET /workflows/runs/{run_id}` answers only.")
 
     class Meta(RunSummaryOut.Meta):
-        fields = RunSummaryOut.Meta.fields + ["steps", "decisions", "gates", "logs",
-                                              "audit_seq"]
+        fields = RunSummaryOut.Meta.fields + ["children", "steps", "decisions", "gates",
+                                              "logs", "audit_seq"]
 
     def to_representation(self, instance):
         if not hasattr(instance, "logs_list"):

@@ -63,6 +63,8 @@ def render_run(run, *, include_logs: bool = False, audit_seq: int | None = None)
     run.steps_list = list(selectors.run_steps(run))
     run.decisions_list = list(selectors.run_decisions(run))
     run.gates_list = list(selectors.run_gates(run))
+    run.children_list = list(selectors.run_children(run).values_list("run_id", flat=True)) \
+        if any(step.step_type == "workflow" for step in run.steps_list) else []
     if include_logs:
         run.logs_list = events_readable(selectors.run_events(run).select_related("stream"))
     return s.RunOut(run).data
@@ -80,7 +82,8 @@ class RunListCreate(APIView):
         query = _validated_query(s.RunListQuery, request)
         qs = selectors.runs_for_tenant(
             request.principal.tenant, status=query.get("status"),
-            workflow=query.get("workflow"), created_by=query.get("created_by"))
+            workflow=query.get("workflow"), created_by=query.get("created_by"),
+            parent=query.get("parent"))
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(s.RunSummaryOut(page, many=True).data)

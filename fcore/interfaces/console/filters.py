@@ -55,6 +55,8 @@ class RunFilterForm(forms.Form):
     status = forms.ChoiceField(required=False, label="Status",
                                choices=[("", "Any status")] + list(RunStatus.choices))
     workflow = forms.ChoiceField(required=False, label="Workflow")
+    parent = forms.UUIDField(required=False, label="Parent run",
+                             help_text="Only the child runs this run's workflow steps started")
     per = _per_field()
 
     def __init__(self, data, *, principal: Principal):

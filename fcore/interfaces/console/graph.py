@@ -5,7 +5,8 @@ topological depth (a step sits one column right of its deepest dependency), ever
 coloured by its status through CSS classes (`status-<status>` in console.css). A step
 skipped by its `when` says so; a map step shows how many of its instances succeeded, and
 its instances (`<id>[i]`, under it in its column) are drawn only when there are at most
-`MAP_SHOWN` of them — beyond, the map step's node counts them by status.
+`MAP_SHOWN` of them — beyond, the map step's node counts them by status. A workflow step
+whose child run exists is a link to that run's page (`links`: step id → URL).
 `timeline_svg`: one bar per started step, from its start to its end (or now), on the run's
 time axis, with its duration (a map's many instances collapsed as in the graph). Every
 text is escaped; the result is safe to inline.
@@ -73,8 +74,10 @@ def _node_text(step, instances: dict[str, list]) -> tuple[str, str, str]:
             f"{title}; map of {len(mapped)}: {shown}")
 
 
-def step_graph_svg(steps) -> SafeString:
-    """The step graph as an `<svg>`; nodes are `<g class="node status-…">`."""
+def step_graph_svg(steps, links: dict[str, str] | None = None) -> SafeString:
+    """The step graph as an `<svg>`; nodes are `<g class="node status-…">`, inside an
+    `<a href>` for the steps in `links` (a workflow step's child run)."""
+    links = links or {}
     steps = list(steps)
     if not steps:
         return mark_safe("")
@@ -119,13 +122,18 @@ def step_graph_svg(steps) -> SafeString:
         label, line, title = _node_text(step, instances)
         kind = " map" if step.step_id in instances else (
             " instance" if getattr(step, "map_parent", "") else "")
-        parts.append(
+        link = links.get(step.step_id)
+        if link:
+            kind += " child-link"
+            title += " — open its child run"
+        node = (
             f'<g class="node status-{status}{kind}" data-step="{escape(step.step_id)}">'
             f'<title>{escape(title)}</title>'
             f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="7"/>'
             f'<text x="{x + 10}" y="{y + 16}" class="node-id">{escape(label)}'
             f'</text><text x="{x + 10}" y="{y + 31}" class="node-status">{escape(line)}'
             '</text></g>')
+        parts.append(f'<a href="{escape(link)}">{node}</a>' if link else node)
     parts.append("</svg>")
     return mark_safe("".join(parts))
 

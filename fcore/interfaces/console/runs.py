@@ -56,11 +56,13 @@ def run_list(request, principal):
     form = RunFilterForm(request.GET, principal=principal)
     params = read_filters(form)
     runs = selectors.runs_for_tenant(principal.tenant, status=params.get("status") or None,
-                                     workflow=params.get("workflow") or None)
+                                     workflow=params.get("workflow") or None,
+                                     parent=params.get("parent") or None)
     page = Paginator(runs, params["per"]).get_page(request.GET.get("page"))
     progress = step_progress([r.run_id for r in page.object_list])
     items = [(run, *progress.get(run.run_id, (0, 0))) for run in page.object_list]
     context = {"principal": principal, "page": page, "items": items, "filter_form": form,
+               "parent": params.get("parent"),
                "status": params.get("status") or "", "query": query_string(request.GET)}
     template = "console/run_list.html#run-table" if wants_partial(request) else \
         "console/run_list.html"
@@ -77,10 +79,16 @@ def run_context(request, principal, run) -> dict:
     gates = [gate_row(g, principal, run=run)
              for g in gates_with_decisions(selectors.run_gates(run), decisions)]
     done = sum(1 for s in steps if s.status in STEP_DONE)
+    children = list(selectors.run_children(run).select_related("definition")) if any(
+        s.step_type == "workflow" for s in steps) else []  # only a workflow step has any
+    child_of = {c.parent_step_id: c for c in children}  # oldest first: the latest attempt's
+    links = {step_id: reverse("console:run", kwargs={"run_id": c.run_id})
+             for step_id, c in child_of.items()}
     return {
         "principal": principal, "run": run, "steps": steps,
         "timeline": [(s, duration_text(step_duration(s, now))) for s in steps],
-        "graph_svg": step_graph_svg(steps), "timeline_svg": timeline_svg(steps, now),
+        "graph_svg": step_graph_svg(steps, links), "children": children,
+        "timeline_svg": timeline_svg(steps, now),
         "done": done, "total": len(steps),
         "decisions": decisions, "gates": gates, "events": events,
         "receipts": run_receipts_verify(run, steps=steps, events=events),

@@ -32,6 +32,8 @@ BUNDLES = ("docs/examples/pt004.yaml", "docs/examples/demo.yaml",
 # the agent's plan of the worked example's run (docs/workflows.md)
 AGENT_PLAN = {"amount": 25000, "payee": "ACME-4411",
               "recipients": ["finance@example.invalid", "olivia@example.invalid"]}
+# a plan under the review threshold: paid at once, then archived by a child run
+SMALL_PLAN = {"amount": 900, "payee": "ACME-4411", "recipients": ["finance@example.invalid"]}
 # admin is a superuser: it holds every permission
 PERMISSIONS = {"override_gate": ("otto",), "review_override": ("priya",)}
 
@@ -74,4 +76,11 @@ class Command(BaseCommand):
                                   actor="user:olivia", input={"request": "pay ACME"})
             step_report(tenant=tenant, run_id=agent.run_id, step_id="plan",
                         actor="client:agent", status="succeeded", output=AGENT_PLAN)
+            small, _ = run_create(tenant=tenant, workflow="agent_payment",
+                                  actor="user:olivia", input={"request": "pay a little"})
+            step_report(tenant=tenant, run_id=small.run_id, step_id="plan",
+                        actor="client:agent", status="succeeded", output=SMALL_PLAN)
+            step_report(tenant=tenant, run_id=small.run_id, step_id="pay",  # archived by a
+                        actor="client:bank", status="succeeded",          # child run
+                        output={"paid": SMALL_PLAN["amount"], "bank_ref": "B-900"})
         self.stdout.write(f"demo tenant {tenant.slug} ready")
