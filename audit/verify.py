@@ -26,6 +26,7 @@ import orjson
 from django.apps import apps
 from django.db import connection, connections
 
+from .facts import facts_verify
 from .hashing import GENESIS_HASH
 from .jcs import (
     CANONICAL_ERRORS,
@@ -143,7 +144,8 @@ def _rows(tenant_ids, stream_id, id_range=(None, None)):
 def audit_verify(*, tenant_ids: list[int] | None = None, stream: str | None = None,
                  public_keys: dict[str, bytes] | None = None,
                  checkpoints: bool = True, workers: int = 1,
-                 progress=None, kept_checkpoints: list[str] = ()) -> ChainReport:
+                 progress=None, kept_checkpoints: list[str] = (),
+                 facts: bool = True) -> ChainReport:
     """Verify the chains in scope (all, some tenants, or one stream) and, unless
     `checkpoints=False`, the checkpoints of those tenants and every head they hold.
 
@@ -154,6 +156,7 @@ def audit_verify(*, tenant_ids: list[int] | None = None, stream: str | None = No
     (`fcore.progress.Progress`) hears the events expected, then each chunk checked.
     `kept_checkpoints`: signed notes an auditor kept; the logs must still extend them
     (`audit.verify_log_db`).
+    `facts` (default) also checks the rows the events record against them (`audit.facts`).
     """
     started = time.perf_counter()
     report = ChainReport()
@@ -186,6 +189,8 @@ def audit_verify(*, tenant_ids: list[int] | None = None, stream: str | None = No
             advance=progress.advance if progress is not None else None)
     report.failures[:0] = chain_failures
     report.failures.extend(missing_failures + head_failures)
+    if facts:
+        report.failures.extend(facts_verify(tenant_ids=tenant_ids, stream=stream))
     report.seconds = time.perf_counter() - started
     return report
 

@@ -15,11 +15,14 @@ the pack (`events[7].hash: does not match its content`), exiting 1:
 3. the receipt chain (every `receipt_hash` recomputed and linked, each recorded by an
    `FC-STEP-002/003` event), each step's input and output against its hashes, the
    `workflow_hash` recomputed from the last receipt, status and stream head;
-4. every decision against an `FC-POL-001` event, every gate against its `FC-GATE-001`
-   event, every vote (approver identity, decision, comment) against an `FC-GATE-002`,
-   and the review of a break-glass override against its `FC-GATE-006`; every child run
-   against the `FC-STEP-001` that started it (both ways), and the seal of a child whose
-   step succeeded against that step's output;
+4. "none" spelled null, and every fact bound to its event both ways (`audit.binding`):
+   the run's status and output; each step's status, attempt, hashes, output and error;
+   every decision against its `FC-POL-001` event; every gate against its `FC-GATE-001`
+   event, its outcome (`FC-GATE-003/004/005`), its override and review (`FC-GATE-006`);
+   every vote (approver, decision, comment, input) against its `FC-GATE-002` — a row
+   with no event, an event with no row, or a row that disagrees with its event;
+   every child run against the `FC-STEP-001` that started it (both ways), and the seal
+   of a child whose step succeeded against that step's output;
 5. the checkpoint: hash, Ed25519 signature (with `--public-key` if given, else the key in
    the pack — the output says which; a pack key other than the pinned one is refused),
    and the Merkle inclusion proof of the last event; no field outside the format;
@@ -41,6 +44,7 @@ from pathlib import Path
 
 from . import merkle, signing
 from .attestation import NOT_ATTESTED
+from .binding import Unbound, check_bound, check_spelling
 from .hashing import (
     CHECKPOINT_FORMAT,
     GENESIS_HASH,
@@ -243,34 +247,6 @@ def check_receipts(pack: dict, events: list[dict], run_id: str) -> None:
                                            "status and the stream head")
 
 
-def check_decisions_and_gates(pack: dict, events: list[dict]) -> None:
-    for k, decision in enumerate(pack["decisions"]):
-        _need(decision, dict, f"decisions[{k}]")
-        match = {key: decision.get(key) for key in (
-            "step_id", "attempt", "decision", "reason", "policy_version", "rules_triggered")}
-        if _find(events, "FC-POL-001", **match)[1] is None:
-            raise Failure(f"decisions[{k}]", "no FC-POL-001 event records this decision")
-    for g, gate in enumerate(pack["gates"]):
-        _need(gate, dict, f"gates[{g}]")
-        opened = _find(events, "FC-GATE-001", gate_id=gate.get("gate_id"),
-                       actor=gate.get("requested_by"), reason=gate.get("reason"),
-                       required_approvals=gate.get("required_approvals"))[1]
-        if opened is None:
-            raise Failure(f"gates[{g}]", "no FC-GATE-001 event opened this gate")
-        for a, vote in enumerate(_need(gate.get("approvals"), list, f"gates[{g}].approvals")):
-            _need(vote, dict, f"gates[{g}].approvals[{a}]")
-            recorded = _find(events, "FC-GATE-002", gate_id=gate["gate_id"],
-                             actor=vote.get("actor"), vote=vote.get("decision"),
-                             comment=vote.get("comment"), input=vote.get("input"))[1]
-            if recorded is None:
-                raise Failure(f"gates[{g}].approvals[{a}]",
-                              "no FC-GATE-002 event records this vote")
-        if gate.get("reviewed_by") and _find(
-                events, "FC-GATE-006", gate_id=gate["gate_id"], actor=gate["reviewed_by"],
-                note=gate.get("review_note"))[1] is None:
-            raise Failure(f"gates[{g}]", "no FC-GATE-006 event records this override review")
-
-
 _CHILD_KEYS = ("run_id", "step_id", "attempt", "workflow", "version", "workflow_hash")
 
 
@@ -398,7 +374,12 @@ def verify_pack(pack, *, public_keys: list[bytes] = (), kept: str | None = None,
     events = check_events(pack, run_id)
     check_run(pack, events)
     check_receipts(pack, events, run_id)
-    check_decisions_and_gates(pack, events)
+    try:
+        check_spelling(pack)
+        check_bound(run=pack["run"], steps=pack["steps"], decisions=pack["decisions"],
+                    gates=pack["gates"], events=events, hashed_outputs=True)
+    except Unbound as exc:
+        raise Failure(exc.path, exc.problem) from None
     check_children(pack, events)
     anchored = check_checkpoint(pack, events, list(public_keys))
     try:
@@ -411,7 +392,8 @@ def verify_pack(pack, *, public_keys: list[bytes] = (), kept: str | None = None,
     return [f"{len(events)} events: hashes and links recomputed",
             f"{len(pack['receipts'])} receipts and the workflow_hash recomputed; "
             f"{len(pack['decisions'])} decisions, {len(pack['gates'])} gates and "
-            f"{len(pack.get('children', []))} child runs match events",
+            f"{len(pack.get('children', []))} child runs match events; "
+            "every fact bound to its event, both ways",
             anchored, logged, attested]
 
 

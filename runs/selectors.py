@@ -30,6 +30,14 @@ def run_get(tenant, run_id) -> Run:
         raise NotFound("No such run.") from None
 
 
+def run_locked_for_reading(run):
+    """The run's row read afresh and locked until the transaction ends. Every change to a
+    run takes this lock first, so what is read while it is held — rows and events — is
+    one state of the run (the evidence pack binds them to each other)."""
+    return (Run.objects.for_tenant(run.tenant).select_for_update(of=("self",))
+            .select_related("definition", "tenant").get(pk=run.pk))
+
+
 def run_children(run):
     """The child runs a run's workflow steps started, oldest first (same tenant)."""
     return Run.objects.filter(tenant_id=run.tenant_id, parent_run=run).order_by(

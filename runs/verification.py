@@ -15,7 +15,7 @@ from .receipts import receipt_hash, workflow_hash
 
 def receipt_fields(step: StepRun) -> dict:
     return {"step_id": step.step_id, "attempt": step.attempt, "receipt_seq": step.receipt_seq,
-            "input_hash": step.input_hash, "output_hash": step.output_hash,
+            "input_hash": step.input_hash, "output_hash": step.output_hash or None,
             "decision": step.decision, "policy_versions": step.policy_versions,
             "prev_receipt_hash": step.prev_receipt_hash, "receipt_hash": step.receipt_hash}
 
@@ -34,13 +34,15 @@ def run_receipts_verify(run, *, steps=None, events=None) -> dict:
         where = {"step_id": step.step_id, "attempt": step.attempt}
         if json_hash(restore_floats(step.input)) != step.input_hash:
             failures.append({**where, "problem": "input_hash does not match the stored input"})
-        if json_hash(restore_floats(step.output)) != step.output_hash:
+        if (json_hash(restore_floats(step.output)) != step.output_hash if step.output_hash
+                else step.output is not None):  # no output_hash: a failed step, no output
             failures.append({**where, "problem": "output_hash does not match the stored output"})
         if step.prev_receipt_hash != prev:
             failures.append({**where, "problem": "receipt does not link to the previous one"})
         recomputed = receipt_hash(
             run_id=str(run.run_id), step_id=step.step_id, attempt=step.attempt,
-            input_hash=step.input_hash, output_hash=step.output_hash, decision=step.decision,
+            input_hash=step.input_hash, output_hash=step.output_hash or None,
+            decision=step.decision,
             policy_versions=step.policy_versions, prev_receipt_hash=prev)
         if recomputed != step.receipt_hash:
             failures.append({**where, "problem": "receipt_hash does not match its fields"})

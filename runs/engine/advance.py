@@ -23,7 +23,7 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from audit.codes import Code
-from audit.hashing import GENESIS_HASH
+from audit.hashing import GENESIS_HASH, json_hash
 from audit.services import audit_append, audit_stream_head
 from fcore.actors import ENGINE
 from fcore.errors import InvalidTransition
@@ -135,7 +135,8 @@ def run_cancel(run: Run, steps: dict[str, StepRun], *, actor: str, reason: str) 
 
 
 def run_seal(run: Run, steps: dict[str, StepRun]) -> None:
-    """Compute and store the run's workflow_hash, and record `FC-RUN-003`."""
+    """Compute and store the run's workflow_hash, and record `FC-RUN-003`, which also binds
+    the run's output (`output_hash`, null when it has none)."""
     receipts = [s for s in steps.values() if s.receipt_hash]
     last_receipt = max(receipts, key=lambda s: s.receipt_seq).receipt_hash if receipts \
         else GENESIS_HASH
@@ -148,7 +149,9 @@ def run_seal(run: Run, steps: dict[str, StepRun]) -> None:
                           code=Code.RUN_SEALED, actor=ENGINE,
                           data={"workflow_hash": run.workflow_hash, "status": run.status,
                                 "last_receipt_hash": last_receipt, "head_seq": head_seq,
-                                "head_hash": head_hash})
+                                "head_hash": head_hash,
+                                "output_hash": json_hash(run.output)
+                                if run.output is not None else None})
     run_notify(run=run, audit_event=sealed)  # run.completed/failed/cancelled webhooks
 
 

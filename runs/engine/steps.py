@@ -139,17 +139,20 @@ def step_finish(run: Run, steps: dict[str, StepRun], step: StepRun, *, succeeded
     observe_on_commit(STEP_DURATION, step.started_at, step.ended_at)
     step.output = output if succeeded else None
     step.error = None if succeeded else error
-    step.output_hash = json_hash(step.output)
+    # a failed step has no output: its output_hash is none (stored "", null when hashed)
+    step.output_hash = json_hash(step.output) if succeeded else ""
     step.lease_expires_at = None
     if receipt:
         seq, previous = _last_receipt(steps, step)
         step.receipt_seq, step.prev_receipt_hash = seq + 1, previous
         step.receipt_hash = receipt_hash(
             run_id=str(run.run_id), step_id=step.step_id, attempt=step.attempt,
-            input_hash=step.input_hash, output_hash=step.output_hash, decision=step.decision,
-            policy_versions=step.policy_versions, prev_receipt_hash=previous)
+            input_hash=step.input_hash, output_hash=step.output_hash or None,
+            decision=step.decision, policy_versions=step.policy_versions,
+            prev_receipt_hash=previous)
     step_changed(run, step)
-    data = {"step_id": step.step_id, "attempt": step.attempt, "output_hash": step.output_hash,
+    data = {"step_id": step.step_id, "attempt": step.attempt,
+            "output_hash": step.output_hash or None,
             "receipt_hash": step.receipt_hash if receipt else None}
     if not succeeded:
         data["error"] = error

@@ -108,10 +108,12 @@ CASES = [
      "run.created_by: is not the actor of events[0] (FC-RUN-001)"),
     ("gates[0].approvals[0].actor",
      lambda p: p["gates"][0]["approvals"][0].update(actor="client:mallory"),
-     "gates[0].approvals[0]: no FC-GATE-002 event records this vote"),
+     "gates[0] (gate {gate}).approvals[0] (vote of client:mallory): no FC-GATE-002 event "
+     "records this vote"),
     ("gates[0].approvals[0].comment",
      lambda p: p["gates"][0]["approvals"][0].update(comment="looked fine"),
-     "gates[0].approvals[0]: no FC-GATE-002 event records this vote"),
+     "gates[0] (gate {gate}).approvals[0] (vote of client:second_approver).comment: is "
+     "'looked fine', but events[8] (FC-GATE-002) records 'checked the invoice ✓'"),
     ("steps[1].started_at", lambda p: p["steps"][1].update(started_at="2020-01-01T00:00:00Z"),
      "steps[1].started_at: differs from the signed attestation"),
     ("generated_at", lambda p: p.update(generated_at=_flip(p["generated_at"])),
@@ -169,7 +171,8 @@ CASES = [
      "steps[0].input: does not match the receipt's input_hash"),
     ("decisions[0].rules_triggered", lambda p: p["decisions"][0].update(
         rules_triggered=[{"policy": "limits", "rule": "big", "effect": "flag"}]),
-     "decisions[0]: no FC-POL-001 event records this decision"),
+     "decisions[0] (step step_1 attempt 1).rules_triggered: is [{'policy': 'limits', "
+     "'rule': 'big', 'effect': 'flag'}], but events[2] (FC-POL-001) records []"),
     ("decisions[0].context", lambda p: p["decisions"][0]["context"].update(extra=1),
      "decisions[0].context: differs from the signed attestation"),
     ("definition.steps", lambda p: p["definition"]["steps"][0].update(type="noop2"),
@@ -217,7 +220,8 @@ def test_a_change_is_named_precisely(pack, name, mutate, message):
     verify_pack(copy.deepcopy(pack))  # intact: no failure
     changed = copy.deepcopy(pack)
     mutate(changed)
-    assert failure_of(changed).startswith(message)
+    gate = pack["gates"][0]["gate_id"] if pack["gates"] else None
+    assert failure_of(changed).startswith(message.replace("{gate}", str(gate)))
 
 
 def _leaves(value, path=()):

@@ -108,7 +108,8 @@ def test_the_verifier_wants_an_event_for_a_review_the_pack_claims(overridden, ap
     packed["reviewed_by"], packed["review_note"] = "user:rita", "looks fine"
     with pytest.raises(Failure) as caught:
         verify_pack(pack)
-    assert "no FC-GATE-006 event records this override review" in str(caught.value)
+    assert "reviewed_by: is set, but no FC-GATE-006 event records a review of this gate" in \
+        str(caught.value)
 
 
 def test_the_one_who_overrode_cannot_review(overridden):

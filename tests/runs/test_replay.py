@@ -83,9 +83,12 @@ def test_a_tampered_decision_is_reported_and_exits_1(completed):
     assert code == 1 and report["ok"] is False
     assert [(d["step_id"], d["field"], d["decision_id"]) for d in report["differences"]] == [
         ("step_2", "decision", flagged.id), ("step_2", "rules_triggered", flagged.id)]
+    # put the row back: audit_verify checks decision rows against their events
+    decision(completed).update(decision=flagged.decision, rules_triggered=flagged.rules_triggered)
 
 
 def test_a_tampered_reason_alone_is_reported(completed):
+    reason = decision(completed, "step_4").get().reason
     decision(completed, "step_4").update(reason="made up")
     code, out = replay(str(completed.run_id), "--json")
     (report,) = json.loads(out)
@@ -93,6 +96,7 @@ def test_a_tampered_reason_alone_is_reported(completed):
     assert report["differences"] == [{
         "step_id": "step_4", "attempt": 1, "decision_id": decision(completed, "step_4").get().id,
         "field": "reason", "recorded": "made up", "replayed": "no rule fired"}]
+    decision(completed, "step_4").update(reason=reason)  # audit_verify checks the row too
 
 
 def test_a_tampered_policy_version_is_reported_and_exits_1(completed):

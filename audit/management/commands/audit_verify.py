@@ -1,8 +1,9 @@
 """python manage.py audit_verify [--tenant SLUG] [--stream NAME] [--public-key KEY …]
 [--since-checkpoint FILE …]
 
-Re-walks every hash chain and checks it against the signed checkpoints; exits non-zero and
-lists the failures when anything is broken. With `-v 2` it prints how many events per
+Re-walks every hash chain and checks it against the signed checkpoints, then (unless
+`--no-facts`) every run's rows against the events that record them (`audit.facts`); exits
+non-zero and lists the failures when anything is broken. With `-v 2` it prints how many events per
 second it checked. A progress bar (events checked) goes to stderr when it is a terminal, or
 with `--progress`; stdout and the exit code are the same either way.
 """
@@ -39,6 +40,9 @@ class Command(BaseCommand):
                                  "repeatable")
         parser.add_argument("--no-checkpoints", action="store_true",
                             help="check the chains only")
+        parser.add_argument("--no-facts", action="store_true",
+                            help="do not check the rows the events record (runs, steps, "
+                                 "decisions, gates, votes) against the events")
         parser.add_argument("--json", action="store_true", dest="as_json",
                             help="print the report as JSON")
         add_progress_arguments(parser)
@@ -58,6 +62,7 @@ class Command(BaseCommand):
         with command_progress(options, desc="audit_verify", unit="event") as progress:
             report = audit_verify(tenant_ids=tenant_ids, stream=stream, public_keys=keys,
                                   checkpoints=not options["no_checkpoints"],
+                                  facts=not options["no_facts"],
                                   workers=max(1, options["workers"]), progress=progress,
                                   kept_checkpoints=kept)
         if options["as_json"]:
@@ -73,7 +78,9 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {report.seconds:.2f} s: {report.events_per_second:,.0f} "
                                   "events/s")
             for failure in report.failures:
-                where = failure.get("checkpoint") or f"{failure['stream']}#{failure['seq']}"
+                where = failure.get("checkpoint") or (
+                    f"{failure['stream']}#{failure['seq']}" if failure.get("seq") is not None
+                    else failure["stream"])
                 self.stdout.write(f"  {where}: {failure['problem']}")
         if not report.ok:
             raise CommandError(f"{len(report.failures)} chain failure(s)")

@@ -20,10 +20,12 @@ import json
 import uuid
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
 from django.utils import timezone
 from rest_framework.utils.encoders import JSONEncoder
 
 from audit import signing
+from audit.binding import NULL_SPELLED
 from audit.checkpoints import (
     checkpoint_covering,
     checkpoint_document,
@@ -123,10 +125,25 @@ def evidence_pack(run, *, since: int | None = None) -> dict:
     consistency proof between it and the pack's checkpoint (`ProofRangeError` when no
     such tree exists).
 
-    Rows are read before the stream head, and events up to a checkpointed head at or after
-    it: every step, decision, gate and receipt in the pack was committed together with an
-    event that is in the pack, even while the run is still moving.
+    Rows and events are read under the run's row lock (`selectors.run_locked_for_reading`):
+    every change to a run takes it, so the rows in the pack are exactly the state its
+    events record — the verifier binds each to the other, both ways.
     """
+    with transaction.atomic():
+        return _evidence_pack(selectors.run_locked_for_reading(run), since=since)
+
+
+def _null_spelled(pack: dict) -> None:
+    """A missing value is null in the pack (audit.binding.NULL_SPELLED), never ""."""
+    for section, fields in NULL_SPELLED.items():
+        rows = pack[section] if isinstance(pack[section], list) else [pack[section]]
+        for row in rows:
+            for field in fields:
+                if row.get(field) == "":
+                    row[field] = None
+
+
+def _evidence_pack(run, *, since: int | None) -> dict:
     definition = run.definition
     receipts = run_receipts_verify(run)
     steps = _items(StepOut, selectors.run_steps(run),
@@ -165,6 +182,7 @@ def evidence_pack(run, *, since: int | None = None) -> dict:
     }
     pack["children"] = _children(run, pack["events"])
     _guard_sections(pack)
+    _null_spelled(pack)
     # What the client will parse: JSON round trip (UUIDs, datetimes → strings), then the
     # integers PostgreSQL's jsonb made of large floats back to floats.
     pack = restore_floats(json.loads(json.dumps(pack, cls=JSONEncoder)))

@@ -448,7 +448,9 @@ class ReceiptOut(serializers.Serializer):
     attempt = serializers.IntegerField(help_text="The attempt the receipt is for.")
     receipt_seq = serializers.IntegerField(help_text="Its position in the run's receipt chain.")
     input_hash = serializers.CharField(help_text=HASH_HELP.format("the step's input"))
-    output_hash = serializers.CharField(help_text=HASH_HELP.format("the step's output"))
+    output_hash = serializers.CharField(
+        allow_null=True,
+        help_text=HASH_HELP.format("the step's output") + " Null for a failed step.")
     decision = serializers.CharField(help_text="The policy decision it ran under.")
     policy_versions = serializers.JSONField(help_text="The policies and versions evaluated.")
     prev_receipt_hash = serializers.CharField(help_text="The previous receipt's hash.")
