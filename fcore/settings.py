@@ -518,7 +518,7 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
-# Waiting reads (`GET /workflows/runs/{id}?wait_s=…`, fcore.wakeups): Redis pub/sub at this
+# Waiting reads and claims (`?wait_s=…`, fcore.wakeups): Redis pub/sub at this
 # URL, by default the Celery broker's when it is Redis; empty: stamp files under VAR_DIR.
 FCORE_WAKEUP_URL = os.environ.get(
     "FCORE_WAKEUP_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")

@@ -3,7 +3,8 @@ read (`runs.waits`) sleeps instead of querying the database in a loop.
 
 `stream_moved(stream, seq)` is called inside the transaction that appends to a stream
 (`audit.services`, the one place events are appended); when that transaction commits,
-the news goes out:
+the news goes out. A stream here is only a name: `runs.wakeups` uses
+`steps-ready/<tenant id>` (no audit stream; `seq` 0) to wake the executors' waiting claims.
 
 - with Redis (`FCORE_WAKEUP_URL`, by default the Celery broker when it is `redis://…`): a
   `PUBLISH fc:stream:<stream> <seq>`, sent by a thread of the process (`_Publisher`) so the

@@ -25,7 +25,6 @@ import secrets
 import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -41,7 +40,7 @@ from . import engine
 from .definitions import is_external
 from .handlers import StepError
 from .models import RunStatus, StepLease, StepRun, StepStatus
-from .wakeups import steps_ready_announce, steps_ready_listener
+from .wakeups import RECHECK_S, steps_ready_announce, steps_ready_listener
 
 MAX_TASKS = 50
 MAX_WAIT_S = 30
@@ -154,7 +153,7 @@ def tasks_claim(*, tenant, actor: str, step_types: list[str] | None = None,
         while not tasks and (left := deadline - time.monotonic()) > 0:
             if not transaction.get_connection().in_atomic_block:
                 connection.close()  # a waiting claim holds no database connection
-            listener.wait(left)
+            listener.wait(min(left, RECHECK_S))
             leases_expire()
             tasks = _claim_once(**args)
     return tasks
@@ -245,7 +244,7 @@ def _lease_expired(run, steps, step: StepRun, lease: StepLease) -> None:
                  code=Code.STEP_LEASE_EXPIRED, actor=SCHEDULER,
                  data={"step_id": step.step_id, "attempt": step.attempt,
                        "holder": lease.holder, "redelivery": redeliveries + 1})
-    transaction.on_commit(partial(steps_ready_announce, run.tenant_id))
+    steps_ready_announce(run.tenant_id)
 
 
 def lease_end(lease: StepLease | None) -> None:

@@ -10,10 +10,8 @@ receipt chain.
 
 import random
 from datetime import timedelta
-from functools import partial
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from audit.codes import Code
@@ -119,7 +117,7 @@ def step_start(run: Run, step: StepRun, *, actor: str = ENGINE, child: dict | No
         enqueue_execute(step)
     elif is_external(step.step_type):  # waits for an executor (DESIGN §12)
         step_ready_notify(run=run, step=step)
-        transaction.on_commit(partial(steps_ready_announce, run.tenant_id))
+        steps_ready_announce(run.tenant_id)
 
 
 def _last_receipt(steps: dict[str, StepRun], but: StepRun) -> tuple[int, str]:

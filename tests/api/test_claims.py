@@ -1,6 +1,8 @@
 """Executors claim external steps (DESIGN §12): claim, lease, heartbeat, report, expiry,
 redelivery, bad input."""
 
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -235,6 +237,28 @@ def test_typed_external_steps_are_reported_like_external(executor, typed):
     assert report(executor, mail).json()["status"] == "completed"
 
 
+def claim_waiting():
+    """A claim of tenant_omega waiting (in a thread, started 0.5 s ago): the thread and
+    the dict its `tasks` and the seconds it `took` go into."""
+    from fcore.models import Tenant
+
+    tenant, result = Tenant.objects.get(slug="tenant_omega"), {}
+
+    def waiting():
+        started = time.monotonic()
+        try:
+            result["tasks"] = claims.tasks_claim(tenant=tenant, actor="client:w",
+                                                 wait_s=20, lease_s=30)
+            result["took"] = time.monotonic() - started
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=waiting)
+    thread.start()
+    time.sleep(0.5)
+    return thread, result
+
+
 @pytest.mark.django_db(transaction=True)
 def test_claim_with_wait_returns_when_work_arrives(executor, monkeypatch):
     """A waiting claim wakes on the commit that starts an external step, not at wait_s nor
@@ -242,28 +266,40 @@ def test_claim_with_wait_returns_when_work_arrives(executor, monkeypatch):
     from runs import wakeups
 
     monkeypatch.setattr(wakeups, "RECHECK_S", 60)
-    monkeypatch.setattr(wakeups, "LOCAL_RECHECK_S", 60)
-    result = {}
-
-    def waiting():
-        started = time.monotonic()
-        try:
-            result["tasks"] = claims.tasks_claim(tenant=executor_tenant, actor="client:w",
-                                                 wait_s=20, lease_s=30)
-            result["took"] = time.monotonic() - started
-        finally:
-            connections.close_all()
-
-    from fcore.models import Tenant
-    executor_tenant = Tenant.objects.get(slug="tenant_omega")
-    thread = threading.Thread(target=waiting)
-    thread.start()
-    time.sleep(0.5)
+    thread, result = claim_waiting()
     run_id = new_run(executor, amount=5)
     thread.join(25)
     assert [t["step_id"] for t in map(claims.ClaimedTask.as_dict, result["tasks"])] == [
         "step_1"]
     assert result["tasks"][0].run_id == run_id
+    assert result["took"] < 5, result
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_the_embedded_default_another_process_wakes_a_waiting_claim(
+        executor, monkeypatch, settings):
+    """Without Redis the wake-up is a stamp file (`fcore.wakeups`), so a step started by
+    another process (the worker, another web worker) wakes the claim: here the in-process
+    announcement is switched off and a separate process touches the tenant's stamp."""
+    from fcore import wakeups as fcore_wakeups
+    from fcore.models import Tenant
+    from runs import wakeups
+    from runs.engine import steps
+
+    settings.FCORE_WAKEUP_URL = ""
+    monkeypatch.setattr(wakeups, "RECHECK_S", 60)
+    monkeypatch.setattr(steps, "steps_ready_announce", lambda tenant_id: None)
+    tenant = Tenant.objects.get(slug="tenant_omega")
+    thread, result = claim_waiting()
+    run_id = new_run(executor, amount=5)
+    thread.join(1)
+    assert thread.is_alive(), "woken without an announcement"
+    stamp = fcore_wakeups._stamp(wakeups._stream(tenant.id))
+    subprocess.run([sys.executable, "-c", "import pathlib, sys; p = pathlib.Path(sys.argv[1]);"
+                    " p.parent.mkdir(parents=True, exist_ok=True); p.touch()", str(stamp)],
+                   check=True)
+    thread.join(25)
+    assert [task.run_id for task in result["tasks"]] == [run_id]
     assert result["took"] < 5, result
 
 
