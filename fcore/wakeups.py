@@ -22,6 +22,7 @@ falls back to sleeping in steps of `FALLBACK_POLL_S` (the caller re-reads the he
 each). Publishing never raises: a failed publish is logged, the change is committed.
 """
 
+import atexit
 import hashlib
 import logging
 import os
@@ -39,6 +40,7 @@ CHANNEL_PREFIX = "fc:stream:"
 STAMP_BUCKETS = 256
 STAMP_POLL_S = 0.05
 FALLBACK_POLL_S = 0.5
+STOP_TIMEOUT_S = 3.0  # at exit, for the last wake-ups to go out
 
 _redis = None
 
@@ -92,10 +94,30 @@ class _Publisher:
             with self.lock:
                 if self.pid != os.getpid():
                     self.queue = queue.SimpleQueue()
-                    threading.Thread(target=self._run, args=(self.queue,), daemon=True,
-                                     name="fc-wakeups").start()
+                    thread = threading.Thread(target=self._run, args=(self.queue,),
+                                              daemon=True, name="fc-wakeups")
+                    thread.start()
+                    atexit.register(self._stop, self.queue, thread)
                     self.pid = os.getpid()
         self.queue.put((stream, seq))
+
+    @staticmethod
+    def _stop(waiting: queue.SimpleQueue, thread: threading.Thread) -> None:
+        """At exit: send what is queued and end the thread, so that interpreter shutdown
+        never stops it holding the Redis pool's lock (the client's finaliser would then
+        wait for that lock forever and the process would not exit)."""
+        waiting.put(None)
+        thread.join(timeout=STOP_TIMEOUT_S)
+
+    @staticmethod
+    def _send(batch: list[tuple[str, int]]) -> None:
+        try:
+            pipe = _client().pipeline(transaction=False)
+            for stream, seq in batch:
+                pipe.publish(CHANNEL_PREFIX + stream, seq)
+            pipe.execute()
+        except Exception as exc:  # a wake-up is a hint: the changes are committed
+            log.warning("%d wake-ups not sent: %s", len(batch), exc)
 
     @staticmethod
     def _run(waiting: queue.SimpleQueue) -> None:
@@ -103,13 +125,12 @@ class _Publisher:
             batch = [waiting.get()]
             while not waiting.empty() and len(batch) < 500:
                 batch.append(waiting.get_nowait())
-            try:
-                pipe = _client().pipeline(transaction=False)
-                for stream, seq in batch:
-                    pipe.publish(CHANNEL_PREFIX + stream, seq)
-                pipe.execute()
-            except Exception as exc:  # a wake-up is a hint: the changes are committed
-                log.warning("%d wake-ups not sent: %s", len(batch), exc)
+            stopping = None in batch
+            batch = [item for item in batch if item is not None]
+            if batch:
+                _Publisher._send(batch)
+            if stopping:
+                return
 
 
 _publisher = _Publisher()

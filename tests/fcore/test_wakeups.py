@@ -3,6 +3,7 @@ listeners — through stamp files in the embedded default, through Redis pub/sub
 FCORE_WAKEUP_URL names one — a rollback wakes nobody, and an unreachable Redis degrades to
 a short sleep instead of an error."""
 
+import os
 import threading
 import time
 import uuid
@@ -77,3 +78,30 @@ def test_an_unreachable_redis_degrades_to_sleeping(settings):
         wakeups._publish("run/x", 1)  # logged, not raised
     finally:
         wakeups._redis = None
+
+
+EXITING = """
+import django, os, sys
+django.setup()
+from fcore import wakeups
+wakeups._moved(sys.argv[1], 1)  # queued for the publisher thread; the process ends now
+"""
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+def test_a_process_that_exits_sends_its_last_wake_up_and_ends(backend, settings, tmp_path):
+    """A short command (load_workflows, create_api_client, …) that committed a change
+    publishes its wake-up at exit and ends: the publisher thread is stopped, not killed
+    holding the Redis pool's lock."""
+    import subprocess
+    import sys
+
+    stream = f"exit/{uuid.uuid4()}"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "fcore.settings",
+           "FCORE_WAKEUP_URL": settings.FCORE_WAKEUP_URL, "FCORE_VAR_DIR": str(tmp_path)}
+    with wakeups.Listener(stream) as listener:
+        done = subprocess.run([sys.executable, "-c", EXITING, stream], env=env, timeout=60)
+        assert done.returncode == 0
+        started = time.monotonic()
+        listener.wait(10)
+        assert time.monotonic() - started < 9, "the wake-up queued before exit was not sent"
