@@ -134,7 +134,8 @@ def gate_vote(*, gate: Gate, run, voter: Voter, decision: str, comment: str = ""
     except IntegrityError:
         raise Conflict("This actor has already voted on this gate.",
                        code=ErrorCode.ALREADY_VOTED) from None
-    approvals = gate.approvals.filter(decision=Vote.APPROVE).count()
+    votes = list(gate.approvals.all())  # oldest first, this one last
+    approvals = sum(vote.decision == Vote.APPROVE for vote in votes)
     audit_append(
         tenant_id=run.tenant_id, stream=run.stream_name, code=Code.GATE_VOTE, actor=voter.actor,
         data={"gate_id": gate.id, "vote": decision, "comment": comment,
@@ -142,19 +143,25 @@ def gate_vote(*, gate: Gate, run, voter: Voter, decision: str, comment: str = ""
               "input": data, "key": voter.key or None},
     )
     if decision == Vote.REJECT:
-        _resolve(gate, run, gate.reject, actor=voter.actor, reason=comment or "rejected")
+        _resolve(gate, run, gate.reject, actor=voter.actor, reason=comment or "rejected",
+                 votes=votes)
     elif approvals >= gate.required_approvals:
-        _resolve(gate, run, gate.approve, actor=voter.actor, reason="quorum reached")
+        _resolve(gate, run, gate.approve, actor=voter.actor, reason="quorum reached",
+                 votes=votes)
     return gate
 
 
-def _resolve(gate: Gate, run, transition_method, *, actor: str, reason: str) -> None:
+def _resolve(gate: Gate, run, transition_method, *, actor: str, reason: str,
+             votes: list[Approval] | None = None) -> None:
+    """Resolve a locked gate; `votes`: its approvals, oldest first, when the caller has
+    them (else read)."""
     if not can_proceed(transition_method):
         raise _invalid(gate)
     transition_method()
-    votes = list(gate.approvals.values("actor", "decision", "comment"))
+    approvals = list(gate.approvals.all()) if votes is None else votes
+    votes = _vote_records(approvals)
     gate.resolution = {**(gate.resolution or {}), "by": actor, "reason": reason, "votes": votes,
-                       "input": _merged_input(gate)}
+                       "input": _merged_input(approvals)}
     gate.resolved_at = timezone.now()
     observe_on_commit(GATE_WAIT, gate.created_at, gate.resolved_at)
     gate.save()
@@ -165,10 +172,16 @@ def _resolve(gate: Gate, run, transition_method, *, actor: str, reason: str) -> 
     gate_notify(gate=gate, run=run, event=EVENT_RESOLVED, audit_event=event)
 
 
-def _merged_input(gate: Gate):
+def _vote_records(votes: list[Approval]) -> list[dict]:
+    """The votes as a resolution and its audit event record them."""
+    return [{"actor": v.actor, "decision": v.decision, "comment": v.comment} for v in votes]
+
+
+def _merged_input(votes: list[Approval]):
+    """The `input` objects of the approving votes merged, oldest first (later wins)."""
     merged = None
-    for vote in gate.approvals.filter(decision=Vote.APPROVE).order_by("created_at", "id"):
-        if isinstance(vote.input, dict):
+    for vote in votes:
+        if vote.decision == Vote.APPROVE and isinstance(vote.input, dict):
             merged = {**(merged or {}), **vote.input}
     return merged
 
@@ -237,10 +250,11 @@ def gate_override(*, gate: Gate, run, actor: str, justification: str) -> Gate:
     if not can_proceed(gate.override):
         raise _invalid(gate, GateStatus.OVERRIDDEN)
     gate.override()
-    votes = list(gate.approvals.values("actor", "decision", "comment"))
+    approvals = list(gate.approvals.all())
+    votes = _vote_records(approvals)
     gate.resolution = {**(gate.resolution or {}), "by": actor, "reason": "break-glass override",
                        "justification": justification, "votes": votes,
-                       "input": _merged_input(gate)}
+                       "input": _merged_input(approvals)}
     gate.resolved_at = timezone.now()
     observe_on_commit(GATE_WAIT, gate.created_at, gate.resolved_at)
     gate.needs_review = True

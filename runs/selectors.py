@@ -1,11 +1,14 @@
 """Read-side selectors. Tenant filtering happens here, once, for every query the API and
 the console make; an object of another tenant is simply not found."""
 
+from django.db.models import Subquery
+
 from audit.models import AuditEvent, AuditStream
+from audit.services import run_stream_name
 from fcore.errors import NotFound
 from gates.models import Gate, GateStatus, PolicyDecision
 
-from .engine import parse_gate_id, parse_run_id
+from .engine import definition_of, parse_gate_id, parse_run_id, steps_of_run
 from .models import Run, Schedule, StepRun
 
 
@@ -28,6 +31,21 @@ def run_get(tenant, run_id) -> Run:
             pk=parse_run_id(run_id))
     except Run.DoesNotExist:
         raise NotFound("No such run.") from None
+
+
+def run_read(tenant, run_id) -> Run:
+    """The run with `audit_seq`, its stream's head seq, read in the same statement: the
+    seq of exactly the state read (`RunOut.audit_seq`). Its definition comes from the
+    process's cache (definitions never change) and its tenant is `tenant`."""
+    run_uuid = parse_run_id(run_id)
+    head = AuditStream.objects.filter(name=run_stream_name(run_uuid)).values("head_seq")
+    try:
+        run = Run.objects.for_tenant(tenant).annotate(audit_seq=Subquery(head)).get(pk=run_uuid)
+    except Run.DoesNotExist:
+        raise NotFound("No such run.") from None
+    run.tenant, run.definition = tenant, definition_of(run.definition_id)
+    run.audit_seq = run.audit_seq or 0
+    return run
 
 
 def run_locked_for_reading(run):
@@ -56,6 +74,25 @@ def run_decisions(run):
 def run_gates(run):
     return (Gate.objects.filter(run=run).select_related("step_run")
             .prefetch_related("approvals").order_by("created_at", "id"))
+
+
+def run_parts(run, steps: list[StepRun] | None = None) -> tuple[list, list, list]:
+    """(steps, decisions, gates) of a run for its answer, oldest first; each decision and
+    gate gets its step from the steps, and each gate the run (no join). `steps`: as the
+    run's lock left them (a service's answer), else read in one statement (the engine's
+    own read)."""
+    steps = steps_of_run(run.run_id) if steps is None else steps
+    by_pk = {step.pk: step for step in steps}
+    decisions = list(PolicyDecision.objects.filter(step_run_id__in=by_pk)
+                     .order_by("evaluated_at", "id"))
+    gates = list(Gate.objects.filter(run=run).prefetch_related("approvals")
+                 .order_by("created_at", "id"))
+    for row in (*decisions, *gates):
+        if row.step_run_id is not None:
+            row.step_run = by_pk[row.step_run_id]
+    for gate in gates:
+        gate.run = run
+    return steps, decisions, gates
 
 
 def run_events(run):

@@ -30,7 +30,7 @@ from gates.services import (
 from . import claims, engine
 from .definitions import is_external
 from .engine import parse_gate_id, run_definition, run_held_new, run_insert, run_lock
-from .models import Run, RunStatus, StepRun, StepStatus
+from .models import Run, RunStatus, StepStatus
 
 OPERATOR_TARGETS = {
     RunStatus.PAUSED: "pause",
@@ -124,9 +124,10 @@ def run_set_status(*, tenant, run_id, status: str, actor: str, reason: str = "")
 
 def step_report(*, tenant, run_id, step_id: str, actor: str, status: str, output=None,
                 error=None, attempt: int | None = None,
-                lease_token: str | None = None) -> StepRun:
+                lease_token: str | None = None) -> Run:
     """An external executor reports its step `succeeded` or `failed`; a claimed step's
-    report carries its lease token (`runs.claims.lease_check`)."""
+    report carries its lease token (`runs.claims.lease_check`). Returns the run as the
+    report left it (with `steps_left`)."""
     with run_lock(run_id, tenant=tenant) as run:
         steps = engine.steps_of(run)
         step = steps.get(step_id)
@@ -138,7 +139,10 @@ def step_report(*, tenant, run_id, step_id: str, actor: str, status: str, output
         if step.status != StepStatus.RUNNING:
             raise InvalidTransition(obj=f"Step {step_id}", current=step.status,
                                     allowed=[], target=status)
-        open_gate = Gate.objects.filter(step_run=step, status=GateStatus.OPEN).first()
+        # An open gate pauses its run, and a run resumes only once none is open (the
+        # gates' services, `run_set_status`): a running run has none to look for.
+        open_gate = None if run.status == RunStatus.RUNNING else (
+            Gate.objects.filter(step_run=step, status=GateStatus.OPEN).first())
         if open_gate:
             raise Conflict(f"Step {step_id} waits at gate {open_gate.id}.",
                            code=ErrorCode.GATE_OPEN,
@@ -158,7 +162,7 @@ def step_report(*, tenant, run_id, step_id: str, actor: str, status: str, output
                              output=output if succeeded else None, actor=actor,
                              error=None if succeeded else (error or {"detail": "failed"}))
         claims.lease_end(lease)
-    return step
+    return run
 
 
 def run_request_gate(*, tenant, run_id, actor: str, reason: str, step_id: str | None = None,
@@ -257,7 +261,8 @@ def _locked_gate(run: Run, gate_id) -> Gate:
 
 def _after_gate(run: Run, gate: Gate, *, actor: str) -> None:
     """A gate resolved. Approved: the run resumes when it was paused for gates and none is
-    still open, and the engine releases the waiting step. Otherwise the run fails closed."""
+    still open, and the engine releases the waiting step and moves on at once (in the
+    vote's transaction, as a report's). Otherwise the run fails closed."""
     if gate.status not in (GateStatus.APPROVED, GateStatus.OVERRIDDEN):
         if run.status in (RunStatus.RUNNING, RunStatus.PAUSED):
             engine.run_fail(run, engine.steps_of(run), actor=actor,
@@ -267,7 +272,10 @@ def _after_gate(run: Run, gate: Gate, *, actor: str) -> None:
     if engine.run_paused_for_gate(run) and not still_open:
         engine.run_transition(run, "resume", actor=actor,
                               reason=f"gate {gate.id} {gate.status}")
-    engine.enqueue_advance(run.run_id)
+    if run.status == RunStatus.RUNNING:  # the step the gate held starts in this transaction
+        engine.advance_locked(run, engine.steps_of(run))
+    else:  # paused by an operator, or another gate is open: what moves it advances it
+        engine.enqueue_advance(run.run_id)
 
 
 def gates_expire_due(*, now=None) -> int:

@@ -13,10 +13,8 @@ import time
 from django.db import connections
 
 from audit.models import AuditStream
-from audit.services import run_stream_name
 from fcore.wakeups import Listener
 
-from .engine import parse_run_id
 from .models import Run
 
 MAX_WAIT_S = 30
@@ -26,12 +24,6 @@ def stream_head_seq(stream: str) -> int:
     """The seq of the stream's last committed event (0 for none)."""
     seq = AuditStream.objects.filter(name=stream).values_list("head_seq", flat=True).first()
     return seq or 0
-
-
-def run_seq(run_id) -> int:
-    """The head seq of a run's stream, read without the run (before it: what is read
-    after is at least as new as this seq); 0 for an unknown run."""
-    return stream_head_seq(run_stream_name(parse_run_id(run_id)))
 
 
 def _release_connections() -> None:

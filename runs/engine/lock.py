@@ -8,7 +8,8 @@ which serialises writers for the whole database.
 Under the lock the engine changes the run and its steps in memory and marks them changed
 (`run_changed`, `step_changed`); decisions and audit events are collected the same way.
 When the block ends they are written at once (`sql.write`), each row once, and the
-transaction commits.
+transaction commits. The run then keeps its steps as written (`run.steps_left`), so a
+service's caller can answer with the state it committed without reading it again.
 """
 
 import threading
@@ -266,6 +267,7 @@ def _holding(run: Run, steps: list[StepRun], stream: AuditStream | None, policie
         writes.head = (writer.row.pk, events[-1].seq, events[-1].hash)
     sql.write(writes)
     del run.locked
+    run.steps_left = list(held.steps.values())
 
 
 @contextmanager

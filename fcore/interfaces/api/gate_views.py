@@ -51,7 +51,7 @@ def _person_acts_on_gate(request, run_id, act: str, payload: type[serializers.Se
     run = selectors.run_get(principal.tenant, run_id)
     gate = service(principal.tenant, run.run_id, principal.actor, serializer.validated_data,
                    request.user)
-    return Response(s.GateOut(selectors.gate_get(principal.tenant, gate.id)).data)
+    return Response(s.render(s.GateOut, selectors.gate_get(principal.tenant, gate.id)))
 
 
 class GateOverride(APIView):

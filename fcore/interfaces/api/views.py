@@ -57,17 +57,17 @@ def _validated_query(serializer_class, request):
     return serializer.validated_data
 
 
-def render_run(run, *, include_logs: bool = False, audit_seq: int | None = None) -> dict:
-    if audit_seq is not None:
-        run.audit_seq = audit_seq
-    run.steps_list = list(selectors.run_steps(run))
-    run.decisions_list = list(selectors.run_decisions(run))
-    run.gates_list = list(selectors.run_gates(run))
+def render_run(run, *, include_logs: bool = False) -> dict:
+    """The run's answer (`RunOut`; `audit_seq` when `selectors.run_read` read it). A run a
+    service has just changed carries its steps as the run lock wrote them (`steps_left`):
+    they are not read again."""
+    run.steps_list, run.decisions_list, run.gates_list = selectors.run_parts(
+        run, getattr(run, "steps_left", None))
     run.children_list = list(selectors.run_children(run).values_list("run_id", flat=True)) \
         if any(step.step_type == "workflow" for step in run.steps_list) else []
     if include_logs:
         run.logs_list = events_readable(selectors.run_events(run).select_related("stream"))
-    return s.RunOut(run).data
+    return s.render(s.RunOut, run)
 
 
 class RunListCreate(APIView):
@@ -86,7 +86,7 @@ class RunListCreate(APIView):
             parent=query.get("parent"))
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(s.RunSummaryOut(page, many=True).data)
+        return paginator.get_paginated_response(s.render_many(s.RunSummaryOut, page))
 
     @extend_schema(
         summary="Create a run", tags=["runs"], request=s.RunCreateIn,
@@ -105,7 +105,8 @@ class RunListCreate(APIView):
             version=data.get("version"), input=data["input"], metadata=data["metadata"],
             actor=request.principal.actor, actor_key=request.principal.kid,
             idempotency_key=data.get("idempotency_key"))
-        run = selectors.run_get(request.principal.tenant, run.run_id)
+        if not created:  # the first run of a replayed key: read with its definition
+            run = selectors.run_get(request.principal.tenant, run.run_id)
         return Response(render_run(run), status=http.HTTP_201_CREATED if created else 200)
 
 
@@ -123,13 +124,11 @@ class RunDetail(APIView):
         stream passes seq S, or after N seconds (at most 30) unchanged."""
         query = _validated_query(s.RunDetailQuery, request)
         tenant = request.principal.tenant
-        if "wait_s" in query:
-            run = selectors.run_get(tenant, run_id)  # another tenant's run: 404, no wait
-            seq = waits.run_wait(run, after_seq=query["after_seq"], wait_s=query["wait_s"])
-        else:
-            seq = waits.run_seq(run_id)
-        run = selectors.run_get(tenant, run_id)  # read after its seq: at least as new
-        return Response(render_run(run, include_logs=query["include_logs"], audit_seq=seq))
+        run = selectors.run_read(tenant, run_id)  # another tenant's run: 404, no wait
+        if "wait_s" in query and run.audit_seq <= query["after_seq"]:
+            waits.run_wait(run, after_seq=query["after_seq"], wait_s=query["wait_s"])
+            run = selectors.run_read(tenant, run_id)
+        return Response(render_run(run, include_logs=query["include_logs"]))
 
 
 class RunStatusUpdate(APIView):
@@ -176,12 +175,12 @@ class StepReport(APIView):
         data = _validated(s.StepReportIn, request)
         tenant = request.principal.tenant
         # the service's run lock is tenant-scoped: another tenant's run is a 404 there
-        services.step_report(tenant=tenant, run_id=run_id, step_id=step_id,
-                             actor=request.principal.actor, status=data["status"],
-                             output=data["output"], error=data["error"],
-                             attempt=data.get("attempt"),
-                             lease_token=data.get("lease_token"))
-        return Response(render_run(selectors.run_get(tenant, run_id)))
+        run = services.step_report(tenant=tenant, run_id=run_id, step_id=step_id,
+                                   actor=request.principal.actor, status=data["status"],
+                                   output=data["output"], error=data["error"],
+                                   attempt=data.get("attempt"),
+                                   lease_token=data.get("lease_token"))
+        return Response(render_run(run))
 
 
 class RunGates(APIView):
@@ -193,7 +192,7 @@ class RunGates(APIView):
     def get(self, request, run_id):
         """The run's gates, oldest first."""
         run = selectors.run_get(request.principal.tenant, run_id)
-        return Response(s.GateOut(selectors.run_gates(run), many=True).data)
+        return Response(s.render_many(s.GateOut, selectors.run_gates(run)))
 
     @extend_schema(
         summary="Request an approval gate", tags=["gates"], parameters=RUN,
@@ -215,7 +214,7 @@ class RunGates(APIView):
             tenant=tenant, run_id=run.run_id, actor=request.principal.actor,
             actor_key=request.principal.kid, reason=data["reason"],
             step_id=data.get("step_id"), settings=settings)
-        return Response(s.GateOut(selectors.gate_get(tenant, gate.id)).data, status=201)
+        return Response(s.render(s.GateOut, selectors.gate_get(tenant, gate.id)), status=201)
 
 
 class GateDetail(APIView):
@@ -230,7 +229,7 @@ class GateDetail(APIView):
         gate = selectors.gate_get(request.principal.tenant, gate_id)
         if gate.run_id != run.run_id:
             return Response({"code": ErrorCode.NOT_FOUND, "detail": "No such gate."}, status=404)
-        return Response(s.GateOut(gate).data)
+        return Response(s.render(s.GateOut, gate))
 
     @extend_schema(
         summary="Vote on a gate", tags=["gates"], parameters=GATE, request=s.GateVoteIn,
@@ -247,7 +246,7 @@ class GateDetail(APIView):
         gate = services.run_gate_vote(  # its run lock is tenant-scoped (404 for another's)
             tenant=principal.tenant, run_id=run_id, gate_id=gate_id, voter=voter,
             decision=data["decision"], comment=data["comment"], data=data["input"])
-        return Response(s.GateOut(selectors.gate_get(principal.tenant, gate.id)).data)
+        return Response(s.render(s.GateOut, selectors.gate_get(principal.tenant, gate.id)))
 
 
 class RunReceipt(APIView):
@@ -302,4 +301,4 @@ class AuditList(APIView):
             actor=q.get("actor"), run_id=q.get("run_id"))
         paginator = self.pagination_class()
         page = events_marked(paginator.paginate_queryset(with_data_text(qs), request, view=self))
-        return paginator.get_paginated_response(s.EventOut(page, many=True).data)
+        return paginator.get_paginated_response(s.render_many(s.EventOut, page))
