@@ -11,7 +11,10 @@ and then, in the same invocation, a trivial `/healthz` endpoint for --health-sec
 (default 30), and prints throughput, p50/p99 latency per endpoint, the error count (must
 be 0), the ratio of API throughput to /healthz throughput, and the CPU per request by
 process (as bench/engine.py prints it: the machine, the client threads, the web server,
-the Celery worker, and the rest — PostgreSQL, Redis, other).
+the Celery worker, and the rest — PostgreSQL, Redis, other). Then, on the idle server,
+--votes single votes each releasing an approval step, timed to the start of the internal
+step after it (bench/votes.py), and --executor-seconds of executors claiming and
+reporting external steps (bench/executors.py).
 
     .venv/bin/python bench/api.py --seconds 120
     (needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379; drops and creates the
@@ -37,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.executors import executor_phase  # noqa: E402
+from bench.votes import vote_phase  # noqa: E402
 from fcore.interfaces.client import FCClient, FCError  # noqa: E402
 from fcore.management.commands.serve import _descendants  # noqa: E402
 
@@ -207,6 +211,8 @@ def main():
     parser.add_argument("--profile", metavar="DIR", help="py-spy the web workers into DIR")
     parser.add_argument("--executor-seconds", type=int, default=30,
                         help="the executors phase (bench/executors.py); 0 skips it")
+    parser.add_argument("--votes", type=int, default=50,
+                        help="runs of the vote phase (bench/votes.py); 0 skips it")
     args = parser.parse_args()
     env = {**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
            "CELERY_BROKER_URL": BROKER, "FCORE_VAR_DIR": "var/bench-api",
@@ -215,7 +221,7 @@ def main():
     sh("psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"CREATE DATABASE {DB}")
     manage = [str(BIN / "python"), "manage.py"]
     sh(*manage, "migrate", "--noinput", env=env)
-    sh(*manage, "load_workflows", "docs/examples/pt004.yaml", env=env)
+    sh(*manage, "load_workflows", "docs/examples/pt004.yaml", "bench/vote.yaml", env=env)
     creds = json.loads(sh(*manage, "create_api_client", "--tenant", "tenant_omega", "--name",
                           "bench", "--scopes", "runs:read runs:write gates:request "
                           "gates:resolve audit:read tasks:claim", env=env).stdout)
@@ -267,6 +273,8 @@ def main():
         cores = os.cpu_count()
         print(f"machine busy               API {api_busy / (api_elapsed * cores):.0%}, "
               f"/healthz {cpu.busy / (health_elapsed * cores):.0%} of {cores} cores")
+        if args.votes:
+            vote_phase(base, creds, count=args.votes)
         if args.executor_seconds:
             executors = executor_phase(base, creds, seconds=args.executor_seconds,
                                        clients=args.clients)
