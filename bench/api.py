@@ -208,6 +208,8 @@ def main():
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--health-seconds", type=int, default=30)
     parser.add_argument("--port", type=int, default=8790)
+    parser.add_argument("--web-workers", type=int, default=2,
+                        help="gunicorn worker processes (fc web --workers)")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the web workers into DIR")
     parser.add_argument("--executor-seconds", type=int, default=30,
                         help="the executors phase (bench/executors.py); 0 skips it")
@@ -226,8 +228,8 @@ def main():
                           "bench", "--scopes", "runs:read runs:write gates:request "
                           "gates:resolve audit:read tasks:claim", env=env).stdout)
     servers = {
-        "web": subprocess.Popen([*manage, "web", "--port", str(args.port), "--workers", "2"],
-                                cwd=ROOT, env=env),
+        "web": subprocess.Popen([*manage, "web", "--port", str(args.port),
+                                 "--workers", str(args.web_workers)], cwd=ROOT, env=env),
         "worker": subprocess.Popen([str(BIN / "celery"), "-A", "fcore", "worker", "-c", "2",
                                     "-l", "warning"], cwd=ROOT, env=env),
     }
@@ -257,8 +259,8 @@ def main():
             args.clients)
         cpu.stop()
         health_cpu = cpu.split(len(health_stats.all()))
-        print(f"gunicorn 2 gthread workers (FCORE_WEB_THREADS threads each, pooled "
-              f"connections), PostgreSQL, {args.clients} client threads: "
+        print(f"gunicorn {args.web_workers} gthread workers (FCORE_WEB_THREADS threads "
+              f"each, pooled connections), PostgreSQL, {args.clients} client threads: "
               f"API {args.seconds} s, /healthz {args.health_seconds} s")
         for kind, values in sorted(api_stats.latencies.items()):
             ordered = sorted(values)

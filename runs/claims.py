@@ -12,10 +12,10 @@ Invariants:
 - a report of a claimed step must carry the current, unexpired token (`lease_check`,
   called by `runs.services.step_report` under the lock), else 409 `lease_lost`; a step
   nobody claimed is reported without one, as before;
-- an expired lease (`leases_expire`, from the sweeper and from every claim) makes the step
-  claimable again, same attempt, `FC-STEP-007`; after FCORE_STEP_MAX_REDELIVERIES the
-  attempt fails with `lease_lost`, as a lost internal step's does (retried when the step
-  has retries left).
+- an expired lease (`leases_expire`, from the sweeper for every tenant and from every
+  claim for the claiming tenant's) makes the step claimable again, same attempt,
+  `FC-STEP-007`; after FCORE_STEP_MAX_REDELIVERIES the attempt fails with `lease_lost`, as
+  a lost internal step's does (retried when the step has retries left).
 """
 
 import hashlib
@@ -144,7 +144,7 @@ def tasks_claim(*, tenant, actor: str, step_types: list[str] | None = None,
     step_types, workflows = list(step_types or []), list(workflows or [])
     args = {"tenant": tenant, "actor": actor, "step_types": step_types,
             "workflows": workflows, "max": max, "lease_s": lease_s}
-    leases_expire()
+    leases_expire(tenant=tenant)
     tasks = _claim_once(**args)
     if tasks or wait_s <= 0:
         return tasks
@@ -154,7 +154,7 @@ def tasks_claim(*, tenant, actor: str, step_types: list[str] | None = None,
             if not transaction.get_connection().in_atomic_block:
                 connection.close()  # a waiting claim holds no database connection
             listener.wait(min(left, RECHECK_S))
-            leases_expire()
+            leases_expire(tenant=tenant)
             tasks = _claim_once(**args)
     return tasks
 
@@ -206,13 +206,15 @@ def lease_heartbeat(*, tenant, run_id, step_id: str, lease_token: str,
     return lease
 
 
-def leases_expire(*, now=None) -> int:
-    """End every lease past its expiry: the step is claimable again (same attempt,
-    `FC-STEP-007`), or, after FCORE_STEP_MAX_REDELIVERIES, its attempt fails
-    (`lease_lost`). Idempotent; returns how many leases it ended."""
+def leases_expire(*, now=None, tenant=None) -> int:
+    """End every lease past its expiry (of `tenant` only, when given): the step is
+    claimable again (same attempt, `FC-STEP-007`), or, after FCORE_STEP_MAX_REDELIVERIES,
+    its attempt fails (`lease_lost`). Idempotent; returns how many leases it ended."""
     now = now or timezone.now()
-    due = list(StepLease.objects.filter(expires_at__lt=now)
-               .values_list("pk", "run_id")[:EXPIRE_BATCH])
+    leases = StepLease.objects.filter(expires_at__lt=now)
+    if tenant is not None:
+        leases = leases.filter(run__tenant_id=tenant.id)
+    due = list(leases.values_list("pk", "run_id")[:EXPIRE_BATCH])
     ended = 0
     for lease_pk, run_id in due:
         with engine.run_lock(run_id) as run:

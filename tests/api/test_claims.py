@@ -147,6 +147,25 @@ def expire_all(executor):
         return claims.leases_expire()
 
 
+def test_a_claim_ends_the_expired_leases_of_its_own_tenant_only(executor, other_tenant,
+                                                                advance):
+    client, secret = api_client_create(tenant=other_tenant, name="executor",
+                                       scopes=SCOPES.split(), actor="system:test")
+    sigma = Api(APIClient(), client.kid, secret, other_tenant.slug, advance, sub="exec-s",
+                scope=SCOPES)
+    omega_run, sigma_run = new_run(executor, amount=5), new_run(sigma, amount=5)
+    [omega_task], [sigma_task] = claim(executor), claim(sigma)
+    StepLease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    [sigma_again] = claim(sigma)  # its own expired lease ended: the step is its again
+    assert (sigma_again["run_id"], sigma_again["step_id"]) == (sigma_run, sigma_task["step_id"])
+    assert codes(sigma_run)[-2:] == ["FC-STEP-007", "FC-STEP-006"]
+    assert StepLease.objects.filter(run_id=omega_run).exists()  # not sigma's to end
+    assert codes(omega_run)[-1] == "FC-STEP-006"
+    [again] = claim(executor)
+    assert (again["run_id"], again["attempt"]) == (omega_task["run_id"], omega_task["attempt"])
+    assert codes(omega_run)[-2:] == ["FC-STEP-007", "FC-STEP-006"]
+
+
 def test_expired_lease_is_claimable_again_same_attempt_audited(executor):
     run_id = new_run(executor, amount=5)
     [first] = claim(executor.as_sub("dies"))
