@@ -1,14 +1,14 @@
 """Read-side selectors. Tenant filtering happens here, once, for every query the API and
 the console make; an object of another tenant is simply not found."""
 
-from django.db.models import Subquery
+from django.db.models import Subquery, prefetch_related_objects
 
 from audit.models import AuditEvent, AuditStream
 from audit.services import run_stream_name
 from fcore.errors import NotFound
 from gates.models import Gate, GateStatus, PolicyDecision
 
-from .engine import definition_of, parse_gate_id, parse_run_id, steps_of_run
+from .engine import definition_of, parse_gate_id, parse_run_id, parts_of_run
 from .models import Run, Schedule, StepRun
 
 
@@ -77,21 +77,19 @@ def run_gates(run):
 
 
 def run_parts(run, steps: list[StepRun] | None = None) -> tuple[list, list, list]:
-    """(steps, decisions, gates) of a run for its answer, oldest first; each decision and
-    gate gets its step from the steps, and each gate the run (no join). `steps`: as the
-    run's lock left them (a service's answer), else read in one statement (the engine's
-    own read)."""
-    steps = steps_of_run(run.run_id) if steps is None else steps
+    """(steps, decisions, gates) of a run for its answer, oldest first, in one round trip
+    (`engine.parts_of_run`) and one more for the gates' votes when it has gates; each
+    decision and gate gets its step from the steps, and each gate the run. `steps`: as
+    the run's lock left them (a service's answer), else read with the rest."""
+    read_steps, decisions, gates = parts_of_run(run.run_id, with_steps=steps is None)
+    steps = read_steps if steps is None else steps
     by_pk = {step.pk: step for step in steps}
-    decisions = list(PolicyDecision.objects.filter(step_run_id__in=by_pk)
-                     .order_by("evaluated_at", "id"))
-    gates = list(Gate.objects.filter(run=run).prefetch_related("approvals")
-                 .order_by("created_at", "id"))
     for row in (*decisions, *gates):
         if row.step_run_id is not None:
             row.step_run = by_pk[row.step_run_id]
     for gate in gates:
         gate.run = run
+    prefetch_related_objects(gates, "approvals")
     return steps, decisions, gates
 
 

@@ -16,9 +16,11 @@ from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import JSONField
 from django.utils import timezone
 
 from audit.services import Appended
+from gates.models import Gate, PolicyDecision
 from runs.models import Run, StepRun
 
 # The run, locked, with its audit stream's head row, also locked (in READ COMMITTED a
@@ -99,6 +101,15 @@ STEPS_OF_RUN = """
       FROM runs_steprun WHERE run_id = %s
      ORDER BY "index", id
 """
+
+# A run's policy decisions and its gates, oldest first, every column (`parts_of_run`: what
+# every answer about a run shows besides the run and its steps).
+DECISIONS_OF_RUN = """
+    SELECT {columns} FROM gates_policydecision d
+     WHERE d.step_run_id IN (SELECT id FROM runs_steprun WHERE run_id = %s)
+     ORDER BY d.evaluated_at, d.id"""
+GATES_OF_RUN = """
+    SELECT {columns} FROM gates_gate g WHERE g.run_id = %s ORDER BY g.created_at, g.id"""
 
 # A new run, with its audit stream's head row and its steps (`insert_run`).
 RUN_INSERT = """
@@ -263,6 +274,48 @@ def _loaded(db, model, fields: tuple, json_at: tuple, row):
     for n in json_at:
         values[n] = None if values[n] is None else json.loads(values[n])
     return model.from_db(db.alias, fields, values)
+
+
+class _Rows:
+    """A SELECT of every column of `model` (table alias `alias`), and its rows as instances:
+    the field names, the positions of the JSON ones and the column list come from the
+    model's `_meta` API, so they follow the model."""
+
+    def __init__(self, model, alias: str, sql: str):
+        fields = model._meta.concrete_fields
+        self.model = model
+        self.fields = tuple(f.attname for f in fields)
+        self.json_at = tuple(n for n, f in enumerate(fields) if isinstance(f, JSONField))
+        self.sql = sql.format(columns=", ".join(f'{alias}."{f.column}"' for f in fields))
+
+    def loaded(self, db, rows) -> list:
+        return [_loaded(db, self.model, self.fields, self.json_at, row) for row in rows]
+
+
+_DECISIONS = _Rows(PolicyDecision, "d", DECISIONS_OF_RUN)
+_GATES = _Rows(Gate, "g", GATES_OF_RUN)
+
+
+def parts_of_run(run_id, *, with_steps: bool) -> tuple[list | None, list, list]:
+    """(its steps — STEPS_OF_RUN — when `with_steps`, else None; its decisions; its gates):
+    on PostgreSQL in one round trip; on SQLite through the ORM's `raw()`."""
+    db = _db()
+    param = [_Values(db).uuid(run_id)]
+    if db.vendor != "postgresql":
+        return (steps_of_run(run_id) if with_steps else None,
+                list(PolicyDecision.objects.raw(_DECISIONS.sql, param)),
+                list(Gate.objects.raw(_GATES.sql, param)))
+    with db.cursor() as steps, db.cursor() as decisions, db.cursor() as gates:
+        with _pipelined(db):
+            if with_steps:
+                steps.execute(STEPS_OF_RUN, param)
+            decisions.execute(_DECISIONS.sql, param)
+            gates.execute(_GATES.sql, param)
+            step_rows = steps.fetchall() if with_steps else None
+            decision_rows, gate_rows = decisions.fetchall(), gates.fetchall()
+    return (None if step_rows is None else [
+                _loaded(db, StepRun, STEP_FIELDS, _STEP_JSON, row) for row in step_rows],
+            _DECISIONS.loaded(db, decision_rows), _GATES.loaded(db, gate_rows))
 
 
 def steps_of_run(run_id) -> list[StepRun]:
