@@ -13,6 +13,8 @@ alike (`RUN_STATUS_SCOPE`).
 
 from dataclasses import dataclass
 
+from django.db import DEFAULT_DB_ALIAS
+
 from .actors import client_actor, user_actor
 from .models import Membership, Tenant
 
@@ -27,6 +29,27 @@ GROUP_SCOPES = {
 # Pausing, resuming, cancelling or failing a run (API `PATCH …/status`, console "Cancel").
 RUN_STATUS_SCOPE = "runs:write"
 SESSION_TENANT_KEY = "fc_tenant"
+
+
+_slugs: dict[int, str] = {}
+
+
+def tenant_known(tenant_id: int) -> Tenant:
+    """The tenant with only id and slug loaded, the slug kept per process (a slug never
+    changes once the tenant exists: tokens and stream names carry it); any other field is
+    read from the database when first used, so it is never stale."""
+    slug = _slugs.get(tenant_id)
+    if slug is None:
+        if len(_slugs) > 10_000:
+            _slugs.clear()
+        slug = _slugs[tenant_id] = Tenant.objects.values_list("slug", flat=True).get(
+            pk=tenant_id)
+    return Tenant.from_db(DEFAULT_DB_ALIAS, ["id", "slug"], [tenant_id, slug])
+
+
+def tenants_known_clear() -> None:
+    """Forget the kept slugs (tests: ids are reused after a rollback)."""
+    _slugs.clear()
 
 
 @dataclass(frozen=True)

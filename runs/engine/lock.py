@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from audit.hashing import GENESIS_HASH
@@ -26,7 +26,7 @@ from audit.models import AuditStream
 from audit.services import run_stream_name, stream_writer
 from fcore.errors import NotFound
 from fcore.held import run_held
-from fcore.models import Tenant
+from fcore.tenancy import tenant_known, tenants_known_clear
 from gates.policies import (
     PolicySnapshot,
     policies_enabled_at,
@@ -62,13 +62,12 @@ def parse_gate_id(value) -> int:
 
 
 _definitions: dict[int, WorkflowDefinition] = {}
-_slugs: dict[int, str] = {}
 
 
 def process_caches_clear() -> None:
     """Forget cached definitions and slugs (tests: ids are reused after a rollback)."""
     _definitions.clear()
-    _slugs.clear()
+    tenants_known_clear()
     policies_kept_clear()
 
 
@@ -81,16 +80,6 @@ def definition_of(definition_id: int) -> WorkflowDefinition:
         definition = _definitions[definition_id] = (
             WorkflowDefinition.objects.get(pk=definition_id))
     return definition
-
-
-def _tenant_of(tenant_id: int) -> Tenant:
-    """The run's tenant with only id and slug loaded (a slug never changes); any other
-    field is read from the database when first used, so it is never stale."""
-    slug = _slugs.get(tenant_id)
-    if slug is None:
-        slug = _slugs[tenant_id] = Tenant.objects.values_list("slug", flat=True).get(
-            pk=tenant_id)
-    return Tenant.from_db(connection.alias, ["id", "slug"], [tenant_id, slug])
 
 
 @dataclass
@@ -284,7 +273,7 @@ def run_lock(run_id, *, tenant=None):
         if run is None:
             raise NotFound("No such run.")
         run.definition = definition_of(run.definition_id)
-        run.tenant = tenant if tenant is not None else _tenant_of(run.tenant_id)
+        run.tenant = tenant if tenant is not None else tenant_known(run.tenant_id)
         with _holding(run, steps, stream, policies):
             held = run.locked  # with the instances a map step added under this lock
             yield run

@@ -81,6 +81,14 @@ def test_the_tenant_admin_form_refuses_the_settings(superuser_client, tenant, ra
     assert Tenant.objects.get(pk=tenant.pk).settings == tenant.settings
 
 
+def test_the_tenant_admin_keeps_the_slug_once_it_exists(superuser_client, tenant):
+    response = superuser_client.post(f"/admin/fcore/tenant/{tenant.pk}/change/", {
+        "slug": "renamed", "name": "New name", "settings": "{}"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    changed = Tenant.objects.get(pk=tenant.pk)
+    assert (changed.slug, changed.name) == (tenant.slug, "New name")
+
+
 def test_the_webhook_admin_form_refuses_deep_events(superuser_client, tenant):
     response = superuser_client.post("/admin/gates/webhookendpoint/add/", {
         "tenant": str(tenant.pk), "name": "hook", "url": "https://hooks.example.invalid/x",

@@ -27,6 +27,12 @@ class TenantAdmin(TenantScopedAdmin, admin.ModelAdmin):
     search_fields = ("slug", "name")
     formfield_overrides = {models.JSONField: {"form_class": CheckedJSONField}}
 
+    def get_readonly_fields(self, request, obj=None):
+        # a tenant's slug is fixed once it exists: tokens, stream names and the processes'
+        # caches (`fcore.tenancy.tenant_known`) carry it
+        fields = super().get_readonly_fields(request, obj)
+        return (*fields, "slug") if obj is not None else fields
+
 
 class ApiClientForm(forms.ModelForm):
     def clean_allowed_subs(self):

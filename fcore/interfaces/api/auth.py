@@ -22,7 +22,7 @@ from fcore.actors import sub_problem
 from fcore.clients import TOKEN_PREFIX, b64url_decode, client_secret, token_sign
 from fcore.models import ApiClient
 from fcore.proxies import client_ip
-from fcore.tenancy import principal_for_client, request_principal
+from fcore.tenancy import principal_for_client, request_principal, tenant_known
 
 log = logging.getLogger("fcore.interfaces.api.auth")
 
@@ -80,9 +80,14 @@ def token_parse(token: str) -> ParsedToken:
 
 
 def token_client(parsed: ParsedToken) -> ApiClient | None:
-    """The active client the token's `kid` names, if any."""
-    return (ApiClient.objects.select_related("tenant")
-            .filter(kid=parsed.claims["kid"], active=True).first())
+    """The active client the token's `kid` names, if any, with its tenant as
+    `tenant_known` gives it (no join)."""
+    try:
+        client = ApiClient.objects.get(kid=parsed.claims["kid"], active=True)
+    except ApiClient.DoesNotExist:
+        return None
+    client.tenant = tenant_known(client.tenant_id)
+    return client
 
 
 def token_check(parsed: ParsedToken, client: ApiClient | None, *,
