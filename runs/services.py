@@ -58,10 +58,9 @@ def run_create(*, tenant, workflow: str, input: dict, actor: str, version: int |
     definition, policies = run_definition(tenant, workflow, version)
     request_hash = json_hash({"workflow": workflow, "version": version, "input": input,
                               "metadata": metadata or {}})
-    if idempotency_key:
-        existing = _replayed(tenant, idempotency_key, request_hash)
-        if existing:
-            return existing, False
+    # A replayed key is found by the unique (tenant, idempotency key) constraint: the
+    # insert fails and its transaction rolls back (a fresh key, the usual case, costs no
+    # read for it).
     try:
         with transaction.atomic():
             run, stream, steps = run_insert(tenant=tenant, definition=definition, input=input,
