@@ -31,7 +31,9 @@ def gate_payload(*, gate, run, event: str, audit_event=None) -> dict:
     """The JSON a webhook receives about one gate event (without its delivery `id`)."""
     base = settings.FCORE_PUBLIC_URL
     resolution = dict(gate.resolution or {})
-    approvals = gate.approvals.filter(decision="approve").count()
+    votes = resolution.get("votes")  # a resolved gate's record of its votes
+    approvals = (sum(vote["decision"] == "approve" for vote in votes) if votes is not None
+                 else gate.approvals.filter(decision="approve").count())
     return {
         "event": event,
         "tenant": run.tenant.slug,
