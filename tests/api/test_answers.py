@@ -3,6 +3,10 @@ returns (the answer is rendered from the steps the run lock wrote, not read agai
 
 import pytest
 
+from audit.stored import events_readable
+from fcore.interfaces.api import serializers as s
+from runs import selectors
+
 pytestmark = pytest.mark.django_db
 
 
@@ -66,3 +70,18 @@ def test_replayed_key_answers_the_first_run(api):
     replayed = api.post("/workflows/runs", body)
     assert replayed.status_code == 200
     assert replayed.json() == read(api, first["run_id"])
+
+
+@pytest.mark.parametrize("with_logs", [False, True])
+def test_a_serializer_built_once_renders_as_a_new_one(api, pt004, with_logs):
+    run_id = api.post("/workflows/runs", {"workflow": "pt004_execution_spine",
+                                          "input": {"amount": 25000}}).json()["run_id"]
+    report(api, run_id, "step_1")  # a decision per step so far and an open gate
+    for _ in range(2):  # the second time from the serializer built the first time
+        run = selectors.run_read(pt004, run_id)
+        run.steps_list, run.decisions_list, run.gates_list = selectors.run_parts(run)
+        run.children_list = []
+        if with_logs:
+            run.logs_list = events_readable(selectors.run_events(run).select_related("stream"))
+        assert s.render(s.RunOut, run) == s.RunOut(run).data
+    assert ("logs" in s.render(s.RunOut, run)) is with_logs
