@@ -35,6 +35,7 @@ from audit.codes import Code
 from audit.services import audit_append
 from fcore.actors import SCHEDULER
 from fcore.errors import Conflict, ErrorCode, NotFound
+from fcore.rows import Rows
 
 from . import engine
 from .definitions import is_external
@@ -163,11 +164,17 @@ def _lost(step_id: str, detail: str) -> Conflict:
     return Conflict(f"Step {step_id}: {detail}", code=ErrorCode.LEASE_LOST)
 
 
+# The lease of a step's attempt: read under the run lock by every report (`fcore.rows`).
+LEASE_OF_ATTEMPT = Rows(StepLease, """
+    SELECT {columns} FROM runs_steplease l WHERE l.step_id = %s AND l.attempt = %s""",
+                        alias="l")
+
+
 def lease_check(run, step: StepRun, lease_token: str | None) -> StepLease | None:
     """Under the run lock, before a report is recorded: the lease the report ends (None for
     a step nobody claimed). 409 `lease_lost` for a claimed step reported without its
     current token, and for a token that is not (or no longer) the step's lease."""
-    lease = StepLease.objects.filter(step_id=step.pk, attempt=step.attempt).first()
+    lease = next(iter(LEASE_OF_ATTEMPT.fetch([step.pk, step.attempt])), None)
     if lease_token is None:
         if lease is not None:
             raise _lost(step.step_id, "it is claimed by an executor; report with its "

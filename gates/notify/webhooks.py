@@ -41,6 +41,7 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from audit.hashing import canonical
+from fcore.rows import Rows
 
 from ..models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from ..webhook_endpoints import (
@@ -109,6 +110,13 @@ def webhook_signature_verify(*, secret: str, body: bytes, timestamp: str, signat
 
 # --- outbox -------------------------------------------------------------------------------
 
+# A tenant's active endpoints: read at every gate event, every external step's start and
+# every seal, most often to find there is none (`fcore.rows`).
+ACTIVE_ENDPOINTS = Rows(WebhookEndpoint, """
+    SELECT {columns} FROM gates_webhookendpoint e
+     WHERE e.tenant_id = %s AND e.active ORDER BY e.name, e.id""", alias="e")
+
+
 def webhook_deliveries_create(*, event: str, payload: dict, gate=None,
                               tenant_id: int | None = None) -> list[int]:
     """One pending delivery per active endpoint of the tenant (`gate`'s, or `tenant_id`
@@ -116,7 +124,7 @@ def webhook_deliveries_create(*, event: str, payload: dict, gate=None,
     now = timezone.now()
     ids = []
     tenant_id = gate.tenant_id if tenant_id is None else tenant_id
-    for endpoint in WebhookEndpoint.objects.filter(tenant_id=tenant_id, active=True):
+    for endpoint in ACTIVE_ENDPOINTS.fetch([tenant_id]):
         if event not in (endpoint.events or []):
             continue
         delivery_id = uuid.uuid4()

@@ -11,15 +11,14 @@ server after five uses.
 psycopg pipeline (one round trip), before the transaction commits.
 """
 
-import json
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import JSONField
 from django.utils import timezone
 
 from audit.services import Appended
+from fcore.rows import Rows, instance_from_row
 from gates.models import Gate, PolicyDecision
 from runs.models import Run, StepRun
 
@@ -267,33 +266,8 @@ def _lock_run_sql(db, stamp_sql: str, *, with_tenant: bool) -> str:
                            tenant="AND r.tenant_id = %s" if with_tenant else "")
 
 
-def _loaded(db, model, fields: tuple, json_at: tuple, row):
-    """An instance of `model` from a PostgreSQL row of `fields`: Django reads jsonb as text
-    and its JSONField decodes it, as here; every other value comes as the field holds it."""
-    values = list(row[:len(fields)])
-    for n in json_at:
-        values[n] = None if values[n] is None else json.loads(values[n])
-    return model.from_db(db.alias, fields, values)
-
-
-class _Rows:
-    """A SELECT of every column of `model` (table alias `alias`), and its rows as instances:
-    the field names, the positions of the JSON ones and the column list come from the
-    model's `_meta` API, so they follow the model."""
-
-    def __init__(self, model, alias: str, sql: str):
-        fields = model._meta.concrete_fields
-        self.model = model
-        self.fields = tuple(f.attname for f in fields)
-        self.json_at = tuple(n for n, f in enumerate(fields) if isinstance(f, JSONField))
-        self.sql = sql.format(columns=", ".join(f'{alias}."{f.column}"' for f in fields))
-
-    def loaded(self, db, rows) -> list:
-        return [_loaded(db, self.model, self.fields, self.json_at, row) for row in rows]
-
-
-_DECISIONS = _Rows(PolicyDecision, "d", DECISIONS_OF_RUN)
-_GATES = _Rows(Gate, "g", GATES_OF_RUN)
+_DECISIONS = Rows(PolicyDecision, DECISIONS_OF_RUN, alias="d")
+_GATES = Rows(Gate, GATES_OF_RUN, alias="g")
 
 
 def parts_of_run(run_id, *, with_steps: bool) -> tuple[list | None, list, list]:
@@ -314,7 +288,7 @@ def parts_of_run(run_id, *, with_steps: bool) -> tuple[list | None, list, list]:
             step_rows = steps.fetchall() if with_steps else None
             decision_rows, gate_rows = decisions.fetchall(), gates.fetchall()
     return (None if step_rows is None else [
-                _loaded(db, StepRun, STEP_FIELDS, _STEP_JSON, row) for row in step_rows],
+                instance_from_row(db, StepRun, STEP_FIELDS, _STEP_JSON, row) for row in step_rows],
             _DECISIONS.loaded(db, decision_rows), _GATES.loaded(db, gate_rows))
 
 
@@ -326,7 +300,8 @@ def steps_of_run(run_id) -> list[StepRun]:
         return list(StepRun.objects.raw(STEPS_OF_RUN, params))
     with db.cursor() as cursor:
         cursor.execute(STEPS_OF_RUN, params)
-        return [_loaded(db, StepRun, STEP_FIELDS, _STEP_JSON, row) for row in cursor.fetchall()]
+        return [instance_from_row(db, StepRun, STEP_FIELDS, _STEP_JSON, row)
+                for row in cursor.fetchall()]
 
 
 def run_locked(run_id, stream_name: str, tenant_id: int | None, stamp_sql: str, *,
@@ -352,11 +327,11 @@ def run_locked(run_id, stream_name: str, tenant_id: int | None, stamp_sql: str, 
         step_rows = steps_cursor.fetchall() if steps_cursor is not None else None
     if row is None:
         return None, None
-    run = _loaded(db, Run, LOCK_RUN_FIELDS, _LOCK_RUN_JSON, row)
+    run = instance_from_row(db, Run, LOCK_RUN_FIELDS, _LOCK_RUN_JSON, row)
     run.stream_pk, run.stream_head_seq, run.stream_head_hash, run.policies_stamp = \
         row[len(LOCK_RUN_FIELDS):]
     steps = None if step_rows is None else [
-        _loaded(db, StepRun, STEP_FIELDS, _STEP_JSON, r) for r in step_rows]
+        instance_from_row(db, StepRun, STEP_FIELDS, _STEP_JSON, r) for r in step_rows]
     return run, steps
 
 
