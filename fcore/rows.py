@@ -26,20 +26,26 @@ def instance_from_row(db, model, fields: tuple, json_at: tuple, row):
 
 
 class Rows:
-    """`sql` (a SELECT with `{columns}` for every column of `model`, table alias `alias`)
-    and its rows as instances."""
+    """`sql` (a SELECT with `{columns}` for every column of `model`, table alias `alias`,
+    then one column for each name of `extra`) and its rows as instances, the extra values
+    as attributes of those names."""
 
-    def __init__(self, model, sql: str, *, alias: str):
+    def __init__(self, model, sql: str, *, alias: str, extra: tuple = ()):
         fields = model._meta.concrete_fields
-        self.model = model
+        self.model, self.extra = model, extra
         self.fields = tuple(f.attname for f in fields)
         self.json_at = tuple(n for n, f in enumerate(fields) if isinstance(f, JSONField))
         self.sql = sql.format(columns=", ".join(f'{alias}."{f.column}"' for f in fields))
 
     def loaded(self, db, rows) -> list:
         """Instances from rows fetched from PostgreSQL."""
-        return [instance_from_row(db, self.model, self.fields, self.json_at, row)
-                for row in rows]
+        instances = []
+        for row in rows:
+            instance = instance_from_row(db, self.model, self.fields, self.json_at, row)
+            for name, value in zip(self.extra, row[len(self.fields):], strict=True):
+                setattr(instance, name, value)
+            instances.append(instance)
+        return instances
 
     def fetch(self, params: list) -> list:
         """Run the statement with `params`: its rows as instances."""
