@@ -252,11 +252,12 @@ def run_gate_override_review(*, tenant, run_id, gate_id, actor: str, note: str,
 
 
 def _locked_gate(run: Run, gate_id) -> Gate:
-    """The run's gate, locked, with its step from the run lock's steps."""
+    """The run's gate, locked, with the run and its step from the run lock's steps."""
     try:
         gate = Gate.objects.select_for_update().get(pk=parse_gate_id(gate_id), run=run)
     except Gate.DoesNotExist:
         raise NotFound("No such gate.") from None
+    gate.run = run
     if gate.step_run_id is not None:
         gate.step_run = next(step for step in engine.steps_of(run).values()
                              if step.pk == gate.step_run_id)

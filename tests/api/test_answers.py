@@ -85,3 +85,17 @@ def test_a_serializer_built_once_renders_as_a_new_one(api, pt004, with_logs):
             run.logs_list = events_readable(selectors.run_events(run).select_related("stream"))
         assert s.render(s.RunOut, run) == s.RunOut(run).data
     assert ("logs" in s.render(s.RunOut, run)) is with_logs
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_a_vote_answers_the_gate_as_read(api, approver, decision):
+    run_id = api.post("/workflows/runs", {"workflow": "pt004_execution_spine",
+                                          "input": {"amount": 25000}}).json()["run_id"]
+    gate_id = report(api, run_id, "step_1")["gates"][0]["gate_id"]
+    path = f"/workflows/runs/{run_id}/gates/{gate_id}"
+    voted = approver.patch(path, {"decision": decision, "comment": "looked"})
+    assert voted.status_code == 200, voted.json()
+    answer = voted.json()
+    assert answer["status"] == {"approve": "approved", "reject": "rejected"}[decision]
+    assert [v["actor"] for v in answer["approvals"]] == ["client:second_approver"]
+    assert answer == api.get(path).json()

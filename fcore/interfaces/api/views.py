@@ -246,7 +246,7 @@ class GateDetail(APIView):
         gate = services.run_gate_vote(  # its run lock is tenant-scoped (404 for another's)
             tenant=principal.tenant, run_id=run_id, gate_id=gate_id, voter=voter,
             decision=data["decision"], comment=data["comment"], data=data["input"])
-        return Response(s.render(s.GateOut, selectors.gate_get(principal.tenant, gate.id)))
+        return Response(s.render(s.GateOut, selectors.gate_with_votes(gate)))
 
 
 class RunReceipt(APIView):
