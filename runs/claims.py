@@ -49,6 +49,14 @@ LEASE_S_RANGE = (5, 600)
 EXPIRE_BATCH = 200
 LIVE = (RunStatus.RUNNING, RunStatus.PAUSED)
 
+# The lease of a step (one at most), and of a step's attempt: read under the run lock by
+# every claim and every report (`fcore.rows`).
+LEASE_OF_STEP = Rows(StepLease, """
+    SELECT {columns} FROM runs_steplease l WHERE l.step_id = %s""", alias="l")
+LEASE_OF_ATTEMPT = Rows(StepLease, """
+    SELECT {columns} FROM runs_steplease l WHERE l.step_id = %s AND l.attempt = %s""",
+                        alias="l")
+
 
 @dataclass
 class ClaimedTask:
@@ -96,7 +104,7 @@ def _claim_step(*, tenant, run_id, step_id: str, actor: str, lease_s: int,
                 or (step_types and step.step_type not in step_types)
                 or (workflows and run.definition.name not in workflows)):
             return None
-        existing = StepLease.objects.filter(step_id=step.pk).first()
+        existing = next(iter(LEASE_OF_STEP.fetch([step.pk])), None)
         if existing is not None:
             if existing.attempt == step.attempt:
                 return None  # held (or expired, waiting for `leases_expire`)
@@ -162,12 +170,6 @@ def tasks_claim(*, tenant, actor: str, step_types: list[str] | None = None,
 
 def _lost(step_id: str, detail: str) -> Conflict:
     return Conflict(f"Step {step_id}: {detail}", code=ErrorCode.LEASE_LOST)
-
-
-# The lease of a step's attempt: read under the run lock by every report (`fcore.rows`).
-LEASE_OF_ATTEMPT = Rows(StepLease, """
-    SELECT {columns} FROM runs_steplease l WHERE l.step_id = %s AND l.attempt = %s""",
-                        alias="l")
 
 
 def lease_check(run, step: StepRun, lease_token: str | None) -> StepLease | None:
