@@ -1,4 +1,5 @@
-"""The engine's named SQL statements: the few it runs for every step, written out.
+"""The engine's named SQL statements: the few it runs for every step, written out, and
+the reads behind every answer about a run (`parts_of_run`).
 
 Everything else in the engine goes through the ORM. These statements run for every step
 of every run, where building a query costs more than running it, so each is written once
