@@ -47,6 +47,10 @@ class Rows:
             instances.append(instance)
         return instances
 
+    def first(self, params: list):
+        """The first instance `fetch` gives, or None."""
+        return next(iter(self.fetch(params)), None)
+
     def fetch(self, params: list) -> list:
         """Run the statement with `params`: its rows as instances."""
         db = connections[DEFAULT_DB_ALIAS]

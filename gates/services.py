@@ -144,21 +144,19 @@ def gate_vote(*, gate: Gate, run, voter: Voter, decision: str, comment: str = ""
     )
     if decision == Vote.REJECT:
         _resolve(gate, run, gate.reject, actor=voter.actor, reason=comment or "rejected",
-                 votes=votes)
+                 approvals=votes)
     elif approvals >= gate.required_approvals:
         _resolve(gate, run, gate.approve, actor=voter.actor, reason="quorum reached",
-                 votes=votes)
+                 approvals=votes)
     return gate
 
 
 def _resolve(gate: Gate, run, transition_method, *, actor: str, reason: str,
-             votes: list[Approval] | None = None) -> None:
-    """Resolve a locked gate; `votes`: its approvals, oldest first, when the caller has
-    them (else read)."""
+             approvals: list[Approval]) -> None:
+    """Resolve a locked gate whose votes, oldest first, are `approvals`."""
     if not can_proceed(transition_method):
         raise _invalid(gate)
     transition_method()
-    approvals = list(gate.approvals.all()) if votes is None else votes
     votes = _vote_records(approvals)
     gate.resolution = {**(gate.resolution or {}), "by": actor, "reason": reason, "votes": votes,
                        "input": _merged_input(approvals)}

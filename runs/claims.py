@@ -104,7 +104,7 @@ def _claim_step(*, tenant, run_id, step_id: str, actor: str, lease_s: int,
                 or (step_types and step.step_type not in step_types)
                 or (workflows and run.definition.name not in workflows)):
             return None
-        existing = next(iter(LEASE_OF_STEP.fetch([step.pk])), None)
+        existing = LEASE_OF_STEP.first([step.pk])
         if existing is not None:
             if existing.attempt == step.attempt:
                 return None  # held (or expired, waiting for `leases_expire`)
@@ -176,7 +176,7 @@ def lease_check(run, step: StepRun, lease_token: str | None) -> StepLease | None
     """Under the run lock, before a report is recorded: the lease the report ends (None for
     a step nobody claimed). 409 `lease_lost` for a claimed step reported without its
     current token, and for a token that is not (or no longer) the step's lease."""
-    lease = next(iter(LEASE_OF_ATTEMPT.fetch([step.pk, step.attempt])), None)
+    lease = LEASE_OF_ATTEMPT.first([step.pk, step.attempt])
     if lease_token is None:
         if lease is not None:
             raise _lost(step.step_id, "it is claimed by an executor; report with its "

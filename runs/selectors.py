@@ -1,16 +1,14 @@
 """Read-side selectors. Tenant filtering happens here, once, for every query the API and
 the console make; an object of another tenant is simply not found."""
 
-from django.db import connection
 from django.db.models import prefetch_related_objects
 
 from audit.models import AuditEvent, AuditStream
 from audit.services import run_stream_name
 from fcore.errors import NotFound
-from fcore.rows import Rows
 from gates.models import Gate, GateStatus, PolicyDecision
 
-from .engine import definition_of, parse_gate_id, parse_run_id, parts_of_run
+from .engine import definition_of, parse_gate_id, parse_run_id, parts_of_run, run_with_seq
 from .models import Run, Schedule, StepRun
 
 
@@ -35,22 +33,12 @@ def run_get(tenant, run_id) -> Run:
         raise NotFound("No such run.") from None
 
 
-# A run of a tenant with its audit stream's head seq, in one statement: what every
-# `GET /workflows/runs/{id}` reads first (`fcore.rows`).
-RUN_WITH_SEQ = Rows(Run, """
-    SELECT {columns},
-           (SELECT s.head_seq FROM audit_auditstream s WHERE s.name = %s) AS audit_seq
-      FROM runs_run r WHERE r.run_id = %s AND r.tenant_id = %s""",
-                    alias="r", extra=("audit_seq",))
-
-
 def run_read(tenant, run_id) -> Run:
     """The run with `audit_seq`, its stream's head seq, read in the same statement: the
     seq of exactly the state read (`RunOut.audit_seq`). Its definition comes from the
     process's cache (definitions never change) and its tenant is `tenant`."""
     run_uuid = parse_run_id(run_id)
-    key = run_uuid if connection.features.has_native_uuid_field else run_uuid.hex
-    run = next(iter(RUN_WITH_SEQ.fetch([run_stream_name(run_uuid), key, tenant.id])), None)
+    run = run_with_seq(run_uuid, run_stream_name(run_uuid), tenant.id)
     if run is None:
         raise NotFound("No such run.")
     run.tenant, run.definition = tenant, definition_of(run.definition_id)

@@ -43,7 +43,7 @@ from .lock import (
     run_lock,
     run_memo,
 )
-from .sql import parts_of_run, steps_of_run
+from .sql import parts_of_run, run_with_seq, steps_of_run
 from .steps import resolve_step_input, retry_delay, steps_of
 from .sweeper import INTERNAL_GRACE_S, Sweep, runs_sweep
 from .worker import step_execute
@@ -56,5 +56,5 @@ __all__ = [
     "run_advance", "run_cancel", "run_definition", "run_end", "run_fail", "run_held_new",
     "run_insert", "run_lock", "run_memo", "run_paused_for_gate", "run_start",
     "run_transition", "runs_sweep", "step_conclude", "step_execute", "step_record_result",
-    "parts_of_run", "steps_of", "steps_of_run",
+    "parts_of_run", "run_with_seq", "steps_of", "steps_of_run",
 ]

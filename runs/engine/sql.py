@@ -269,6 +269,19 @@ def _lock_run_sql(db, stamp_sql: str, *, with_tenant: bool) -> str:
 
 _DECISIONS = Rows(PolicyDecision, DECISIONS_OF_RUN, alias="d")
 _GATES = Rows(Gate, GATES_OF_RUN, alias="g")
+# A run of a tenant with its audit stream's head seq, in one statement: what every
+# `GET /workflows/runs/{id}` reads first (`run_with_seq`).
+_RUN_WITH_SEQ = Rows(Run, """
+    SELECT {columns},
+           (SELECT s.head_seq FROM audit_auditstream s WHERE s.name = %s) AS audit_seq
+      FROM runs_run r WHERE r.run_id = %s AND r.tenant_id = %s""",
+                     alias="r", extra=("audit_seq",))
+
+
+def run_with_seq(run_id, stream_name: str, tenant_id: int) -> Run | None:
+    """The tenant's run with `audit_seq`, the head seq of its stream `stream_name` (None
+    before its first event), or None."""
+    return _RUN_WITH_SEQ.first([stream_name, _Values(_db()).uuid(run_id), tenant_id])
 
 
 def parts_of_run(run_id, *, with_steps: bool) -> tuple[list | None, list, list]:

@@ -88,7 +88,7 @@ ACTIVE_CLIENT = Rows(ApiClient, """
 def token_client(parsed: ParsedToken) -> ApiClient | None:
     """The active client the token's `kid` names, if any, with its tenant as
     `tenant_known` gives it (no join)."""
-    client = next(iter(ACTIVE_CLIENT.fetch([parsed.claims["kid"]])), None)
+    client = ACTIVE_CLIENT.first([parsed.claims["kid"]])
     if client is not None:
         client.tenant = tenant_known(client.tenant_id)
     return client
