@@ -14,7 +14,7 @@ process (as bench/engine.py prints it: the machine, the client threads, the web 
 the Celery worker, and the rest — PostgreSQL, Redis, other). Then, on the idle server,
 --votes single votes each releasing an approval step, timed to the start of the internal
 step after it (bench/votes.py), and --executor-seconds of executors claiming and
-reporting external steps (bench/executors.py).
+reporting external steps (bench/executors.py), with the CPU per governed step.
 
     .venv/bin/python bench/api.py --seconds 120
     (needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379; drops and creates the
@@ -213,6 +213,8 @@ def main():
     parser.add_argument("--profile", metavar="DIR", help="py-spy the web workers into DIR")
     parser.add_argument("--executor-seconds", type=int, default=30,
                         help="the executors phase (bench/executors.py); 0 skips it")
+    parser.add_argument("--executor-runs", type=int, default=None,
+                        help="runs the executors phase keeps in flight (default 4 × clients)")
     parser.add_argument("--votes", type=int, default=50,
                         help="runs of the vote phase (bench/votes.py); 0 skips it")
     args = parser.parse_args()
@@ -278,8 +280,13 @@ def main():
         if args.votes:
             vote_phase(base, creds, count=args.votes)
         if args.executor_seconds:
+            cpu.start()
             executors = executor_phase(base, creds, seconds=args.executor_seconds,
-                                       clients=args.clients)
+                                       clients=args.clients, runs=args.executor_runs)
+            cpu.stop()
+            print(f"CPU ms per governed step   {cpu.split(executors['steps'])}")
+            print(f"machine busy               executors "
+                  f"{cpu.busy / (args.executor_seconds * cores):.0%} of {cores} cores")
             api_stats.errors += executors["errors"]
         for error in (api_stats.errors + health_stats.errors)[:10]:
             print("  error:", error)

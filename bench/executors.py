@@ -1,7 +1,7 @@
 """The executors phase of `bench/api.py` (issue 20 #4): governed external steps through the
 API, end to end.
 
-A feeder thread keeps `4 × clients` runs of the five-step external workflow
+A feeder thread keeps `runs` runs (default `4 × clients`) of the five-step external workflow
 (`pt004_execution_spine`, amount 500: every step allowed by policy, decided, receipted and
 audited) in flight; `clients` executor threads each loop `POST /workflows/tasks/claim`
 (`max` tasks, `wait_s` 1) → `PATCH …/steps/{id}` with the lease token, for `seconds`.
@@ -77,11 +77,12 @@ def _feeder(base, creds, stop, timings, in_flight):
 
 
 def executor_phase(base: str, creds: dict, *, seconds: float, clients: int = 8,
-                   claim_max: int = 5) -> dict:
+                   claim_max: int = 5, runs: int | None = None) -> dict:
     """Run the phase; returns its figures (and prints them)."""
     timings, stop = Timings(), threading.Event()
+    in_flight = runs or 4 * clients
     threads = [threading.Thread(target=_feeder, args=(base, creds, stop, timings,
-                                                       4 * clients))]
+                                                       in_flight))]
     threads += [threading.Thread(target=_executor,
                                  args=(base, creds, n, stop, timings, claim_max))
                 for n in range(clients)]
@@ -93,11 +94,11 @@ def executor_phase(base: str, creds: dict, *, seconds: float, clients: int = 8,
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    figures = {"steps_per_s": timings.steps / elapsed,
+    figures = {"steps": timings.steps, "steps_per_s": timings.steps / elapsed,
                "runs_completed_per_s": timings.completed / elapsed,
                "errors": timings.errors}
     print(f"executors: {clients} threads claim (max {claim_max}) + report, "
-          f"one feeder, {seconds:.0f} s")
+          f"one feeder keeping {in_flight} runs in flight, {seconds:.0f} s")
     for kind, values in sorted(timings.values.items()):
         values = sorted(values)
         p99 = statistics.quantiles(values, n=100)[98] * 1000 if len(values) > 1 else 0

@@ -5,10 +5,11 @@ Invariants:
 - a step is claimable while it is a running external step (`external`, `external:<name>`)
   of a running run with no lease for its attempt (`StepLease`, one row per step at most:
   two executors never hold the same step);
-- a claim takes each step under its run lock (`run_lock`: re-read, then lease), so a claim
-  racing a cancel or a report sees the step as it is; the lease and its `FC-STEP-006`
-  event are written in that transaction. The executor gets the token once; only its
-  SHA-256 is stored;
+- a claim takes each step under its run lock (`runs_lock_free`: the runs of several
+  steps locked at once, passing over runs another transaction holds; re-read, then
+  lease), so a claim racing a cancel or a report sees the step as it is; the leases and
+  their `FC-STEP-006` events are written in that transaction. The executor gets the token
+  once; only its SHA-256 is stored;
 - a report of a claimed step must carry the current, unexpired token (`lease_check`,
   called by `runs.services.step_report` under the lock), else 409 `lease_lost`; a step
   nobody claimed is reported without one, as before;
@@ -20,7 +21,6 @@ Invariants:
 
 import hashlib
 import hmac
-import random
 import secrets
 import time
 from dataclasses import asdict, dataclass
@@ -49,10 +49,7 @@ LEASE_S_RANGE = (5, 600)
 EXPIRE_BATCH = 200
 LIVE = (RunStatus.RUNNING, RunStatus.PAUSED)
 
-# The lease of a step (one at most), and of a step's attempt: read under the run lock by
-# every claim and every report (`fcore.rows`).
-LEASE_OF_STEP = Rows(StepLease, """
-    SELECT {columns} FROM runs_steplease l WHERE l.step_id = %s""", alias="l")
+# The lease of a step's attempt: read under the run lock by every report (`fcore.rows`).
 LEASE_OF_ATTEMPT = Rows(StepLease, """
     SELECT {columns} FROM runs_steplease l WHERE l.step_id = %s AND l.attempt = %s""",
                         alias="l")
@@ -94,52 +91,70 @@ def _candidates(tenant, step_types, workflows, limit: int) -> list[tuple]:
     return list(steps.order_by("started_at", "id").values_list("run_id", "step_id")[:limit])
 
 
-def _claim_step(*, tenant, run_id, step_id: str, actor: str, lease_s: int,
-                step_types, workflows) -> ClaimedTask | None:
-    """Lease one step under its run lock, or None when it is no longer claimable."""
-    with engine.run_lock(run_id, tenant=tenant) as run:
-        step = engine.steps_of(run).get(step_id)
-        if (run.status != RunStatus.RUNNING or step is None
-                or step.status != StepStatus.RUNNING or not is_external(step.step_type)
-                or (step_types and step.step_type not in step_types)
-                or (workflows and run.definition.name not in workflows)):
-            return None
-        existing = LEASE_OF_STEP.first([step.pk])
-        if existing is not None:
-            if existing.attempt == step.attempt:
-                return None  # held (or expired, waiting for `leases_expire`)
-            existing.delete()  # left by an earlier attempt
-        now = timezone.now()
-        token = secrets.token_urlsafe(32)
-        lease = StepLease.objects.create(
-            step=step, run=run, attempt=step.attempt, token_hash=token_hash(token),
-            holder=actor, lease_s=lease_s, claimed_at=now,
-            expires_at=now + timedelta(seconds=lease_s))
-        audit_append(tenant_id=run.tenant_id, stream=run.stream_name, code=Code.STEP_CLAIMED,
-                     actor=actor, data={"step_id": step.step_id, "attempt": step.attempt,
-                                        "lease_s": lease_s,
-                                        "lease_expires_at": lease.expires_at.isoformat()})
-        return ClaimedTask(run_id=str(run.run_id), step_id=step.step_id, attempt=step.attempt,
-                           workflow=run.definition.name, step_type=step.step_type,
-                           input=step.input or {}, lease_token=token,
-                           lease_expires_at=lease.expires_at.isoformat())
+def _claimable(run, step_types, workflows) -> list[StepRun]:
+    """The run's steps an executor may claim, as its lock reads them, oldest first."""
+    if run.status != RunStatus.RUNNING or (workflows and run.definition.name not in workflows):
+        return []
+    steps = [s for s in engine.steps_of(run).values()
+             if s.status == StepStatus.RUNNING and is_external(s.step_type)
+             and (not step_types or s.step_type in step_types)]
+    return sorted(steps, key=lambda s: (s.started_at, s.pk))
+
+
+def _lease(claimable: list[tuple], *, actor: str, lease_s: int, room: int) -> list[tuple]:
+    """Under the locks of the runs of `claimable` ((run, its claimable steps) each):
+    (run, step, token, lease) for up to `room` steps that no executor holds, each with
+    its `FC-STEP-006` event; the caller inserts the leases."""
+    steps = {step.pk: step for _, run_steps in claimable for step in run_steps}
+    leases = StepLease.objects.filter(step_id__in=list(steps))
+    held = {lease.step_id for lease in leases if lease.attempt == steps[lease.step_id].attempt}
+    stale = [lease.pk for lease in leases if lease.step_id not in held]
+    if stale:
+        StepLease.objects.filter(pk__in=stale).delete()  # left by earlier attempts
+    now = timezone.now()
+    taken = []
+    for run, run_steps in claimable:
+        for step in run_steps:
+            if len(taken) >= room or step.pk in held:
+                continue  # held (or expired, waiting for `leases_expire`)
+            token = secrets.token_urlsafe(32)
+            lease = StepLease(step=step, run=run, attempt=step.attempt,
+                              token_hash=token_hash(token), holder=actor, lease_s=lease_s,
+                              claimed_at=now, expires_at=now + timedelta(seconds=lease_s))
+            audit_append(tenant_id=run.tenant_id, stream=run.stream_name,
+                         code=Code.STEP_CLAIMED, actor=actor,
+                         data={"step_id": step.step_id, "attempt": step.attempt,
+                               "lease_s": lease_s,
+                               "lease_expires_at": lease.expires_at.isoformat()})
+            taken.append((run, step, token, lease))
+    return taken
 
 
 def _claim_once(*, tenant, actor: str, step_types, workflows, max: int,
                 lease_s: int) -> list[ClaimedTask]:
+    """Claim from the oldest claimable steps: lock the runs of as many as are wanted that
+    no other claim or report holds (`engine.runs_lock_free`), re-check them under those
+    locks and lease them, all in one transaction; again with the next runs while some
+    were found taken meanwhile."""
     candidates = _candidates(tenant, step_types, workflows, limit=max * 4 + 8)
-    # Executors claiming at the same moment see the same oldest steps: each tries them in
-    # its own order, so they rarely queue on the same run lock.
-    head = candidates[: max * 2]
-    random.shuffle(head)
-    tasks = []
-    for run_id, step_id in head + candidates[max * 2:]:
-        if len(tasks) >= max:
-            break
-        task = _claim_step(tenant=tenant, run_id=run_id, step_id=step_id, actor=actor,
-                           lease_s=lease_s, step_types=step_types, workflows=workflows)
-        if task is not None:
-            tasks.append(task)
+    run_ids = list(dict.fromkeys(run_id for run_id, _ in candidates))
+    tasks: list[ClaimedTask] = []
+    while run_ids and len(tasks) < max:
+        with engine.runs_lock_free(run_ids, tenant=tenant, limit=max - len(tasks)) as runs:
+            claimable = [(run, steps) for run in runs
+                         if (steps := _claimable(run, step_types, workflows))]
+            taken = _lease(claimable, actor=actor, lease_s=lease_s,
+                           room=max - len(tasks)) if claimable else []
+            StepLease.objects.bulk_create([lease for _, _, _, lease in taken])
+        if not runs:
+            break  # every one left is held by another transaction
+        tried = {run.run_id for run in runs}
+        run_ids = [run_id for run_id in run_ids if run_id not in tried]
+        tasks += [ClaimedTask(run_id=str(run.run_id), step_id=step.step_id,
+                              attempt=step.attempt, workflow=run.definition.name,
+                              step_type=step.step_type, input=step.input or {},
+                              lease_token=token, lease_expires_at=lease.expires_at.isoformat())
+                  for run, step, token, lease in taken]
     return tasks
 
 

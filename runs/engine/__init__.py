@@ -42,6 +42,7 @@ from .lock import (
     run_insert,
     run_lock,
     run_memo,
+    runs_lock_free,
 )
 from .sql import parts_of_run, run_with_seq, steps_of_run
 from .steps import resolve_step_input, retry_delay, steps_of
@@ -54,7 +55,7 @@ __all__ = [
     "lease_renew", "parse_gate_id", "parse_run_id", "process_caches_clear",
     "resolve_step_input", "retry_delay",
     "run_advance", "run_cancel", "run_definition", "run_end", "run_fail", "run_held_new",
-    "run_insert", "run_lock", "run_memo", "run_paused_for_gate", "run_start",
+    "run_insert", "run_lock", "run_memo", "runs_lock_free", "run_paused_for_gate", "run_start",
     "run_transition", "runs_sweep", "step_conclude", "step_execute", "step_record_result",
     "parts_of_run", "run_with_seq", "steps_of", "steps_of_run",
 ]

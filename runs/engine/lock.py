@@ -14,7 +14,7 @@ service's caller can answer with the state it committed without reading it again
 
 import threading
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -172,12 +172,17 @@ def _read(run_uuid: uuid.UUID, tenant, memo: tuple | None) -> tuple:
                                 policies_stamp_sql("r.tenant_id"), with_steps=memo is None)
     if run is None:
         return _read_unjoined(run_uuid, tenant)
-    stream = AuditStream(id=run.stream_pk, tenant_id=run.tenant_id, name=run.stream_name,
-                         head_seq=run.stream_head_seq, head_hash=run.stream_head_hash)
+    stream = _stream_of(run)
     if steps is None:
         # the stream has not moved since this thread's last commit: nor have the steps
         steps = memo[1] if memo[2] == stream.head_hash else sql.steps_of_run(run_uuid)
     return run, steps, stream, policies_enabled_at(run.tenant_id, run.policies_stamp)
+
+
+def _stream_of(run: Run) -> AuditStream:
+    """The head row of a run's stream, as its lock read it (`sql.LOCK_RUN`)."""
+    return AuditStream(id=run.stream_pk, tenant_id=run.tenant_id, name=run.stream_name,
+                       head_seq=run.stream_head_seq, head_hash=run.stream_head_hash)
 
 
 def _read_unjoined(run_uuid, tenant) -> tuple:
@@ -240,7 +245,8 @@ def run_held_new(run: Run, steps: list[StepRun], stream: AuditStream,
 
 
 @contextmanager
-def _holding(run: Run, steps: list[StepRun], stream: AuditStream | None, policies: list):
+def _holding(run: Run, steps: list[StepRun], stream: AuditStream | None, policies: list,
+             send=sql.write):
     run.locked = held = Locked(steps={s.step_id: s for s in steps}, policies=policies,
                                writes=sql.RunWrites())
     with run_held(run.pk), stream_writer(tenant_id=run.tenant_id, stream=run.stream_name,
@@ -254,7 +260,7 @@ def _holding(run: Run, steps: list[StepRun], stream: AuditStream | None, policie
     if events:
         writes.events = events
         writes.head = (writer.row.pk, events[-1].seq, events[-1].hash)
-    sql.write(writes)
+    send(writes)
     del run.locked
     run.steps_left = list(held.steps.values())
 
@@ -280,3 +286,32 @@ def run_lock(run_id, *, tenant=None):
         if _memo.active and stream is not None:  # the head the writes moved it to
             transaction.on_commit(partial(_memo.keep, run_uuid, list(held.steps.values()),
                                           stream.head_hash))
+
+
+@contextmanager
+def runs_lock_free(run_ids: list, *, tenant, limit: int):
+    """Yield up to `limit` of the tenant's runs `run_ids`, in that order, locked in one
+    transaction, each held as `run_lock` holds one (its steps and policies in
+    `locked(run)`), passing over the runs another transaction holds instead of waiting
+    for them (on PostgreSQL `FOR UPDATE … SKIP LOCKED`: executors claiming at once take
+    different runs). What the block changes in them is written when it ends, in one round
+    trip, and the transaction commits. On SQLite, whose transactions hold the whole
+    database, the first `limit` that exist."""
+    uuids = [parse_run_id(run_id) for run_id in run_ids]
+    with transaction.atomic():
+        found = sql.runs_locked_free(uuids, run_stream_name(""), tenant.id,
+                                     policies_stamp_sql("r.tenant_id"), limit)
+        if found is None:
+            held = [_read(run_uuid, tenant, None) for run_uuid in uuids]
+            held = [one for one in held if one[0] is not None][:limit]
+        else:
+            held = [(run, steps, _stream_of(run),
+                     policies_enabled_at(run.tenant_id, run.policies_stamp))
+                    for run, steps in found]
+        sent: list[sql.RunWrites] = []
+        with ExitStack() as stack:
+            for run, steps, stream, policies in held:
+                run.definition, run.tenant = definition_of(run.definition_id), tenant
+                stack.enter_context(_holding(run, steps, stream, policies, send=sent.append))
+            yield [one[0] for one in held]
+        sql.write(*sent)

@@ -26,16 +26,25 @@ from runs.models import Run, StepRun
 # The run, locked, with its audit stream's head row, also locked (in READ COMMITTED a
 # locked row found changed is read again at its newest version, an unlocked joined one is
 # not), and the stamp of its tenant's policies (`gates.policies.policies_stamp_sql`).
-LOCK_RUN = """
+_LOCKED_COLUMNS = """
     SELECT r.run_id, r.tenant_id, r.definition_id, r.status, r.status_reason,
            r.paused_for_gate, r.current_step, r.step_index, r.input, r.output, r.metadata,
            r.created_by, r.created_by_key, r.idempotency_key, r.request_hash,
            r.workflow_hash, r.created_at, r.updated_at, r.started_at, r.ended_at,
            r.parent_run_id, r.parent_step_id,
            s.id AS stream_pk, s.head_seq AS stream_head_seq,
-           s.head_hash AS stream_head_hash, {stamp} AS policies_stamp
+           s.head_hash AS stream_head_hash, {stamp} AS policies_stamp"""
+LOCK_RUN = _LOCKED_COLUMNS + """
       FROM runs_run r INNER JOIN audit_auditstream s ON s.name = %s
      WHERE r.run_id = %s {tenant} {for_update}"""
+# Up to a number of a tenant's runs among some ids, locked as LOCK_RUN locks one, in the
+# order of the ids, passing over those another transaction holds (PostgreSQL; a run's
+# stream is named by a prefix and its id, `audit.services.run_stream_name`).
+LOCK_RUNS_FREE = _LOCKED_COLUMNS + """
+      FROM runs_run r INNER JOIN audit_auditstream s ON s.name = %s || r.run_id::text
+     WHERE r.run_id = ANY(%s) AND r.tenant_id = %s
+     ORDER BY array_position(%s, r.run_id) LIMIT %s
+       FOR UPDATE OF r, s SKIP LOCKED"""
 # The Run fields LOCK_RUN selects, in its order (tests/runs/test_engine_sql.py holds them
 # to the model), and those among them that hold JSON.
 LOCK_RUN_FIELDS = ("run_id", "tenant_id", "definition_id", "status", "status_reason",
@@ -93,13 +102,19 @@ DEFINITION_CURRENT = """
 
 # A run's steps, in definition order, a map step's instances after it in item order (they
 # share its index and are inserted after it), every column in STEP_FIELDS order.
-STEPS_OF_RUN = """
+_STEP_COLUMNS = """
     SELECT id, run_id, step_id, step_type, "index", after, config, status, attempt,
            started_at, ended_at, input, input_hash, output, output_hash, error, decision,
            policy_versions, receipt_seq, prev_receipt_hash, receipt_hash, lease_expires_at,
-           redeliveries, deadline_at, not_before, map_parent, map_index
+           redeliveries, deadline_at, not_before, map_parent, map_index"""
+STEPS_OF_RUN = _STEP_COLUMNS + """
       FROM runs_steprun WHERE run_id = %s
      ORDER BY "index", id
+"""
+# The steps of several runs (PostgreSQL), each run's in STEPS_OF_RUN order.
+STEPS_OF_RUNS = _STEP_COLUMNS + """
+      FROM runs_steprun WHERE run_id = ANY(%s)
+     ORDER BY run_id, "index", id
 """
 
 # A run's policy decisions and its gates, oldest first, every column (`parts_of_run`: what
@@ -341,12 +356,40 @@ def run_locked(run_id, stream_name: str, tenant_id: int | None, stamp_sql: str, 
         step_rows = steps_cursor.fetchall() if steps_cursor is not None else None
     if row is None:
         return None, None
+    steps = None if step_rows is None else [
+        instance_from_row(db, StepRun, STEP_FIELDS, _STEP_JSON, r) for r in step_rows]
+    return _locked_run(db, row), steps
+
+
+def _locked_run(db, row) -> Run:
+    """A run from a row of `_LOCKED_COLUMNS`, its stream head and policies' stamp as
+    attributes."""
     run = instance_from_row(db, Run, LOCK_RUN_FIELDS, _LOCK_RUN_JSON, row)
     run.stream_pk, run.stream_head_seq, run.stream_head_hash, run.policies_stamp = \
         row[len(LOCK_RUN_FIELDS):]
-    steps = None if step_rows is None else [
-        instance_from_row(db, StepRun, STEP_FIELDS, _STEP_JSON, r) for r in step_rows]
-    return run, steps
+    return run
+
+
+def runs_locked_free(run_ids: list, stream_prefix: str, tenant_id: int, stamp_sql: str,
+                     limit: int) -> list[tuple] | None:
+    """LOCK_RUNS_FREE, then the steps of the runs it locked (STEPS_OF_RUNS): a list of
+    (run, its steps), in the order of `run_ids`. None where the database cannot pass over
+    a locked row (SQLite: there a transaction holds the whole database)."""
+    db = _db()
+    if not db.features.has_select_for_update_skip_locked:
+        return None
+    with db.cursor() as cursor:
+        cursor.execute(LOCK_RUNS_FREE.format(stamp=stamp_sql),
+                       [stream_prefix, run_ids, tenant_id, run_ids, limit])
+        runs = [_locked_run(db, row) for row in cursor.fetchall()]
+        if not runs:
+            return []
+        cursor.execute(STEPS_OF_RUNS, [[run.run_id for run in runs]])
+        steps: dict = {run.run_id: [] for run in runs}
+        for row in cursor.fetchall():
+            step = instance_from_row(db, StepRun, STEP_FIELDS, _STEP_JSON, row)
+            steps[step.run_id].append(step)
+    return [(run, steps[run.run_id]) for run in runs]
 
 
 @dataclass
@@ -361,22 +404,25 @@ class RunWrites:
     head: tuple | None = None  # (stream pk, head seq, head hash)
 
 
-def write(writes: RunWrites) -> None:
-    """Send a lock's writes: one statement per changed row, but one for all its events; on
-    PostgreSQL in one round trip. Their errors (a unique violation, a check) surface here,
-    inside the transaction."""
+def write(*locks: RunWrites) -> None:
+    """Send the writes of one or more run locks: one statement per changed row, but one
+    for all of a run's events; on PostgreSQL in one round trip. Their errors (a unique
+    violation, a check) surface here, inside the transaction."""
     db = _db()
     v = _Values(db)
-    statements = [(STEP_SAVE, v.step(s)) for s in writes.steps.values()]
-    statements += [(DECISION_INSERT, v.decision(d)) for d in writes.decisions]
-    if writes.events:
-        statements.append((EVENTS_INSERT.format(rows=", ".join([EVENT_ROW] * len(writes.events))),
-                           [p for e in writes.events for p in v.event(e)]))
-    if writes.head is not None:
-        pk, seq, digest = writes.head
-        statements.append((HEAD_MOVE, [seq, digest, v.at(timezone.now()), True, pk]))
-    if writes.run is not None:
-        statements.append((RUN_SAVE, v.run(writes.run)))
+    statements = []
+    for writes in locks:
+        statements += [(STEP_SAVE, v.step(s)) for s in writes.steps.values()]
+        statements += [(DECISION_INSERT, v.decision(d)) for d in writes.decisions]
+        if writes.events:
+            statements.append((
+                EVENTS_INSERT.format(rows=", ".join([EVENT_ROW] * len(writes.events))),
+                [p for e in writes.events for p in v.event(e)]))
+        if writes.head is not None:
+            pk, seq, digest = writes.head
+            statements.append((HEAD_MOVE, [seq, digest, v.at(timezone.now()), True, pk]))
+        if writes.run is not None:
+            statements.append((RUN_SAVE, v.run(writes.run)))
     if not statements:
         return
     with db.cursor() as cursor, _pipelined(db):

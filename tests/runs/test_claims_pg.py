@@ -135,3 +135,43 @@ def test_a_waiting_claim_holds_no_database_connection():
     thread.join(10)
     assert result["tasks"] == []
     assert during == before
+
+
+def test_a_claim_passes_over_a_run_another_transaction_holds(advance):
+    """A claim takes the runs nobody holds and does not wait for the one a report (or
+    another claim) holds: that run's step stays claimable for the next claim."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks of concurrent transactions need PostgreSQL")
+    import threading
+
+    from django.db import connections
+
+    from runs.engine import run_lock
+
+    tenant = Tenant.objects.create(slug="tenant_claims_skip", name="Claims skip")
+    definition_publish(tenant=tenant, name="one", actor="user:priya",
+                       steps=[{"id": "a", "type": "external"}])
+    with advance():
+        held_run, free_run = [run_create(tenant=tenant, workflow="one", input={"i": i},
+                                         actor="user:olivia")[0] for i in range(2)]
+    locked, release = threading.Event(), threading.Event()
+
+    def holder():
+        try:
+            with run_lock(held_run.run_id, tenant=tenant):
+                locked.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        first = claims.tasks_claim(tenant=tenant, actor="client:e1", max=2)
+    finally:
+        release.set()
+        thread.join(10)
+    assert [task.run_id for task in first] == [str(free_run.run_id)]
+    second = claims.tasks_claim(tenant=tenant, actor="client:e2", max=2)
+    assert [task.run_id for task in second] == [str(held_run.run_id)]
