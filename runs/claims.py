@@ -49,10 +49,12 @@ LEASE_S_RANGE = (5, 600)
 EXPIRE_BATCH = 200
 LIVE = (RunStatus.RUNNING, RunStatus.PAUSED)
 
-# The lease of a step's attempt: read under the run lock by every report (`fcore.rows`).
+# The lease of a step's attempt: read under the run lock by every report (`fcore.rows`),
+# and deleted once the report is recorded.
 LEASE_OF_ATTEMPT = Rows(StepLease, """
     SELECT {columns} FROM runs_steplease l WHERE l.step_id = %s AND l.attempt = %s""",
                         alias="l")
+LEASE_DELETE = "DELETE FROM runs_steplease WHERE id = %s"
 
 
 @dataclass
@@ -273,7 +275,8 @@ def _lease_expired(run, steps, step: StepRun, lease: StepLease) -> None:
     steps_ready_announce(run.tenant_id)
 
 
-def lease_end(lease: StepLease | None) -> None:
-    """The report a lease was for is recorded (same transaction): the lease ends."""
+def lease_end(run, lease: StepLease | None) -> None:
+    """The report a lease was for is recorded: the lease ends, deleted with the run lock's
+    writes (same transaction)."""
     if lease is not None:
-        lease.delete()
+        engine.lock_statement(run, LEASE_DELETE, [lease.pk])

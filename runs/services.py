@@ -160,7 +160,7 @@ def step_report(*, tenant, run_id, step_id: str, actor: str, status: str, output
         engine.step_conclude(run, steps, step, succeeded=succeeded,
                              output=output if succeeded else None, actor=actor,
                              error=None if succeeded else (error or {"detail": "failed"}))
-        claims.lease_end(lease)
+        claims.lease_end(run, lease)
     return run
 
 

@@ -34,6 +34,7 @@ from .dispatch import ADVANCE_TASK, EXECUTE_TASK, enqueue_advance, enqueue_execu
 from .lease import lease_renew
 from .lock import (
     definition_of,
+    lock_statement,
     parse_gate_id,
     parse_run_id,
     process_caches_clear,
@@ -52,7 +53,7 @@ from .worker import step_execute
 __all__ = [
     "ADVANCE_TASK", "EXECUTE_TASK", "INTERNAL_GRACE_S", "Sweep", "advance_locked",
     "decision_context", "definition_of", "enqueue_advance", "enqueue_execute",
-    "lease_renew", "parse_gate_id", "parse_run_id", "process_caches_clear",
+    "lease_renew", "lock_statement", "parse_gate_id", "parse_run_id", "process_caches_clear",
     "resolve_step_input", "retry_delay",
     "run_advance", "run_cancel", "run_definition", "run_end", "run_fail", "run_held_new",
     "run_insert", "run_lock", "run_memo", "runs_lock_free", "run_paused_for_gate", "run_start",

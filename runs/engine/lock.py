@@ -6,8 +6,10 @@ stream's head row (`sql.LOCK_RUN`); on SQLite, transactions begin IMMEDIATE (set
 which serialises writers for the whole database.
 
 Under the lock the engine changes the run and its steps in memory and marks them changed
-(`run_changed`, `step_changed`); decisions and audit events are collected the same way.
-When the block ends they are written at once (`sql.write`), each row once, and the
+(`run_changed`, `step_changed`); decisions and audit events are collected the same way,
+and so are a holder's own statements about rows the engine does not keep
+(`lock_statement`: an executor's lease ending with its report). When the block ends they
+are written at once (`sql.write`), each row once, and the
 transaction commits. The run then keeps its steps as written (`run.steps_left`), so a
 service's caller can answer with the state it committed without reading it again.
 """
@@ -109,6 +111,13 @@ def run_changed(run: Run) -> None:
 def step_changed(run: Run, step: StepRun) -> None:
     """The step's state changed: written when the lock's block ends."""
     locked(run).writes.steps[step.pk] = step
+
+
+def lock_statement(run: Run, sql_text: str, params: list) -> None:
+    """A statement of the lock holder's own, about a row the engine does not keep (an
+    executor's lease), sent with the lock's writes in their round trip, before the
+    commit."""
+    locked(run).writes.statements.append((sql_text, params))
 
 
 def steps_added(run: Run, parent: StepRun, added: list[StepRun]) -> None:

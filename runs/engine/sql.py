@@ -402,6 +402,7 @@ class RunWrites:
     decisions: list[dict] = field(default_factory=list)
     events: list[Appended] = field(default_factory=list)
     head: tuple | None = None  # (stream pk, head seq, head hash)
+    statements: list[tuple] = field(default_factory=list)  # (sql, params): `lock_statement`
 
 
 def write(*locks: RunWrites) -> None:
@@ -423,6 +424,7 @@ def write(*locks: RunWrites) -> None:
             statements.append((HEAD_MOVE, [seq, digest, v.at(timezone.now()), True, pk]))
         if writes.run is not None:
             statements.append((RUN_SAVE, v.run(writes.run)))
+        statements += writes.statements
     if not statements:
         return
     with db.cursor() as cursor, _pipelined(db):
