@@ -12,7 +12,6 @@ Every opening, escalation and resolution also writes its notification outbox row
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_fsm import can_proceed
 
@@ -127,14 +126,12 @@ def gate_vote(*, gate: Gate, run, voter: Voter, decision: str, comment: str = ""
         if errors:
             raise BadRequest("The input does not match the gate's input schema.",
                              code=ErrorCode.INVALID_INPUT, errors=errors)
-    try:
-        with transaction.atomic():
-            Approval.objects.create(gate=gate, actor=voter.actor, decision=decision,
-                                    comment=comment, input=data)
-    except IntegrityError:
+    votes = list(gate.approvals.all())  # oldest first; no other vote lands meanwhile
+    if any(vote.actor == voter.actor for vote in votes):  # (the caller holds the run lock)
         raise Conflict("This actor has already voted on this gate.",
-                       code=ErrorCode.ALREADY_VOTED) from None
-    votes = list(gate.approvals.all())  # oldest first, this one last
+                       code=ErrorCode.ALREADY_VOTED)
+    votes.append(Approval.objects.create(gate=gate, actor=voter.actor, decision=decision,
+                                         comment=comment, input=data))
     approvals = sum(vote.decision == Vote.APPROVE for vote in votes)
     audit_append(
         tenant_id=run.tenant_id, stream=run.stream_name, code=Code.GATE_VOTE, actor=voter.actor,

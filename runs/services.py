@@ -14,6 +14,7 @@ from audit.services import audit_append
 from fcore.actors import SCHEDULER
 from fcore.errors import BadRequest, Conflict, ErrorCode, Forbidden, InvalidTransition, NotFound
 from fcore.jsonlimits import json_problem
+from fcore.rows import Rows
 from gates.gate_settings import GateSettingsError, gate_settings_clean
 from gates.models import OVERRIDE_PERMISSION, REVIEW_PERMISSION, Gate, GateStatus
 from gates.notify.links import LinkClaim, link_consume
@@ -251,12 +252,17 @@ def run_gate_override_review(*, tenant, run_id, gate_id, actor: str, note: str,
         return gate_override_review(gate=gate, run=run, actor=actor, note=note)
 
 
+# A gate by id (`fcore.rows`), read under its run's lock: gates change only under it (the
+# gates' services assert it), so the run lock holds the gate too.
+GATE_BY_ID = Rows(Gate, "SELECT {columns} FROM gates_gate g WHERE g.id = %s", alias="g")
+
+
 def _locked_gate(run: Run, gate_id) -> Gate:
-    """The run's gate, locked, with the run and its step from the run lock's steps."""
-    try:
-        gate = Gate.objects.select_for_update().get(pk=parse_gate_id(gate_id), run=run)
-    except Gate.DoesNotExist:
-        raise NotFound("No such gate.") from None
+    """The run's gate, under the run's lock, with the run and its step from the run lock's
+    steps."""
+    gate = GATE_BY_ID.first([parse_gate_id(gate_id)])
+    if gate is None or gate.run_id != run.run_id:
+        raise NotFound("No such gate.")
     gate.run = run
     if gate.step_run_id is not None:
         gate.step_run = next(step for step in engine.steps_of(run).values()

@@ -11,6 +11,8 @@ when the mail is sent.
 import logging
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
@@ -18,6 +20,7 @@ from django.utils import timezone
 
 from fcore.actors import Actor, user_actor
 from fcore.models import Membership
+from fcore.rows import Rows
 
 from ..models import DeliveryStatus, EmailNotification, Gate, GateStatus, Vote
 from .links import link_token_make, link_url
@@ -32,30 +35,40 @@ SUBJECTS = {
 }
 
 
+def _members_sql(where: str) -> str:
+    """The active members of a tenant with an email address, one row each (a person has
+    one membership of a tenant), who also match `where`."""
+    user, membership = get_user_model()._meta.db_table, Membership._meta.db_table
+    return (f"SELECT {{columns}} FROM {user} u JOIN {membership} m ON m.user_id = u.id "
+            f"WHERE m.tenant_id = %s AND u.is_active AND u.email <> '' AND {where}")
+
+
+# Those in one of two groups (the same one twice for one group), and those of two
+# usernames: read at every gate event (`fcore.rows`).
+_IN_GROUPS = Rows(get_user_model(), _members_sql(
+    f"EXISTS (SELECT 1 FROM {Membership.groups.through._meta.db_table} mg "
+    f"JOIN {Group._meta.db_table} g ON g.id = mg.group_id "
+    "WHERE mg.membership_id = m.id AND g.name IN (%s, %s))"), alias="u")
+_NAMED = Rows(get_user_model(), _members_sql("u.username IN (%s, %s)"), alias="u")
+
+
 def email_recipients(*, gate: Gate, run, event: str) -> list[tuple[object, bool]]:
     """(user, with_link) for everyone to write to about `event` on `gate`."""
-    groups = {gate.approver_group}
+    groups = [gate.approver_group, gate.approver_group]
     escalated = event == "gate.escalated" or (gate.resolution or {}).get("escalated")
     if escalated and gate.escalate_to:
-        groups.add(gate.escalate_to)
+        groups[1] = gate.escalate_to
     deciding = event != "gate.resolved"
     barred = {gate.requested_by, run.created_by}
-    members = (Membership.objects.filter(tenant_id=gate.tenant_id, groups__name__in=groups,
-                                         user__is_active=True)
-               .exclude(user__email="").select_related("user").distinct())
     people = {}
-    for membership in members:
-        user = membership.user
+    for user in _IN_GROUPS.fetch([gate.tenant_id, *groups]):
         if deciding and user_actor(user) in barred:
             continue
         people[user.pk] = (user, deciding)
-    if not deciding:
-        usernames = [Actor.parse(a).id for a in barred if a.startswith("user:")]
-        for membership in (Membership.objects.filter(tenant_id=gate.tenant_id,
-                                                     user__username__in=usernames,
-                                                     user__is_active=True)
-                           .exclude(user__email="").select_related("user")):
-            people.setdefault(membership.user.pk, (membership.user, False))
+    usernames = [Actor.parse(a).id for a in barred if a.startswith("user:")]
+    if not deciding and usernames:
+        for user in _NAMED.fetch([gate.tenant_id, *(usernames * 2)[:2]]):
+            people.setdefault(user.pk, (user, False))
     return sorted(people.values(), key=lambda item: item[0].pk)
 
 
