@@ -1,7 +1,7 @@
 """The executors phase of `bench/api.py` (issue 20 #4): governed external steps through the
 API, end to end.
 
-A feeder thread keeps `runs` runs (default `4 × clients`) of the five-step external workflow
+`feeders` threads keep `runs` runs (default `4 × clients`) of the five-step external workflow
 (`pt004_execution_spine`, amount 500: every step allowed by policy, decided, receipted and
 audited) in flight; `clients` executor threads each loop `POST /workflows/tasks/claim`
 (`max` tasks, `wait_s` 1) → `PATCH …/steps/{id}` with the lease token, for `seconds`.
@@ -60,8 +60,8 @@ def _executor(base, creds, n, stop, timings, claim_max):
     fc.close()
 
 
-def _feeder(base, creds, stop, timings, in_flight):
-    fc = _client(base, creds, "bench_feeder")
+def _feeder(base, creds, n, stop, timings, in_flight):
+    fc = _client(base, creds, f"bench_feeder_{n}")
     i = 0
     while not stop.is_set():
         with timings.lock:
@@ -72,17 +72,18 @@ def _feeder(base, creds, stop, timings, in_flight):
             continue
         i += 1
         timings.timed("create", fc.create_run, WORKFLOW, {"amount": 500},
-                      idempotency_key=f"exec-bench-{time.time_ns()}-{i}")
+                      idempotency_key=f"exec-bench-{n}-{time.time_ns()}-{i}")
     fc.close()
 
 
 def executor_phase(base: str, creds: dict, *, seconds: float, clients: int = 8,
-                   claim_max: int = 5, runs: int | None = None) -> dict:
+                   claim_max: int = 5, runs: int | None = None, feeders: int = 2) -> dict:
     """Run the phase; returns its figures (and prints them)."""
     timings, stop = Timings(), threading.Event()
     in_flight = runs or 4 * clients
-    threads = [threading.Thread(target=_feeder, args=(base, creds, stop, timings,
-                                                       in_flight))]
+    threads = [threading.Thread(target=_feeder, args=(base, creds, n, stop, timings,
+                                                       in_flight))
+               for n in range(feeders)]
     threads += [threading.Thread(target=_executor,
                                  args=(base, creds, n, stop, timings, claim_max))
                 for n in range(clients)]
@@ -98,7 +99,7 @@ def executor_phase(base: str, creds: dict, *, seconds: float, clients: int = 8,
                "runs_completed_per_s": timings.completed / elapsed,
                "errors": timings.errors}
     print(f"executors: {clients} threads claim (max {claim_max}) + report, "
-          f"one feeder keeping {in_flight} runs in flight, {seconds:.0f} s")
+          f"{feeders} feeders keeping {in_flight} runs in flight, {seconds:.0f} s")
     for kind, values in sorted(timings.values.items()):
         values = sorted(values)
         p99 = statistics.quantiles(values, n=100)[98] * 1000 if len(values) > 1 else 0

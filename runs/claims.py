@@ -132,7 +132,7 @@ def _lease(claimable: list[tuple], *, actor: str, lease_s: int, room: int) -> li
     (run, step, token, lease) for up to `room` steps that no executor holds, each with
     its `FC-STEP-006` event; the caller inserts the leases."""
     steps = {step.pk: step for _, run_steps in claimable for step in run_steps}
-    leases = StepLease.objects.filter(step_id__in=list(steps))
+    leases = list(StepLease.objects.filter(step_id__in=list(steps)))
     held = {lease.step_id for lease in leases if lease.attempt == steps[lease.step_id].attempt}
     stale = [lease.pk for lease in leases if lease.step_id not in held]
     if stale:
