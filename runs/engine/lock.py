@@ -311,8 +311,10 @@ def runs_lock_free(run_ids: list, *, tenant, limit: int):
         found = sql.runs_locked_free(uuids, run_stream_name(""), tenant.id,
                                      policies_stamp_sql("r.tenant_id"), limit)
         if found is None:
-            held = [_read(run_uuid, tenant, None) for run_uuid in uuids]
-            held = [one for one in held if one[0] is not None][:limit]
+            held = []
+            for run_uuid in uuids:
+                if len(held) < limit and (one := _read(run_uuid, tenant, None))[0] is not None:
+                    held.append(one)
         else:
             held = [(run, steps, _stream_of(run),
                      policies_enabled_at(run.tenant_id, run.policies_stamp))

@@ -8,8 +8,9 @@ as SQL with its purpose, and executed through Django's public cursor API
 On PostgreSQL, with `server_side_binding` on (settings), psycopg prepares each one on the
 server after five uses.
 
-`RunWrites` holds what one run lock changed, and `write` sends it: on PostgreSQL in one
-psycopg pipeline (one round trip), before the transaction commits.
+`RunWrites` holds what one run lock changed, and `write` sends it (or those of several
+locks held in one transaction, `lock.runs_lock_free`): on PostgreSQL in one psycopg
+pipeline (one round trip), before the transaction commits.
 """
 
 from contextlib import ExitStack, nullcontext
