@@ -17,18 +17,25 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True),
               pytest.mark.usefixtures("audit_streams_verify")]
 
 RUNS, THREADS = 6, 8
+ONE_STEP = [{"id": "a", "type": "external"}]
+
+
+def runs_of(advance, slug: str, steps: list, count: int) -> tuple:
+    """A tenant `slug` with a workflow of `steps`, and `count` of its runs started."""
+    tenant = Tenant.objects.create(slug=slug, name=slug)
+    definition_publish(tenant=tenant, name="work", actor="user:priya", steps=steps)
+    with advance():
+        runs = [run_create(tenant=tenant, workflow="work", input={"i": i},
+                           actor="user:olivia")[0] for i in range(count)]
+    return tenant, runs
 
 
 def test_racing_claims_hand_each_step_to_one_executor(advance):
     if connection.vendor != "postgresql":
         pytest.skip("concurrent transactions need PostgreSQL")
-    tenant = Tenant.objects.create(slug="tenant_claims_pg", name="Claims PG")
-    definition_publish(tenant=tenant, name="two", actor="user:priya", steps=[
+    tenant, runs = runs_of(advance, "tenant_claims_pg", [
         {"id": "a", "type": "external:work"},
-        {"id": "b", "type": "external:work", "after": ["a"]}])
-    with advance():
-        runs = [run_create(tenant=tenant, workflow="two", input={"i": i},
-                           actor="user:olivia")[0] for i in range(RUNS)]
+        {"id": "b", "type": "external:work", "after": ["a"]}], RUNS)
 
     def executor(i):
         """Claim and report until a claim comes back empty twice in a row."""
@@ -66,12 +73,7 @@ def test_claims_racing_a_cancel_lose_cleanly(advance):
         pytest.skip("concurrent transactions need PostgreSQL")
     from runs.services import run_set_status
 
-    tenant = Tenant.objects.create(slug="tenant_claims_cancel", name="Claims cancel")
-    definition_publish(tenant=tenant, name="one", actor="user:priya",
-                       steps=[{"id": "a", "type": "external"}])
-    with advance():
-        runs = [run_create(tenant=tenant, workflow="one", input={"i": i},
-                           actor="user:olivia")[0] for i in range(RUNS)]
+    tenant, runs = runs_of(advance, "tenant_claims_cancel", ONE_STEP, RUNS)
 
     def actor(i):
         if i == 0:
@@ -148,12 +150,7 @@ def test_a_claim_passes_over_a_run_another_transaction_holds(advance):
 
     from runs.engine import run_lock
 
-    tenant = Tenant.objects.create(slug="tenant_claims_skip", name="Claims skip")
-    definition_publish(tenant=tenant, name="one", actor="user:priya",
-                       steps=[{"id": "a", "type": "external"}])
-    with advance():
-        held_run, free_run = [run_create(tenant=tenant, workflow="one", input={"i": i},
-                                         actor="user:olivia")[0] for i in range(2)]
+    tenant, (held_run, free_run) = runs_of(advance, "tenant_claims_skip", ONE_STEP, 2)
     locked, release = threading.Event(), threading.Event()
 
     def holder():
